@@ -1,0 +1,1 @@
+"""Hookhub consumers: payments, production and notifications on one runtime."""

@@ -1,0 +1,71 @@
+"""notifications: delivers events to the configured HTTP endpoint as signed outbound webhooks.
+
+Signed with the Standard Webhooks scheme (`webhook-id` = the event id, so a receiver can drop a
+repeat), every attempt recorded. 5xx, timeouts and connection errors are retried with backoff;
+a 4xx answer is permanent (the endpoint will not change its mind), straight to the DLQ.
+"""
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+import standardwebhooks
+from hookhub.events import Event
+from hookhub.observability import log
+
+from hookhub_consumers.retries import Permanent, Retry
+from hookhub_consumers.runtime import Context, Outcome
+from hookhub_consumers.store import Delivery
+
+
+def payload(event: Event) -> bytes:
+    """The Standard Webhooks payload: type, timestamp and the event's data."""
+    try:
+        data = json.loads(event.data)
+    except ValueError:
+        data = event.data.decode(errors="replace")
+    body = {"type": event.type, "timestamp": event.time.isoformat(), "id": event.id, "data": data}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def signed_headers(event_id: str, body: bytes, secret: str, now: datetime) -> dict[str, str]:
+    signature = standardwebhooks.Webhook(secret).sign(event_id, now, body.decode())
+    return {
+        "content-type": "application/json",
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+async def handle(event: Event, ctx: Context) -> Outcome:
+    url = ctx.settings.notify_url
+    if not url:
+        log.info("notification.skipped", reason="HOOKHUB_NOTIFY_URL is not set")
+        return Outcome()
+    if ctx.settings.notify_secret is None:
+        raise Retry("HOOKHUB_NOTIFY_SECRET is not set: refusing to send unsigned notifications")
+    body = payload(event)
+    headers = signed_headers(
+        event.id, body, ctx.settings.notify_secret.get_secret_value(), datetime.now(UTC)
+    )
+    previous = await ctx.store.deliveries(event.id)
+    delivery = Delivery(event.id, event.type, url, attempt=len(previous) + 1)
+    try:
+        response = await ctx.http.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        delivery.error = f"{type(exc).__name__}: {exc}"
+        await ctx.store.record_delivery(delivery)
+        raise Retry(f"notification endpoint unreachable: {delivery.error}") from None
+    delivery.status_code = response.status_code
+    delivery.delivered = response.is_success
+    if not response.is_success:
+        delivery.error = response.text[:500]
+    await ctx.store.record_delivery(delivery)
+    if response.status_code >= 500 or response.status_code == 429:
+        raise Retry(f"notification endpoint answered {response.status_code}")
+    if not response.is_success:
+        raise Permanent(
+            f"notification endpoint answered {response.status_code}: {response.text[:200]}"
+        )
+    return Outcome()

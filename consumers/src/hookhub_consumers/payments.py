@@ -1,0 +1,132 @@
+"""payments: keeps each order's payment state and turns providers' webhooks into payment events.
+
+order.created              → the order's details (status pending, unless a payment came first)
+<provider>.<type> webhooks → normalised (payment_providers) → payment.approved|declined|refunded
+"""
+
+from dataclasses import replace
+from typing import Any
+
+from hookhub.events import Event
+from hookhub.providers import PROVIDERS
+from pydantic import BaseModel, ValidationError
+
+from hookhub_consumers import payment_providers
+from hookhub_consumers.mercadopago import MercadoPagoClient, ProviderUnavailable
+from hookhub_consumers.retries import Permanent, Retry
+from hookhub_consumers.runtime import Context, Outcome, emitted, event_json
+from hookhub_consumers.store import Order, PaymentStatus
+
+NAME = "payments"
+
+# Which payment outcome may follow which state; anything else is stale or repeated and ignored.
+TRANSITIONS: dict[PaymentStatus, set[str]] = {
+    "pending": {"approved", "declined", "refunded"},
+    "declined": {"approved"},
+    "approved": {"refunded"},
+    "refunded": set(),
+}
+
+
+class OrderCreated(BaseModel):
+    """The public contract of `order.created` data."""
+
+    order_id: str
+    customer: dict[str, Any]
+    items: list[Any]
+    amount: int
+    currency: str
+
+
+def next_status(current: PaymentStatus, outcome: str) -> PaymentStatus | None:
+    """The order's new payment status after `outcome`, or None when it changes nothing."""
+    return outcome if outcome in TRANSITIONS[current] else None  # type: ignore[return-value]
+
+
+async def handle(event: Event, ctx: Context) -> Outcome:
+    if event.type == "order.created":
+        return await _order_created(event, ctx)
+    provider, _, provider_type = event.type.partition(".")
+    if provider in PROVIDERS and PROVIDERS[provider].payment:
+        return await _provider_webhook(event, ctx, provider, provider_type)
+    raise Permanent(f"payments does not handle {event.type}")
+
+
+async def _order_created(event: Event, ctx: Context) -> Outcome:
+    try:
+        created = OrderCreated.model_validate(event_json(event))
+    except ValidationError as exc:
+        raise Permanent(
+            f"order.created data does not match the contract: {exc.errors()[0]['msg']} "
+            f"at {'.'.join(map(str, exc.errors()[0]['loc']))}"
+        ) from None
+    order = await ctx.store.get_order(created.order_id) or Order(created.order_id)
+    # A payment may have arrived first: keep its status, add what the storefront knows.
+    updated = replace(
+        order,
+        customer=created.customer,
+        items=created.items,
+        amount=created.amount,
+        currency=created.currency,
+    )
+    return Outcome(save=lambda store, marker, outbox: store.save_order(updated, marker, outbox))
+
+
+async def _provider_webhook(
+    event: Event, ctx: Context, provider: str, provider_type: str
+) -> Outcome:
+    payload = event_json(event)
+    try:
+        payment_id = payment_providers.needs_fetch(provider, payload)
+        if payment_id is not None:
+            resource = await _mercadopago(ctx).get_payment(payment_id)
+            update = payment_providers.normalise_mercadopago_payment(resource)
+        else:
+            update = payment_providers.normalise(provider, provider_type, payload)
+    except ProviderUnavailable as exc:
+        raise Retry(str(exc)) from None
+    except payment_providers.UnusablePayload as exc:
+        raise Permanent(f"{event.type}: {exc}") from None
+    if update is None:  # not about a payment outcome (e.g. payment_intent.created)
+        return Outcome()
+    order = await ctx.store.get_order(update.order_id) or Order(update.order_id)
+    status = next_status(order.status, update.outcome)
+    if status is None:
+        return Outcome()
+    paid = replace(
+        order,
+        status=status,
+        provider=update.provider,
+        payment_id=update.payment_id,
+        amount=order.amount if order.amount is not None else update.amount,
+        currency=order.currency or update.currency,
+    )
+    payment_event = emitted(
+        event,
+        NAME,
+        f"payment.{status}",
+        {
+            "order_id": paid.order_id,
+            "provider": update.provider,
+            "payment_id": update.payment_id,
+            "amount": update.amount,
+            "currency": update.currency,
+            "customer": paid.customer,
+        },
+    )
+    return Outcome(
+        emit=[payment_event],
+        save=lambda store, marker, outbox: store.save_order(paid, marker, outbox),
+    )
+
+
+def _mercadopago(ctx: Context) -> MercadoPagoClient:
+    token = ctx.settings.mercadopago_access_token
+    if token is None:
+        raise Retry("HOOKHUB_MERCADOPAGO_ACCESS_TOKEN is not set: cannot fetch the payment")
+    return MercadoPagoClient(
+        ctx.settings.mercadopago_api_url,
+        token.get_secret_value(),
+        ctx.settings.notify_timeout_s,
+        http=ctx.http,  # the process's one pooled client
+    )

@@ -1,0 +1,68 @@
+"""The failure policy: what happens to a message whose handling failed.
+
+Business code asks for a retry by raising `Retry` (or any unexpected exception) and gives up by
+raising `Permanent`. `decide` turns the attempt count and the configured delays into the next step;
+the runtime carries it out. Attempts travel with the message in the `x-hookhub-attempts` header.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hookhub.dlq import (
+    ATTEMPTS_HEADER,
+    FAILED_AT_HEADER,
+    FAILED_IN_HEADER,
+    REASON_HEADER,
+    ROUTING_KEY_HEADER,
+)
+
+
+class Retry(Exception):
+    """A failure that may pass: retry with backoff, then dead-letter."""
+
+
+class Permanent(Exception):
+    """A failure that retrying cannot fix: dead-letter at once with this reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+
+
+def attempts_so_far(headers: dict[str, Any] | None) -> int:
+    """How many times this message has failed before (0 on its first delivery)."""
+    value = (headers or {}).get(ATTEMPTS_HEADER, 0)
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+
+
+def decide(
+    error: BaseException, attempts: int, delays_s: tuple[float, ...]
+) -> RetryLater | DeadLetter:
+    """The next step after the `attempts`-th failure (1-based) ended in `error`."""
+    reason = f"{type(error).__name__}: {error}"
+    if isinstance(error, Permanent):
+        return DeadLetter(f"permanent failure: {error}")
+    if attempts > len(delays_s):
+        return DeadLetter(f"gave up after {attempts} attempts; last error {reason}")
+    return RetryLater(delays_s[attempts - 1])
+
+
+def failure_headers(
+    headers: dict[str, Any] | None, *, consumer: str, attempts: int, reason: str, routing_key: str
+) -> dict[str, Any]:
+    """The message's headers plus what an operator needs to see why it failed."""
+    return {
+        **(headers or {}),
+        ATTEMPTS_HEADER: attempts,
+        REASON_HEADER: reason[:1000],
+        FAILED_AT_HEADER: datetime.now(UTC).isoformat(),
+        FAILED_IN_HEADER: consumer,
+        ROUTING_KEY_HEADER: (headers or {}).get(ROUTING_KEY_HEADER) or routing_key,
+    }

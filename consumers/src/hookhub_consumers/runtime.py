@@ -1,0 +1,310 @@
+"""The consumer runtime, written once for every consumer.
+
+A message goes runtime → handler → store/publish. The handler computes; the runtime acts: it
+saves the state change, the event's processed-marker and the follow-up events (the outbox) in
+one atomic write, then publishes the follow-ups (waiting for the broker's confirms), and only
+then acks. Any failure on the way sends the message to a
+retry queue or the dead-letter queue, decided in one place (`_settle_failure`).
+"""
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aio_pika
+import httpx
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from hookhub import topology
+from hookhub.broker import Broker
+from hookhub.events import Event, moved_copy
+from hookhub.observability import log
+from hookhub.settings import Settings
+from prometheus_client import Counter, Histogram
+
+from hookhub_consumers import retries
+from hookhub_consumers.store import ConcurrentUpdate, Marker, Store, open_store
+
+MESSAGES = Counter(
+    "hookhub_consumer_messages_total",
+    "Messages handled, by consumer and outcome (processed, duplicate, retried, dead_lettered)",
+    ["consumer", "outcome"],
+)
+HANDLE_SECONDS = Histogram(
+    "hookhub_consumer_handle_seconds", "Time to handle one message, effects included", ["consumer"]
+)
+# Two events for the same order handled at once: one save loses the version race. Re-reading
+# and handling again at once is cheaper than a trip through the retry queues.
+CONFLICT_RETRIES = 3
+
+
+@dataclass
+class Outcome:
+    """What handling an event decided: events to emit, and how to save the state change with
+    the marker and the outbox (`save(store, marker, outbox)`, one atomic store write)."""
+
+    emit: list[Event] = field(default_factory=list)
+    save: Callable[[Store, Marker, Sequence[str]], Awaitable[bool]] | None = None
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    http: httpx.AsyncClient
+    consumer: str
+
+
+Handler = Callable[[Event, Context], Awaitable[Outcome]]
+
+
+def handlers() -> dict[str, Handler]:
+    from hookhub_consumers import notifications, payments, production
+
+    return {
+        "payments": payments.handle,
+        "production": production.handle,
+        "notifications": notifications.handle,
+    }
+
+
+class Consumer:
+    """One consumer on its work queue: competing with its other processes, prefetch-bounded."""
+
+    def __init__(
+        self, name: str, handler: Handler, settings: Settings, store: Store, http: httpx.AsyncClient
+    ):
+        self.name = name
+        self.handler = handler
+        self.settings = settings
+        self.context = Context(settings, store, http, name)
+        self.broker = Broker(settings, on_connected=self._subscribe)
+        self._in_hand: set[asyncio.Task[None]] = set()
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # event key → lock, its users
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+
+    async def check(self) -> bool:
+        """Ready: subscribed, and the broker takes and confirms our publishes (actively
+        re-checked after a confirm stalled, so one slow confirm does not stick)."""
+        return await self.broker.check() and self._consumer_tag is not None
+
+    async def start(self) -> None:
+        await self.broker.start()
+
+    async def _subscribe(self, connection: AbstractRobustConnection) -> None:
+        # A robust channel re-opens and re-subscribes by itself after a reconnect.
+        self._channel = await connection.channel()
+        await self._channel.set_qos(prefetch_count=self.settings.prefetch_count)
+        # Declared (passively) through the robust channel, not fetched: only queues it declared
+        # itself are re-subscribed after a reconnect.
+        self._queue = await self._channel.declare_queue(
+            topology.work_queue(self.name), passive=True
+        )
+        self._consumer_tag = await self._queue.consume(self._on_message)
+        log.info("consumer.started", consumer=self.name, prefetch=self.settings.prefetch_count)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_hand.add(task)
+        try:
+            await self.process(message)
+        finally:
+            if task is not None:
+                self._in_hand.discard(task)
+
+    async def process(self, message: AbstractIncomingMessage) -> None:
+        """Handle one message; whatever happens, it ends acked, in a retry queue, in the DLQ, or
+        (when even parking it fails) back with the broker."""
+        try:
+            event = Event.from_message(message)
+        except Exception as error:  # headers no Hookhub publisher wrote: nothing to retry
+            await self._settle_failure(message, retries.Permanent(f"not a Hookhub event: {error}"))
+            return
+        marker = Marker.of(self.name, event.source, event.id)
+        with structlog.contextvars.bound_contextvars(
+            consumer=self.name,
+            event_id=event.id,
+            correlation_id=event.correlation_id,
+            type=event.type,
+        ):
+            started = time.perf_counter()
+            try:
+                outcome_name = await self._handle(event, marker)
+            except Exception as error:  # every failure is settled here, none escapes
+                await self._settle_failure(message, error)
+                return
+            finally:
+                HANDLE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            await message.ack()
+            MESSAGES.labels(self.name, outcome_name).inc()
+            log.info("event.processed", outcome=outcome_name)
+
+    async def _handle(self, event: Event, marker: Marker) -> str:
+        # Two copies of one event in hand at once (a provider's retry, a re-published follow-up)
+        # would both pass the marker check; one at a time, the second finds the first's marker.
+        async with self._one_at_a_time(marker.event_key):
+            return await self._handle_once(event, marker)
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def _handle_once(self, event: Event, marker: Marker) -> str:
+        store = self.context.store
+        if await store.is_processed(marker):
+            await self._publish_outbox(marker)  # what a crash after the commit left unsent
+            return "duplicate"
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            outcome = await self.handler(event, self.context)
+            # The follow-ups are saved with the state change (the outbox) and published only
+            # after the commit: a decision that loses the race to another event's is never sent.
+            outbox = [follow_up.to_json() for follow_up in outcome.emit]
+            try:
+                if outcome.save is not None:
+                    saved = await outcome.save(store, marker, outbox)
+                elif outbox:
+                    raise RuntimeError(f"{self.name}: a handler that emits must save its state")
+                else:
+                    saved = await store.mark_processed(marker)
+            except ConcurrentUpdate:
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                continue
+            if not saved:  # another delivery of this event saved first: send what it left
+                await self._publish_outbox(marker)
+                return "duplicate"
+            await self._publish(marker, outcome.emit)
+            return "processed"
+        raise AssertionError("unreachable")
+
+    async def _publish_outbox(self, marker: Marker) -> None:
+        """Publish what is still saved under this marker (after a crash, or by another copy)."""
+        pending = await self.context.store.pending(marker)
+        await self._publish(marker, [Event.from_json(text) for text in pending])
+
+    async def _publish(self, marker: Marker, outbox: list[Event]) -> None:
+        """Publish the saved outbox, then forget it. Its ids derive from the cause, so
+        publishing it again after a crash is deduplicated downstream."""
+        for follow_up in outbox:
+            await self.broker.publish(follow_up)
+        if outbox:
+            await self.context.store.sent(marker)
+
+    async def _settle_failure(self, message: AbstractIncomingMessage, error: Exception) -> None:
+        """Retry later or dead-letter; ack the original only once its copy is confirmed."""
+        attempts = retries.attempts_so_far(message.headers) + 1
+        step = retries.decide(error, attempts, self.settings.retry_delays_s)
+        if isinstance(step, retries.RetryLater):
+            target, outcome = topology.retry_queue(self.name, step.delay_s), "retried"
+            reason = f"{type(error).__name__}: {error}"
+        else:
+            target, outcome, reason = (
+                topology.dead_letter_queue(self.name),
+                "dead_lettered",
+                step.reason,
+            )
+        headers = retries.failure_headers(
+            dict(message.headers or {}),
+            consumer=self.name,
+            attempts=attempts,
+            reason=reason,
+            routing_key=message.routing_key or "",
+        )
+        copy = moved_copy(message, headers)
+        try:
+            await self.broker.publish_to_queue(copy, target)
+        except Exception as error:  # BrokerUnavailable, or a copy the broker cannot take
+            # The copy may not exist: leave the original with the broker. The delivery limit
+            # stops this from looping forever.
+            log.warning("event.requeued", reason=reason, error=f"could not park it: {error}")
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        MESSAGES.labels(self.name, outcome).inc()
+        log_method = log.warning if outcome == "retried" else log.error
+        log_method(f"event.{outcome}", attempts=attempts, reason=reason, queue=target)
+
+    async def stop(self) -> None:
+        """Stop taking messages, finish those in hand, then close."""
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except Exception:  # the connection may already be gone; nothing then is in hand
+                pass
+        if self._in_hand:
+            await asyncio.wait(self._in_hand, timeout=30)
+        await self.broker.close()
+
+
+async def _all_ready(consumers: list[Consumer]) -> bool:
+    return all([await consumer.check() for consumer in consumers])
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM: the consumer then stops taking and drains."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_consumers(
+    settings: Settings, names: Iterable[str], stop: asyncio.Event, *, probe_port: int | None = None
+) -> None:
+    """Run the named consumers in this process until `stop` is set."""
+    table = handlers()
+    store = open_store(settings.store_url)
+    async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http:
+        consumers = [Consumer(name, table[name], settings, store, http) for name in names]
+        for consumer in consumers:
+            await consumer.start()
+        probes = None
+        if probe_port is not None:
+            from hookhub_consumers.probes import serve_probes
+
+            probes = asyncio.create_task(
+                serve_probes(lambda: _all_ready(consumers), probe_port, stop)
+            )
+        await stop.wait()
+        log.info("consumers.stopping", consumers=[c.name for c in consumers])
+        await asyncio.gather(*(c.stop() for c in consumers))
+        if probes:
+            await probes
+    await store.close()
+
+
+def event_json(event: Event) -> dict:
+    """The event's data as a JSON object, or a permanent failure saying why not."""
+    try:
+        data = json.loads(event.data)
+    except ValueError:
+        raise retries.Permanent(f"{event.type}: data is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise retries.Permanent(f"{event.type}: data is not a JSON object")
+    return data
+
+
+def emitted(cause: Event, consumer: str, type: str, data: dict) -> Event:
+    """A domain event this consumer emits because of `cause`."""
+    body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    return cause.follow_up(
+        type=type, source=f"/consumers/{consumer}", data=body, subject=data.get("order_id")
+    )

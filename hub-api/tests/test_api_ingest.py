@@ -1,0 +1,167 @@
+"""Accepted events: what the caller gets back and what lands on a bound queue."""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import aio_pika
+import pytest
+from hookhub.events import CE_PREFIX, EXCHANGE
+from hookhub.providers import PROVIDERS
+from hookhub.topology import UNROUTED_QUEUE
+from provider_webhooks import webhook
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_signed_webhook_is_answered_202_with_the_provider_event_id_and_type(api, provider):
+    hook = webhook(provider)
+
+    response = await api.post(**hook.request())
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"id": hook.event_id, "type": hook.event_type}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_signed_webhook_reaches_a_bound_queue_byte_identical_with_the_contract_properties(
+    api, capture, provider
+):
+    hook = webhook(provider)
+    queue = await capture(hook.event_type)
+    sent_at = datetime.now(UTC)
+
+    response = await api.post(**hook.request())
+
+    assert response.status_code == 202, response.text
+    message = await queue.get()
+    assert message.body == hook.body
+    assert message.routing_key == hook.event_type
+    assert message.message_id == hook.event_id
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.content_type == "application/json"
+    assert abs(message.timestamp - sent_at) < timedelta(seconds=5)
+    headers = message.headers
+    assert headers[f"{CE_PREFIX}specversion"] == "1.0"
+    assert headers[f"{CE_PREFIX}id"] == hook.event_id
+    assert headers[f"{CE_PREFIX}source"] == f"/webhooks/{provider}"
+    assert headers[f"{CE_PREFIX}type"] == hook.event_type
+    assert abs(datetime.fromisoformat(headers[f"{CE_PREFIX}time"]) - sent_at) < timedelta(seconds=5)
+    assert await queue.empty()
+
+
+async def test_concurrent_webhooks_are_each_confirmed_and_published_once(api, capture):
+    hooks = [webhook(provider) for provider in PROVIDERS for _ in range(10)]
+    queue = await capture(*{hook.event_type for hook in hooks})
+
+    responses = await asyncio.gather(*(api.post(**hook.request()) for hook in hooks))
+
+    assert [r.status_code for r in responses] == [202] * len(hooks)
+    published = [(await queue.get()).message_id for _ in hooks]
+    assert sorted(published) == sorted(hook.event_id for hook in hooks)
+    assert await queue.empty()
+
+
+async def test_a_given_correlation_id_is_echoed_and_set_on_the_message(api, capture):
+    hook = webhook("stripe")
+    queue = await capture(hook.event_type)
+    request = hook.request()
+    request["headers"]["x-correlation-id"] = "corr-from-the-gateway-1"
+
+    response = await api.post(**request)
+
+    assert response.status_code == 202, response.text
+    assert response.headers["x-correlation-id"] == "corr-from-the-gateway-1"
+    assert (await queue.get()).correlation_id == "corr-from-the-gateway-1"
+
+
+async def test_a_missing_correlation_id_is_generated_echoed_and_set_on_the_message(api, capture):
+    hook = webhook("github")
+    queue = await capture(hook.event_type)
+
+    response = await api.post(**hook.request())
+
+    assert response.status_code == 202, response.text
+    generated = response.headers["x-correlation-id"]
+    assert uuid.UUID(generated)
+    assert (await queue.get()).correlation_id == generated
+
+
+async def test_traceparent_is_passed_through_to_the_message(api, capture):
+    hook = webhook("hmac")
+    queue = await capture(hook.event_type)
+    request = hook.request()
+    request["headers"]["traceparent"] = TRACEPARENT
+
+    response = await api.post(**request)
+
+    assert response.status_code == 202, response.text
+    assert (await queue.get()).headers["traceparent"] == TRACEPARENT
+
+
+async def test_internal_event_is_published_with_its_data_and_cloudevents_attributes(api, capture):
+    queue = await capture("order.created")
+    event = {
+        "specversion": "1.0",
+        "type": "order.created",
+        "id": f"ord-{uuid.uuid4()}",
+        "subject": "order/o1",
+        "data": {"order_id": "o1", "amount": 4990},
+    }
+
+    response = await api.post(
+        "/events",
+        content=json.dumps(event),
+        headers={"content-type": "application/cloudevents+json"},
+    )
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"id": event["id"], "type": "order.created"}
+    message = await queue.get()
+    assert json.loads(message.body) == {"order_id": "o1", "amount": 4990}
+    assert message.message_id == event["id"]
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.content_type == "application/json"
+    assert message.headers[f"{CE_PREFIX}type"] == "order.created"
+    assert message.headers[f"{CE_PREFIX}subject"] == "order/o1"
+
+
+async def test_internal_event_source_is_the_gateway_caller_not_what_the_body_claims(api, capture):
+    queue = await capture("order.created")
+    event = {"type": "order.created", "source": "/forged/payments", "data": {"order_id": "o2"}}
+
+    response = await api.post(
+        "/events",
+        content=json.dumps(event),
+        headers={"content-type": "application/json", "x-consumer-username": "storefront"},
+    )
+
+    assert response.status_code == 202, response.text
+    assert (await queue.get()).headers[f"{CE_PREFIX}source"] == "/events/storefront"
+
+
+async def test_an_event_no_queue_is_bound_for_lands_in_hookhub_unrouted(api, broker):
+    event_type = f"nobody.listens.{uuid.uuid4().hex}"
+
+    response = await api.post(
+        "/events",
+        content=json.dumps({"type": event_type, "data": {"n": 1}}),
+        headers={"content-type": "application/json"},
+    )
+
+    assert response.status_code == 202, response.text
+    event_id = response.json()["id"]
+    channel = await broker.channel()
+    unrouted = await channel.get_queue(UNROUTED_QUEUE)
+    # Other unbound test events share the session's unrouted queue; look for this one.
+    found = None
+    while found is None and (message := await unrouted.get(no_ack=True, fail=False)) is not None:
+        if message.message_id == event_id:
+            found = message
+    await channel.close()
+    assert found is not None, f"{event_id} is not in {UNROUTED_QUEUE}"
+    assert found.routing_key == event_type
+    assert found.exchange == EXCHANGE
+    assert json.loads(found.body) == {"n": 1}

@@ -1,0 +1,364 @@
+"""Bad input gets a clear 4xx and nothing reaches the exchange: a "#"-bound queue stays empty."""
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from api_processes import RunningApi, running_api
+from provider_webhooks import webhook
+
+from conftest import GATEWAY_SECRET
+from tests.support.signing import signed_request
+
+SMALL_LIMIT_BYTES = 1024
+UNCONFIGURED = "kiwify"
+# Where each provider's proof of origin travels, to leave it out.
+SIGNATURE_FIELD = {
+    "stripe": ("headers", "stripe-signature"),
+    "github": ("headers", "x-hub-signature-256"),
+    "standardwebhooks": ("headers", "webhook-signature"),
+    "mercadopago": ("headers", "x-signature"),
+    "hotmart": ("headers", "x-hotmart-hottok"),
+    "kiwify": ("params", "signature"),
+    "hmac": ("headers", "x-hookhub-signature"),
+}
+WRONG_SECRET = {
+    provider: "whsec_" + base64.b64encode(b"not-the-secret").decode()
+    if provider == "standardwebhooks"
+    else "not-the-secret"
+    for provider in SIGNATURE_FIELD
+}
+TIMESTAMPED = ("stripe", "standardwebhooks", "mercadopago", "hmac")
+BODY_SIGNED = ("stripe", "github", "standardwebhooks", "kiwify", "hmac")
+STALE_S = 3600
+
+
+@pytest.fixture(scope="module")
+def limited_api(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    """A second hub-api with a 1 KiB body limit and no secret for Kiwify."""
+    with running_api(
+        amqp_url,
+        tmp_path_factory.mktemp("limited-api"),
+        HOOKHUB_MAX_BODY_BYTES=str(SMALL_LIMIT_BYTES),
+        **{f"HOOKHUB_SECRET_{UNCONFIGURED.upper()}": ""},
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def limited(limited_api: RunningApi):
+    async with limited_api.client() as client:
+        yield client
+
+
+@pytest.fixture
+async def everything(capture):
+    """A queue bound with "#": whatever reaches the exchange lands here."""
+    return await capture("#")
+
+
+async def assert_nothing_published(queue) -> None:
+    await asyncio.sleep(0.05)  # a wrongly published message would already be routed by now
+    assert await queue.empty(), "a rejected request reached the exchange"
+
+
+def event_request(event: object, content_type: str = "application/cloudevents+json") -> dict:
+    content = event if isinstance(event, str | bytes) else json.dumps(event)
+    return {"url": "/events", "content": content, "headers": {"content-type": content_type}}
+
+
+async def test_unknown_provider_is_404_and_nothing_published(api, everything):
+    response = await api.post(
+        "/webhooks/paypal", content=b"{}", headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 404
+    assert response.json()["detail"].startswith("unknown provider 'paypal'; known: stripe, github")
+    await assert_nothing_published(everything)
+
+
+async def test_provider_without_a_secret_is_404_naming_its_variable_and_nothing_published(
+    limited, everything
+):
+    response = await limited.post(**webhook(UNCONFIGURED).request())
+
+    assert response.status_code == 404
+    assert response.json()["detail"] == (
+        f"provider '{UNCONFIGURED}' is not enabled here: set HOOKHUB_SECRET_{UNCONFIGURED.upper()}"
+    )
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize("provider", SIGNATURE_FIELD)
+async def test_missing_signature_is_401_and_nothing_published(api, everything, provider):
+    request = webhook(provider).request()
+    where, name = SIGNATURE_FIELD[provider]
+    del request[where][name]
+
+    response = await api.post(**request)
+
+    assert response.status_code == 401
+    assert response.json()["detail"].startswith("signature rejected:")
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize("provider", SIGNATURE_FIELD)
+async def test_signature_made_with_the_wrong_secret_is_401_and_nothing_published(
+    api, everything, provider
+):
+    hook = webhook(provider)
+    headers, query, body = signed_request(
+        provider, hook.body, **hook.overrides, secret=WRONG_SECRET[provider]
+    )
+
+    response = await api.post(hook.request()["url"], content=body, headers=headers, params=query)
+
+    assert response.status_code == 401
+    assert response.json()["detail"].startswith("signature rejected:")
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize("provider", BODY_SIGNED)
+async def test_body_changed_after_signing_is_401_and_nothing_published(api, everything, provider):
+    request = webhook(provider).request()
+    request["content"] = request["content"].replace(b"4990.50", b"1.00")
+
+    response = await api.post(**request)
+
+    assert response.status_code == 401
+    assert response.json()["detail"].startswith("signature rejected:")
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize("provider", TIMESTAMPED)
+async def test_stale_timestamp_is_401_and_nothing_published(api, everything, provider):
+    hook = webhook(provider)
+    stale_s = int(time.time()) - STALE_S
+    headers, query, body = signed_request(
+        provider, hook.body, **hook.overrides, timestamp_s=stale_s
+    )
+
+    response = await api.post(hook.request()["url"], content=body, headers=headers, params=query)
+
+    assert response.status_code == 401
+    detail = response.json()["detail"]
+    assert detail.startswith("signature rejected:")
+    assert any(word in detail.lower() for word in ("tolerance", "too old")), detail
+    await assert_nothing_published(everything)
+
+
+async def test_oversized_body_with_honest_content_length_is_413_and_nothing_published(
+    limited, everything
+):
+    hook = webhook("hotmart")
+    padded = hook.body.replace(b'"z":{ }', b'"z":"' + b"x" * SMALL_LIMIT_BYTES + b'"')
+    headers, query, body = signed_request("hotmart", padded)
+
+    response = await limited.post("/webhooks/hotmart", content=body, headers=headers, params=query)
+
+    assert response.status_code == 413
+    assert response.json()["detail"] == f"body is larger than {SMALL_LIMIT_BYTES} bytes"
+    await assert_nothing_published(everything)
+
+
+async def test_oversized_chunked_body_is_413_before_the_body_has_even_ended(
+    limited_api, everything
+):
+    # No Content-Length, and the body never ends: only a limit enforced while reading can answer.
+    headers, _, _ = signed_request("hotmart", b"{}")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    port = httpx.URL(limited_api.url).port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST /webhooks/hotmart HTTP/1.1\r\nhost: hub-api\r\ntransfer-encoding: chunked\r\n"
+            + f"x-hookhub-gateway-secret: {GATEWAY_SECRET}\r\n{head}\r\n".encode()
+        )
+        chunk = b"x" * 512
+        for _ in range(4):
+            writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        await writer.drain()
+
+        status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+        answer = await asyncio.wait_for(reader.readuntil(b"}"), timeout=5)
+    finally:
+        writer.close()
+
+    assert status_line.startswith(b"HTTP/1.1 413"), status_line
+    assert f"body is larger than {SMALL_LIMIT_BYTES} bytes".encode() in answer
+    await assert_nothing_published(everything)
+
+
+async def test_oversized_event_is_413_and_nothing_published(limited, everything):
+    response = await limited.post(**event_request({"type": "ci.build", "data": "x" * 2048}))
+
+    assert response.status_code == 413
+    assert response.json()["detail"] == f"body is larger than {SMALL_LIMIT_BYTES} bytes"
+    await assert_nothing_published(everything)
+
+
+async def test_webhook_not_sent_as_json_is_415_and_nothing_published(api, everything):
+    request = webhook("stripe").request()
+    request["headers"]["content-type"] = "application/x-www-form-urlencoded"
+
+    response = await api.post(**request)
+
+    assert response.status_code == 415
+    assert response.json()["detail"] == "stripe webhooks must be sent as application/json"
+    await assert_nothing_published(everything)
+
+
+async def test_event_not_sent_as_json_is_415_and_nothing_published(api, everything):
+    response = await api.post(**event_request({"type": "ci.build"}, content_type="text/plain"))
+
+    assert response.status_code == 415
+    assert response.json()["detail"] == "events must be sent as application/cloudevents+json"
+    await assert_nothing_published(everything)
+
+
+async def test_signed_webhook_that_is_not_json_is_400_and_nothing_published(api, everything):
+    headers, query, body = signed_request("stripe", b"id=evt_1&type=charge.succeeded")
+
+    response = await api.post("/webhooks/stripe", content=body, headers=headers, params=query)
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == "body is not valid JSON"
+    await assert_nothing_published(everything)
+
+
+async def test_signed_webhook_without_an_event_type_is_422_and_nothing_published(api, everything):
+    headers, query, body = signed_request("stripe", b'{"id": "evt_no_type"}')
+
+    response = await api.post("/webhooks/stripe", content=body, headers=headers, params=query)
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == "no event type found at json:type"
+    await assert_nothing_published(everything)
+
+
+async def test_event_that_is_not_json_is_422_and_nothing_published(api, everything):
+    response = await api.post(**event_request('{"type": "ci.build",'))
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("not a valid CloudEvent: body: Invalid JSON")
+    await assert_nothing_published(everything)
+
+
+async def test_event_without_a_type_is_422_and_nothing_published(api, everything):
+    response = await api.post(**event_request({"id": "e1", "data": {}}))
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == "not a valid CloudEvent: type: Field required"
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize("event_type", ["order.*", "ci.#", "order created", ""])
+async def test_event_type_that_is_not_a_plain_routing_key_is_422_and_nothing_published(
+    api, everything, event_type
+):
+    response = await api.post(**event_request({"type": event_type}))
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("not a valid CloudEvent: type: Value error")
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    ["payment.approved", "order.ready", "production.queued", "production.cancelled", "stripe.x"],
+)
+async def test_reserved_event_type_is_403_and_nothing_published(api, everything, event_type):
+    response = await api.post(**event_request({"type": event_type, "data": {"order_id": "o1"}}))
+
+    assert response.status_code == 403
+    assert response.json()["detail"] == f"type '{event_type}' is reserved for Hookhub's own events"
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize("gateway_secret", [None, "not-the-gateway-secret"])
+async def test_webhook_that_did_not_come_through_the_gateway_is_401_and_nothing_published(
+    hub_api, everything, gateway_secret
+):
+    request = webhook("stripe").request()
+    if gateway_secret:
+        request["headers"]["x-hookhub-gateway-secret"] = gateway_secret
+    async with httpx.AsyncClient(base_url=hub_api) as direct:
+        response = await direct.post(**request)
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == "request did not come through the gateway"
+    await assert_nothing_published(everything)
+
+
+async def test_event_that_did_not_come_through_the_gateway_is_401_and_nothing_published(
+    hub_api, everything
+):
+    request = event_request({"type": "ci.build"})
+    request["headers"]["x-consumer-username"] = "storefront"
+    async with httpx.AsyncClient(base_url=hub_api) as direct:
+        response = await direct.post(**request)
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == "request did not come through the gateway"
+    await assert_nothing_published(everything)
+
+
+async def test_event_without_an_authenticated_caller_is_401_and_nothing_published(
+    hub_api, everything
+):
+    headers = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=hub_api) as gateway_without_consumer:
+        response = await gateway_without_consumer.post(
+            "/events", content=json.dumps({"type": "ci.build"}), headers=headers
+        )
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == (
+        "no authenticated caller: the gateway sent no X-Consumer-Username"
+    )
+    await assert_nothing_published(everything)
+
+
+async def test_stripe_webhook_whose_body_is_not_utf8_is_401_and_nothing_published(api, everything):
+    headers, query, body = signed_request("stripe", b'{"id": "evt_\xff\xfe", "type": "x.y"}')
+
+    response = await api.post("/webhooks/stripe", content=body, headers=headers, params=query)
+
+    assert response.status_code == 401
+    assert response.json()["detail"].startswith("signature rejected:")
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize(
+    "too_long",
+    ["provider event id", "X-Correlation-ID", "internal event id", "datacontenttype"],
+)
+async def test_value_longer_than_an_amqp_short_string_is_422_and_nothing_published(
+    api, everything, too_long
+):
+    # message_id, correlation_id and content_type are AMQP short strings: 255 bytes at most.
+    long_text = "é" * 128  # 256 bytes
+    if too_long == "provider event id":
+        headers, query, body = signed_request(
+            "stripe", json.dumps({"id": long_text, "type": "charge.succeeded"}).encode()
+        )
+        request = {"url": "/webhooks/stripe", "content": body, "headers": headers, "params": query}
+    elif too_long == "X-Correlation-ID":
+        request = webhook("github").request()
+        request["headers"]["x-correlation-id"] = "c" * 256
+    elif too_long == "internal event id":
+        request = event_request({"type": "ci.build", "id": long_text})
+    else:
+        request = event_request(
+            {"type": "ci.build", "datacontenttype": "text/" + "x" * 251, "data": "plain"}
+        )
+
+    response = await api.post(**request)
+
+    assert response.status_code == 422
+    assert response.json()["detail"].endswith("is longer than the 255 bytes AMQP allows")
+    await assert_nothing_published(everything)

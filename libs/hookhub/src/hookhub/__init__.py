@@ -1,0 +1,1 @@
+"""Hookhub's shared library: the event contract, the providers, the broker topology and settings."""

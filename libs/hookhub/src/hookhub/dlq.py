@@ -1,0 +1,134 @@
+"""The parking lots: look at dead-lettered messages, replay them, purge them.
+
+Reading never removes: messages are fetched unacknowledged and handed back when the channel
+closes. Replay puts a fresh copy on the consumer's work queue and removes the parked one only
+after the broker confirmed the copy, so a replay interrupted halfway loses nothing.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+
+from hookhub import topology
+from hookhub.events import moved_copy
+
+# What a failed message carries when it goes to a retry queue or is parked: the consumers write
+# these (hookhub_consumers.retries), the operator tools read them.
+FAILURE_HEADER_PREFIX = "x-hookhub-"
+ATTEMPTS_HEADER = "x-hookhub-attempts"
+REASON_HEADER = "x-hookhub-reason"
+FAILED_AT_HEADER = "x-hookhub-failed-at"
+FAILED_IN_HEADER = "x-hookhub-consumer"
+ROUTING_KEY_HEADER = "x-hookhub-routing-key"
+
+
+class ReplayFailed(RuntimeError):
+    """A parked message could not be put back; it is still parked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    id: str
+    type: str
+    reason: str
+    attempts: int
+    failed_at: str
+    body: bytes
+    headers: dict[str, Any]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parked(message: AbstractIncomingMessage) -> Parked:
+    headers = dict(message.headers or {})
+    reason = headers.get(REASON_HEADER)
+    if reason is None and headers.get("x-death"):
+        # Dead-lettered by the broker itself: the delivery limit caught a crashing consumer.
+        death = headers["x-death"][0]
+        reason = f"broker: {_text(death.get('reason'))} on {_text(death.get('queue'))}"
+    return Parked(
+        id=message.message_id or "",
+        type=message.type or _text(headers.get("cloudEvents:type", "")),
+        reason=_text(reason or "unknown"),
+        attempts=int(headers.get(ATTEMPTS_HEADER, 0) or 0),
+        failed_at=_text(headers.get(FAILED_AT_HEADER, "")),
+        body=message.body,
+        headers=headers,
+    )
+
+
+async def _fetch_all(channel: aio_pika.abc.AbstractChannel, consumer: str, limit: int):  # type: ignore[no-untyped-def]
+    queue = await channel.get_queue(topology.dead_letter_queue(consumer), ensure=True)
+    messages = []
+    while len(messages) < limit:
+        message = await queue.get(no_ack=False, fail=False)
+        if message is None:
+            break
+        messages.append(message)
+    return messages
+
+
+async def list_parked(
+    connection: AbstractConnection, consumer: str, limit: int = 1000
+) -> list[Parked]:
+    async with connection.channel() as channel:
+        return [parked(m) for m in await _fetch_all(channel, consumer, limit)]
+        # closing the channel hands every fetched message back to the queue
+
+
+def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
+    """The message as it was first delivered: failure bookkeeping removed, attempts reset."""
+    headers = {
+        k: v
+        for k, v in (message.headers or {}).items()
+        if k != "x-death" and (not k.startswith(FAILURE_HEADER_PREFIX) or k == ROUTING_KEY_HEADER)
+    }
+    return moved_copy(message, headers)
+
+
+async def replay(
+    connection: AbstractConnection,
+    consumer: str,
+    ids: set[str] | None = None,
+    timeout_s: float = 10,
+) -> int:
+    """Move parked messages (all, or those with the given ids) back to the work queue.
+
+    The parked copy is removed only once the broker confirmed the new one *and* routed it:
+    published mandatory, a copy returned because the work queue is missing raises instead.
+    """
+    replayed = 0
+    async with connection.channel(publisher_confirms=True, on_return_raises=True) as channel:
+        for message in await _fetch_all(channel, consumer, limit=100_000):
+            if ids is not None and message.message_id not in ids:
+                continue
+            try:
+                confirmation = await channel.default_exchange.publish(
+                    replay_copy(message),
+                    topology.work_queue(consumer),
+                    mandatory=True,
+                    timeout=timeout_s,
+                )
+            except (aio_pika.exceptions.DeliveryError, TimeoutError) as exc:
+                raise ReplayFailed(
+                    f"{topology.work_queue(consumer)} did not take {message.message_id!r} "
+                    f"({type(exc).__name__}); it stays parked. Is the queue there? "
+                    "`hookhub topology declare` creates it."
+                ) from None
+            if not isinstance(confirmation, aiormq.spec.Basic.Ack):
+                raise ReplayFailed(f"the broker refused {message.message_id!r}; it stays parked")
+            await message.ack()
+            replayed += 1
+    return replayed
+
+
+async def purge(connection: AbstractConnection, consumer: str) -> int:
+    async with connection.channel() as channel:
+        queue = await channel.get_queue(topology.dead_letter_queue(consumer), ensure=True)
+        result = await queue.purge()
+        return result.message_count

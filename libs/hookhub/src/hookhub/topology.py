@@ -1,0 +1,141 @@
+"""The broker topology, declared in one place and idempotently.
+
+    publishers ──▶ hookhub.events (topic) ──▶ hookhub.<consumer>            (quorum work queue)
+                        │ alternate exchange        │ failure ▶ hookhub.<consumer>.retry.<delay>
+                        ▼                           │            (TTL, dead-letters back to work)
+                   hookhub.unrouted                 └ exhausted/permanent ▶ hookhub.<consumer>.dlq
+
+Every name comes from the functions below; nothing else spells a queue name.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel
+
+from hookhub.events import EXCHANGE
+from hookhub.providers import PROVIDERS
+
+UNROUTED_EXCHANGE = "hookhub.unrouted"
+UNROUTED_QUEUE = "hookhub.unrouted"
+
+# Which event types each consumer receives (topic binding keys). Consumers emit their own domain
+# events back into hookhub.events, so the saga is choreographed by these bindings alone.
+CONSUMER_BINDINGS: dict[str, tuple[str, ...]] = {
+    "payments": ("order.created", *(f"{p.name}.#" for p in PROVIDERS.values() if p.payment)),
+    "production": ("payment.approved", "payment.refunded", "production.finished"),
+    "notifications": ("payment.*", "order.ready", "production.cancelled", "ci.#"),
+}
+CONSUMERS = tuple(CONSUMER_BINDINGS)
+
+
+def work_queue(consumer: str) -> str:
+    return f"hookhub.{consumer}"
+
+
+def retry_queue(consumer: str, delay_s: float) -> str:
+    return f"hookhub.{consumer}.retry.{delay_s:g}s"
+
+
+def dead_letter_queue(consumer: str) -> str:
+    return f"hookhub.{consumer}.dlq"
+
+
+class TopologyConflict(RuntimeError):
+    """The broker already has an exchange or queue of that name, declared differently."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    name: str
+    arguments: dict[str, Any]
+    bindings: tuple[str, ...] = field(default=())
+
+
+def _quorum(**arguments: Any) -> dict[str, Any]:
+    return {"x-queue-type": "quorum", **arguments}
+
+
+def _dead_letter_to(queue: str) -> dict[str, Any]:
+    """Send what this queue dead-letters straight to `queue`, losslessly: quorum queues
+    dead-letter at-most-once unless told at-least-once, which needs reject-publish overflow."""
+    return {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def consumer_queues(
+    consumer: str, retry_delays_s: tuple[float, ...], delivery_limit: int
+) -> list[QueueSpec]:
+    """The work queue, one retry queue per delay and the parking lot of one consumer."""
+    work, dlq = work_queue(consumer), dead_letter_queue(consumer)
+    # A message redelivered delivery_limit times (a consumer crashing on it) is dead-lettered by
+    # the broker itself, so a poison message cannot crash-loop the consumers forever.
+    work_arguments = _quorum(**{"x-delivery-limit": delivery_limit}, **_dead_letter_to(dlq))
+    specs = [
+        QueueSpec(work, work_arguments, CONSUMER_BINDINGS[consumer]),
+        QueueSpec(dlq, _quorum()),
+    ]
+    for delay_s in retry_delays_s:
+        # One queue per delay, so no message waits behind a longer TTL at the head of the queue.
+        ttl = {"x-message-ttl": int(delay_s * 1000)}
+        specs.append(
+            QueueSpec(retry_queue(consumer, delay_s), _quorum(**ttl, **_dead_letter_to(work)))
+        )
+    return specs
+
+
+def all_queues(retry_delays_s: tuple[float, ...], delivery_limit: int) -> list[QueueSpec]:
+    queues = [QueueSpec(UNROUTED_QUEUE, _quorum())]
+    for consumer in CONSUMERS:
+        queues += consumer_queues(consumer, retry_delays_s, delivery_limit)
+    return queues
+
+
+async def _guard(what: str, declaration: Any) -> Any:
+    try:
+        return await declaration
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        raise TopologyConflict(
+            f"{what} already exists on the broker with different settings ({exc}). "
+            f"Delete it (rabbitmqctl delete_queue / delete_exchange) or use another vhost, "
+            f"then run `hookhub topology declare` again."
+        ) from None
+
+
+async def declare(
+    channel: AbstractChannel, retry_delays_s: tuple[float, ...], delivery_limit: int
+) -> list[QueueSpec]:
+    """Declare everything; a no-op when it exists as specified, TopologyConflict when it differs.
+
+    Declaring is idempotent on the broker side: a second run with the same settings changes nothing.
+    A PRECONDITION_FAILED closes the channel, so callers should give this a channel of its own.
+    """
+    unrouted = await _guard(
+        f"exchange {UNROUTED_EXCHANGE}",
+        channel.declare_exchange(UNROUTED_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True),
+    )
+    events = await _guard(
+        f"exchange {EXCHANGE}",
+        channel.declare_exchange(
+            EXCHANGE,
+            aio_pika.ExchangeType.TOPIC,
+            durable=True,
+            arguments={"alternate-exchange": UNROUTED_EXCHANGE},
+        ),
+    )
+    queues = all_queues(retry_delays_s, delivery_limit)
+    for spec in queues:
+        queue = await _guard(
+            f"queue {spec.name}",
+            channel.declare_queue(spec.name, durable=True, arguments=spec.arguments),
+        )
+        for key in spec.bindings:
+            await queue.bind(events, key)
+    await (await channel.get_queue(UNROUTED_QUEUE)).bind(unrouted, "")
+    return queues

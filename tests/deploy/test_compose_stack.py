@@ -1,0 +1,209 @@
+"""docker-compose.yml: `docker-compose config` accepts it, and the stack it describes is the one
+the README promises (Kong alone published, the broker with its plugins, a service per consumer,
+data in volumes, health-ordered start). No Docker engine here: nothing is started."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hookhub import topology
+from hookhub.providers import PROVIDERS
+
+from .repo import KONG_YML, ROOT, kong_renderer, run_tool
+
+render = kong_renderer()
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+ONE_SHOTS = {"topology", "kong-config"}  # run to completion; no healthcheck
+INTERPOLATED = re.compile(r"\$\{([A-Z0-9_]+)")
+
+
+# What the README's one-liner fills in .env.example: the stack's own keys and passwords. Provider
+# secrets stay empty (those providers are disabled) until the user pastes them from dashboards.
+README_FILLS = re.compile(r"(?m)^(DECK_KEY_\w+|HOOKHUB_GATEWAY_SECRET|RABBITMQ_PASSWORD)=$")
+
+
+def filled_env_file(tmp_path: Path) -> Path:
+    """.env.example filled the way the README tells a newcomer to."""
+    path = tmp_path / "test.env"
+    path.write_text(README_FILLS.sub(r"\1=test-\1", ENV_EXAMPLE.read_text()))
+    return path
+
+
+def test_the_readme_fills_env_with_the_same_pattern() -> None:
+    assert README_FILLS.pattern in (ROOT / "README.md").read_text()
+
+
+def compose_config(compose_file: Path, env_file: Path) -> Any:
+    # docker-compose reads the caller's environment before the env file: start from a clean one
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return run_tool(
+        "docker-compose",
+        "--env-file", str(env_file),
+        "--project-directory", str(ROOT),
+        "-f", str(compose_file),
+        "config",
+        env=clean,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    result = compose_config(COMPOSE_FILE, filled_env_file(tmp_path_factory.mktemp("compose")))
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def services(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return stack["services"]
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """target → source; `docker-compose config` (1.29) writes volumes as source:target[:mode]."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target = (
+            volume.split(":")[:2]
+            if isinstance(volume, str)
+            else (volume["source"], volume["target"])
+        )
+        found[target] = source
+    return found
+
+
+def test_docker_compose_config_accepts_the_file(stack: dict[str, Any]) -> None:
+    assert {"kong", "hub-api", "rabbitmq", "mongodb"} <= set(services(stack))
+
+
+def test_compose_rejects_a_file_with_a_misspelt_key(tmp_path: Path) -> None:
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(
+        COMPOSE_FILE.read_text().replace("    healthcheck:\n", "    healthchek:\n", 1)
+    )
+    result = compose_config(broken, filled_env_file(tmp_path))
+    assert result.returncode != 0
+    assert "healthchek" in result.stderr
+
+
+def test_compose_refuses_to_start_without_the_secrets_and_names_the_missing_one(
+    tmp_path: Path,
+) -> None:
+    env_file = tmp_path / "unfilled.env"
+    shutil.copy(ENV_EXAMPLE, env_file)
+    result = compose_config(COMPOSE_FILE, env_file)
+    assert result.returncode != 0
+    assert re.search(r"set [A-Z_]+ in \.env", result.stderr)
+
+
+def published_services(stack: dict[str, Any]) -> list[str]:
+    return sorted(name for name, service in services(stack).items() if service.get("ports"))
+
+
+def test_only_kong_is_published_on_the_host(stack: dict[str, Any]) -> None:
+    assert published_services(stack) == ["kong"]
+    assert [p["target"] for p in services(stack)["kong"]["ports"]] == [8000]
+
+
+def test_a_published_hub_api_is_caught(stack: dict[str, Any]) -> None:
+    broken = {
+        "services": services(stack)
+        | {"hub-api": services(stack)["hub-api"] | {"ports": [{"target": 8000}]}}
+    }
+    assert "hub-api" in published_services(broken)
+
+
+def test_hub_api_shares_a_network_only_with_kong(stack: dict[str, Any]) -> None:
+    gateway_networks = set(services(stack)["hub-api"]["networks"]) - {"broker"}
+    sharing = {
+        name
+        for name, service in services(stack).items()
+        if name != "hub-api" and gateway_networks & set(service.get("networks", {}))
+    }
+    assert sharing == {"kong"}
+    assert all(stack["networks"][n].get("internal") for n in gateway_networks)
+
+
+def test_rabbitmq_runs_with_its_management_and_prometheus_plugins(stack: dict[str, Any]) -> None:
+    rabbitmq = services(stack)["rabbitmq"]
+    plugins = Path(mounts(rabbitmq)["/etc/rabbitmq/enabled_plugins"]).read_text()
+    assert "rabbitmq_management" in plugins and "rabbitmq_prometheus" in plugins
+    assert "management" in rabbitmq["image"]
+
+
+def test_broker_and_database_keep_their_data_in_named_volumes(stack: dict[str, Any]) -> None:
+    assert mounts(services(stack)["rabbitmq"])["/var/lib/rabbitmq"] in stack["volumes"]
+    assert mounts(services(stack)["mongodb"])["/data/db"] in stack["volumes"]
+
+
+def test_every_consumer_runs_as_its_own_service(stack: dict[str, Any]) -> None:
+    commands = {
+        tuple(service.get("command", [])): name for name, service in services(stack).items()
+    }
+    for consumer in topology.CONSUMERS:
+        assert ("consume", consumer) in commands, f"no service runs `hookhub consume {consumer}`"
+        env = services(stack)[commands[("consume", consumer)]]["environment"]
+        assert env["HOOKHUB_STORE_URL"].startswith("mongodb://mongodb:")
+
+
+def unhealthchecked(stack: dict[str, Any]) -> list[str]:
+    return sorted(
+        name
+        for name, service in services(stack).items()
+        if name not in ONE_SHOTS and "healthcheck" not in service
+    )
+
+
+def test_every_long_running_service_has_a_healthcheck(stack: dict[str, Any]) -> None:
+    assert unhealthchecked(stack) == []
+
+
+def test_a_service_without_a_healthcheck_is_caught(stack: dict[str, Any]) -> None:
+    payments = {k: v for k, v in services(stack)["payments"].items() if k != "healthcheck"}
+    assert unhealthchecked({"services": services(stack) | {"payments": payments}}) == ["payments"]
+
+
+def test_start_order_waits_on_health_and_completion(stack: dict[str, Any]) -> None:
+    waits = {
+        name: {dep: spec["condition"] for dep, spec in service.get("depends_on", {}).items()}
+        for name, service in services(stack).items()
+    }
+    assert waits["kong"] == {
+        "kong-config": "service_completed_successfully",
+        "hub-api": "service_healthy",
+    }
+    assert waits["hub-api"] == {"topology": "service_completed_successfully"}
+    assert waits["topology"] == {"rabbitmq": "service_healthy"}
+    for consumer in topology.CONSUMERS:
+        assert waits[consumer] == {
+            "topology": "service_completed_successfully",
+            "mongodb": "service_healthy",
+        }
+
+
+def test_kong_config_is_rendered_with_every_key_kong_yml_needs(stack: dict[str, Any]) -> None:
+    renderer = services(stack)["kong-config"]
+    assert set(renderer["environment"]) == set(render.variables(KONG_YML.read_text()))
+    assert (
+        renderer["environment"]["DECK_HOOKHUB_GATEWAY_SECRET"]
+        == services(stack)["hub-api"]["environment"]["HOOKHUB_GATEWAY_SECRET"]
+    )
+    kong = services(stack)["kong"]
+    assert kong["environment"]["KONG_DATABASE"] == "off"
+    # Kong reads what the renderer wrote, read-only
+    assert mounts(kong)["/kong"] == mounts(renderer)["/app/var"] == "kong-config"
+
+
+def test_hub_api_gets_a_secret_variable_for_every_provider(stack: dict[str, Any]) -> None:
+    env = services(stack)["hub-api"]["environment"]
+    assert {f"HOOKHUB_SECRET_{p.upper()}" for p in PROVIDERS} <= set(env)
+    assert env["HOOKHUB_GATEWAY_SECRET"]
+
+
+def test_env_example_lists_every_variable_the_compose_file_reads() -> None:
+    listed = set(re.findall(r"(?m)^([A-Z0-9_]+)=", ENV_EXAMPLE.read_text()))
+    assert set(INTERPOLATED.findall(COMPOSE_FILE.read_text())) - listed == set()

@@ -1,0 +1,107 @@
+"""A consumer loses the broker and gets it back: it says so on /readyz, reconnects by itself and
+goes on with what queued up meanwhile. The outage is a cut proxy in front of the shared broker."""
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import standardwebhooks
+
+from conftest import GATEWAY_SECRET, HubProcess, free_port, fresh_vhost, hub_env, wait_http_ready
+from tests.notify_endpoint import NotifyEndpoint
+from tests.support.tcp_proxy import TcpProxy
+
+NOTIFY_SECRET = "whsec_" + base64.b64encode(b"outage-test-secret").decode()
+
+
+def status_within(url: str, status: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == status:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("outage")
+    endpoint = NotifyEndpoint()
+    with fresh_vhost() as amqp_url, TcpProxy.to_url(amqp_url) as proxy:
+        env = hub_env(
+            amqp_url,
+            HOOKHUB_STORE_URL=f"sqlite:///{tmp}/hookhub.db",
+            HOOKHUB_NOTIFY_URL=endpoint.url,
+            HOOKHUB_NOTIFY_SECRET=NOTIFY_SECRET,
+        )
+        api_port, probe_port = free_port(), free_port()
+        api = HubProcess(["api", "--port", str(api_port)], env, tmp / "api.log")
+        # Only the consumer goes through the proxy: the API keeps taking events during the outage.
+        proxied = {**env, "HOOKHUB_AMQP_URL": proxy.url_through(amqp_url, reconnect_interval="0.5")}
+        consumer = HubProcess(
+            ["consume", "notifications", "--probe-port", str(probe_port)],
+            proxied,
+            tmp / "notifications.log",
+        )
+        try:
+            wait_http_ready(f"http://127.0.0.1:{api_port}/readyz", process=api)
+            wait_http_ready(f"http://127.0.0.1:{probe_port}/readyz", process=consumer)
+            yield {
+                "proxy": proxy,
+                "endpoint": endpoint,
+                "api": f"http://127.0.0.1:{api_port}",
+                "readyz": f"http://127.0.0.1:{probe_port}/readyz",
+                "consumer": consumer,
+            }
+        finally:
+            consumer.stop()
+            api.stop()
+            endpoint.close()
+
+
+def post_ci_event(api: str, event_id: str) -> None:
+    response = httpx.post(
+        f"{api}/events",
+        content=json.dumps({"type": "ci.build.finished", "id": event_id, "data": {"ok": True}}),
+        headers={
+            "content-type": "application/cloudevents+json",
+            "x-hookhub-gateway-secret": GATEWAY_SECRET,
+            "x-consumer-username": "jenkins",
+        },
+    )
+    assert response.status_code == 202, response.text
+
+
+def deliveries_of(endpoint: NotifyEndpoint, event_id: str) -> list:
+    return [r for r in endpoint.received if r.headers["webhook-id"] == event_id]
+
+
+def test_a_consumer_reconnects_by_itself_and_delivers_what_queued_during_the_outage(outage):
+    proxy, endpoint = outage["proxy"], outage["endpoint"]
+    before, during = f"before-{uuid.uuid4().hex[:6]}", f"during-{uuid.uuid4().hex[:6]}"
+    post_ci_event(outage["api"], before)
+    endpoint.wait_for("ci.build.finished", count=1)
+
+    proxy.cut()
+    try:
+        assert status_within(outage["readyz"], 503, timeout_s=10), "consumer still says ready"
+        post_ci_event(outage["api"], during)  # accepted by the API, waits in the broker
+        time.sleep(1)
+        assert deliveries_of(endpoint, during) == []
+    finally:
+        proxy.restore()
+
+    assert status_within(outage["readyz"], 200, timeout_s=30), outage["consumer"].log[-2000:]
+    endpoint.wait_for("ci.build.finished", count=2, timeout_s=30)
+    time.sleep(1)
+    [delivered] = deliveries_of(endpoint, during)
+    payload = standardwebhooks.Webhook(NOTIFY_SECRET).verify(delivered.body, delivered.headers)
+    assert payload["data"] == {"ok": True}
+    assert len(deliveries_of(endpoint, before)) == 1

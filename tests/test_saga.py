@@ -1,0 +1,541 @@
+"""The whole hub as processes: hub-api and the three consumers, the real broker, a SQLite store
+and a local notification endpoint. Every test drives it over HTTP, as a storefront, a payment
+provider, a workshop and an operator would."""
+
+import asyncio
+import base64
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import standardwebhooks
+from hookhub.topology import CONSUMERS
+from hookhub_consumers.store import open_store
+
+from conftest import GATEWAY_SECRET, HubProcess, free_port, fresh_vhost, hub_env, wait_http_ready
+from tests.notify_endpoint import NotifyEndpoint
+from tests.support.fake_mercadopago import DEFAULT_ACCESS_TOKEN, FakeMercadoPago
+from tests.support.signing import signed_request
+
+NOTIFY_SECRET = "whsec_" + base64.b64encode(b"notify-secret-for-the-tests").decode()
+RETRY_DELAYS_S = (1.0, 2.0)
+
+
+@dataclass
+class Hub:
+    tmp: Path
+    env: dict[str, str]
+    api_url: str
+    store_url: str
+    endpoint: NotifyEndpoint
+    mercadopago: FakeMercadoPago
+    consumers: dict[str, HubProcess] = field(default_factory=dict)
+    probe_ports: dict[str, int] = field(default_factory=dict)
+
+    def start_consumer(self, name: str) -> None:
+        port = free_port()
+        self.probe_ports[name] = port
+        process = HubProcess(
+            ["consume", name, "--probe-port", str(port)],
+            self.env,
+            self.tmp / f"{name}-{time.monotonic_ns()}.log",
+        )
+        wait_http_ready(f"http://127.0.0.1:{port}/readyz", process=process)
+        self.consumers[name] = process
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hookhub.cli", *args],
+            env={**self.env, "COLUMNS": "250"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    tmp = tmp_path_factory.mktemp("hub")
+    endpoint = NotifyEndpoint()
+    with fresh_vhost() as amqp_url, FakeMercadoPago() as mercadopago:
+        store_url = f"sqlite:///{tmp}/hookhub.db"
+        env = hub_env(
+            amqp_url,
+            HOOKHUB_STORE_URL=store_url,
+            HOOKHUB_NOTIFY_URL=endpoint.url,
+            HOOKHUB_NOTIFY_SECRET=NOTIFY_SECRET,
+            HOOKHUB_RETRY_DELAYS=",".join(f"{d:g}" for d in RETRY_DELAYS_S),
+            HOOKHUB_NOTIFY_TIMEOUT_S="3",
+            HOOKHUB_MERCADOPAGO_API_URL=mercadopago.url,
+            HOOKHUB_MERCADOPAGO_ACCESS_TOKEN=DEFAULT_ACCESS_TOKEN,
+        )
+        port = free_port()
+        api = HubProcess(["api", "--port", str(port)], env, tmp / "api.log")
+        hub = Hub(tmp, env, f"http://127.0.0.1:{port}", store_url, endpoint, mercadopago)
+        try:
+            wait_http_ready(f"{hub.api_url}/readyz", process=api)
+            for name in CONSUMERS:
+                hub.start_consumer(name)
+            yield hub
+        finally:
+            for process in hub.consumers.values():
+                process.stop()
+            api.stop()
+            endpoint.close()
+
+
+@pytest.fixture
+async def client(hub: Hub):
+    headers = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "x-consumer-username": "storefront"}
+    async with httpx.AsyncClient(base_url=hub.api_url, headers=headers, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def store(hub: Hub):
+    store = open_store(hub.store_url)
+    yield store
+    await store.close()
+
+
+async def eventually(check, timeout_s: float = 20, interval_s: float = 0.05):
+    """The first truthy result of `check()` within the time, else a failed assertion."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(interval_s)
+
+
+def new_order_id() -> str:
+    return f"ord-{uuid.uuid4().hex[:10]}"
+
+
+async def post_event(
+    client: httpx.AsyncClient, type: str, data: object, id: str | None = None
+) -> httpx.Response:
+    body = {"specversion": "1.0", "type": type, "source": "/storefront", "data": data}
+    if id:
+        body["id"] = id
+    response = await client.post(
+        "/events",
+        content=json.dumps(body),
+        headers={"content-type": "application/cloudevents+json"},
+    )
+    assert response.status_code == 202, response.text
+    return response
+
+
+async def create_order(client: httpx.AsyncClient, order_id: str, amount: int = 4990) -> None:
+    await post_event(
+        client,
+        "order.created",
+        {
+            "order_id": order_id,
+            "customer": {"id": "c1", "email": "ana@example.com", "name": "Ana"},
+            "items": [{"sku": "mug", "quantity": 1}],
+            "amount": amount,
+            "currency": "BRL",
+        },
+    )
+
+
+def stripe_event(
+    order_id: str, type: str = "payment_intent.succeeded", event_id: str | None = None
+) -> bytes:
+    intent = f"pi_{order_id}"
+    if type == "charge.refunded":
+        obj = {
+            "id": f"ch_{order_id}",
+            "object": "charge",
+            "payment_intent": intent,
+            "amount": 4990,
+            "amount_refunded": 4990,
+            "refunded": True,
+            "currency": "brl",
+            "metadata": {"order_id": order_id},
+        }
+    else:
+        obj = {
+            "id": intent,
+            "object": "payment_intent",
+            "amount": 4990,
+            "amount_received": 4990,
+            "currency": "brl",
+            "status": "succeeded",
+            "metadata": {"order_id": order_id},
+        }
+    event = {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "type": type,
+        "data": {"object": obj},
+    }
+    return json.dumps(event).encode()
+
+
+async def post_stripe(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
+    headers, query, body = signed_request("stripe", body)
+    response = await client.post("/webhooks/stripe", content=body, headers=headers, params=query)
+    assert response.status_code == 202, response.text
+    return response
+
+
+def verified(received) -> dict:
+    """The notification's payload, after checking its Standard Webhooks signature."""
+    return standardwebhooks.Webhook(NOTIFY_SECRET).verify(received.body, received.headers)
+
+
+async def test_an_order_is_paid_produced_and_ready_with_signed_notifications(hub, client, store):
+    order_id = new_order_id()
+    await create_order(client, order_id)
+    await post_stripe(client, stripe_event(order_id))
+
+    ticket = await eventually(lambda: store.get_ticket(order_id))
+    assert ticket.status == "queued"
+    await post_event(client, "production.finished", {"order_id": order_id})
+
+    [paid] = hub.endpoint.wait_for("payment.approved", order_id)
+    [ready] = hub.endpoint.wait_for("order.ready", order_id)
+    assert verified(paid)["data"] | {"customer": None} == {
+        "order_id": order_id,
+        "provider": "stripe",
+        "payment_id": f"pi_{order_id}",
+        "amount": 4990,
+        "currency": "BRL",
+        "customer": None,
+    }
+    assert verified(ready)["data"] == {"order_id": order_id}
+    order = await store.get_order(order_id)
+    assert (order.status, order.amount, order.customer["email"]) == (
+        "approved",
+        4990,
+        "ana@example.com",
+    )
+    assert (await store.get_ticket(order_id)).status == "ready"
+
+
+def test_notification_urls_stay_out_of_the_logs(hub):
+    # A notification URL may carry credentials or a token; the HTTP client logs full URLs.
+    hub.endpoint.wait_for("order.ready")
+    assert hub.endpoint.url not in hub.consumers["notifications"].log
+
+
+async def test_a_refund_after_the_order_is_ready_cancels_the_ticket_and_notifies(
+    hub, client, store
+):
+    order_id = new_order_id()
+    await create_order(client, order_id)
+    await post_stripe(client, stripe_event(order_id))
+    await eventually(lambda: store.get_ticket(order_id))
+    await post_event(client, "production.finished", {"order_id": order_id})
+    hub.endpoint.wait_for("order.ready", order_id)
+
+    await post_stripe(client, stripe_event(order_id, "charge.refunded"))
+
+    [refunded] = hub.endpoint.wait_for("payment.refunded", order_id)
+    [cancelled] = hub.endpoint.wait_for("production.cancelled", order_id)
+    assert verified(refunded)["data"]["order_id"] == order_id
+    assert verified(cancelled)["data"] == {"order_id": order_id, "reason": "payment refunded"}
+    assert (await store.get_order(order_id)).status == "refunded"
+    assert (await store.get_ticket(order_id)).status == "cancelled"
+
+
+async def test_the_same_webhook_delivered_twice_makes_one_payment_and_one_notification(
+    hub, client, store
+):
+    order_id = new_order_id()
+    await create_order(client, order_id)
+    webhook = stripe_event(order_id, event_id=f"evt_twice_{order_id}")
+    await post_stripe(client, webhook)
+    await post_stripe(client, webhook)  # the provider retried: same event id
+
+    hub.endpoint.wait_for("payment.approved", order_id)
+    await eventually(lambda: store.get_ticket(order_id))
+    await asyncio.sleep(1.5)  # room for a duplicate to show up, if there were one
+    assert len(hub.endpoint.of("payment.approved", order_id)) == 1
+    assert len(hub.endpoint.of("production.queued", order_id)) == 0  # not a notified type
+    order = await store.get_order(order_id)
+    assert order.status == "approved" and order.version == 2  # order.created + one payment
+
+
+async def test_a_consumer_killed_mid_work_loses_nothing_and_duplicates_nothing(hub, client, store):
+    orders = [new_order_id() for _ in range(150)]
+    webhooks = [stripe_event(order_id) for order_id in orders]
+    hub.consumers["payments"].process.send_signal(signal.SIGSTOP)  # hold it: work piles up
+    try:
+        await asyncio.gather(*(post_stripe(client, w) for w in webhooks))
+    finally:
+        hub.consumers["payments"].process.send_signal(signal.SIGCONT)
+
+    async def some_paid() -> bool:
+        paid = [await store.get_order(o) for o in orders[:]]
+        return sum(1 for o in paid if o and o.status == "approved") >= 5
+
+    await eventually(some_paid, interval_s=0.01)
+    hub.consumers["payments"].stop(signal.SIGKILL)  # mid-batch: no drain, no goodbye
+    hub.start_consumer("payments")
+
+    async def all_paid() -> bool:
+        paid = [await store.get_order(o) for o in orders]
+        return all(o and o.status == "approved" for o in paid)
+
+    await eventually(all_paid, timeout_s=60)
+    for order_id in orders:
+        hub.endpoint.wait_for("payment.approved", order_id, timeout_s=30)
+    await asyncio.sleep(1.5)
+    for order_id in orders:
+        assert len(hub.endpoint.of("payment.approved", order_id)) == 1, order_id
+        ticket = await store.get_ticket(order_id)
+        assert ticket is not None and ticket.status == "queued"
+
+
+async def test_a_failing_endpoint_walks_the_retry_queues_then_the_dlq_and_replay_delivers(
+    hub, client
+):
+    event_id = f"ci-{uuid.uuid4().hex[:8]}"
+    hub.endpoint.status_for_type["ci.deploy.failed"] = 500
+    await post_event(client, "ci.deploy.failed", {"job": "deploy", "build": 7}, id=event_id)
+
+    attempts = [
+        r
+        for r in hub.endpoint.wait_for("ci.deploy.failed", count=3, timeout_s=30)
+        if r.headers["webhook-id"] == event_id
+    ]
+    gaps = [b.at - a.at for a, b in zip(attempts, attempts[1:], strict=False)]
+    for gap, delay in zip(gaps, RETRY_DELAYS_S, strict=False):
+        assert delay * 0.9 <= gap < delay + 1.5, (gaps, RETRY_DELAYS_S)
+
+    async def parked() -> str | None:
+        listing = hub.cli("dlq", "list", "notifications").stdout
+        return listing if event_id in listing else None
+
+    listing = await eventually(parked, timeout_s=15, interval_s=0.5)
+    assert "gave up after 3 attempts" in listing and "answered 500" in listing
+    assert len([r for r in hub.endpoint.received if r.headers["webhook-id"] == event_id]) == 3
+
+    hub.endpoint.status_for_type.pop("ci.deploy.failed")
+    replay = hub.cli("dlq", "replay", "notifications", "--id", event_id)
+    assert replay.returncode == 0, replay.stderr
+    assert "replayed 1 message(s)" in replay.stdout
+
+    delivered = await eventually(
+        lambda: _async(
+            [r for r in hub.endpoint.received if r.headers["webhook-id"] == event_id][3:]
+        ),
+        timeout_s=15,
+    )
+    assert verified(delivered[0])["data"] == {"job": "deploy", "build": 7}
+    assert event_id not in hub.cli("dlq", "list", "notifications").stdout
+
+
+async def test_an_endpoint_answering_400_sends_the_event_to_the_dlq_at_once(hub, client):
+    event_id = f"ci-{uuid.uuid4().hex[:8]}"
+    hub.endpoint.status_for_type["ci.bad.request"] = 400
+    await post_event(client, "ci.bad.request", {"job": "lint"}, id=event_id)
+
+    async def parked() -> str | None:
+        listing = hub.cli("dlq", "list", "notifications").stdout
+        return listing if event_id in listing else None
+
+    listing = await eventually(parked, timeout_s=15, interval_s=0.3)
+    assert "permanent failure: notification endpoint answered 400" in listing
+    assert len([r for r in hub.endpoint.received if r.headers["webhook-id"] == event_id]) == 1
+    shown = hub.cli("dlq", "show", "notifications", event_id)
+    assert shown.returncode == 0 and '"attempts": 1' in shown.stdout
+
+
+async def test_a_malformed_order_is_dead_lettered_with_its_reason_and_does_not_block_the_next(
+    hub, client, store
+):
+    bad_id, good_id = f"bad-{uuid.uuid4().hex[:8]}", new_order_id()
+    await post_event(client, "order.created", {"order_id": "x", "amount": "lots"}, id=bad_id)
+    await create_order(client, good_id)
+
+    assert await eventually(lambda: store.get_order(good_id))
+
+    async def parked() -> str | None:
+        listing = hub.cli("dlq", "list", "payments").stdout
+        return listing if bad_id in listing else None
+
+    listing = await eventually(parked, timeout_s=15, interval_s=0.3)
+    assert "order.created data does not match the contract" in listing
+
+
+async def _async(value):
+    return value
+
+
+async def test_consumers_serve_probes_and_count_what_they_did(hub, client, store):
+    order_id = new_order_id()
+    await create_order(client, order_id)
+    await eventually(lambda: store.get_order(order_id))
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{hub.probe_ports['payments']}"
+    ) as probe:
+        assert (await probe.get("/livez")).status_code == 200
+        assert (await probe.get("/readyz")).json() == {"status": "ready"}
+        metrics = (await probe.get("/metrics")).text
+    processed = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(
+            'hookhub_consumer_messages_total{consumer="payments",outcome="processed"}'
+        )
+    ]
+    assert processed and float(processed[0].split()[-1]) >= 1
+
+
+async def test_sigterm_lets_a_consumer_finish_the_delivery_in_hand_then_exit_cleanly(
+    hub, client, store
+):
+    event_id = f"ci-{uuid.uuid4().hex[:8]}"
+    hub.endpoint.delay_s = 1.5  # the endpoint is slow: the delivery is in hand for a while
+    try:
+        await post_event(client, "ci.release.done", {"version": "1.2.3"}, id=event_id)
+        hub.endpoint.wait_for("ci.release.done", timeout_s=10)
+        exit_code = await asyncio.to_thread(hub.consumers["notifications"].stop)  # SIGTERM
+    finally:
+        hub.endpoint.delay_s = 0
+    assert exit_code == 0
+    [delivery] = await store.deliveries(event_id)
+    assert delivery.delivered and delivery.status_code == 200
+
+    hub.start_consumer("notifications")
+    await asyncio.sleep(1.5)  # had the delivery not been acked, it would come again now
+    assert len([r for r in hub.endpoint.received if r.headers["webhook-id"] == event_id]) == 1
+
+
+async def test_a_mercado_pago_notification_is_resolved_through_its_api_into_a_payment(
+    hub, client, store
+):
+    order_id = new_order_id()
+    await create_order(client, order_id, amount=14990)
+    payment_id = str(uuid.uuid4().int % 10**12)
+    hub.mercadopago.add_payment(
+        {
+            "id": int(payment_id),
+            "status": "approved",
+            "status_detail": "accredited",
+            "external_reference": order_id,
+            "transaction_amount": 149.90,
+            "currency_id": "BRL",
+        }
+    )
+    notification = json.dumps(
+        {
+            "action": "payment.updated",
+            "api_version": "v1",
+            "data": {"id": payment_id},
+            "date_created": "2026-11-24T10:00:00Z",
+            "id": int(payment_id) + 1,
+            "live_mode": False,
+            "type": "payment",
+            "user_id": "448876418",
+        }
+    ).encode()
+    headers, query, body = signed_request("mercadopago", notification)
+    response = await client.post(
+        "/webhooks/mercadopago", content=body, headers=headers, params=query
+    )
+    assert response.status_code == 202, response.text
+
+    [paid] = hub.endpoint.wait_for("payment.approved", order_id)
+    assert verified(paid)["data"]["provider"] == "mercadopago"
+    assert (verified(paid)["data"]["amount"], verified(paid)["data"]["currency"]) == (14990, "BRL")
+    assert (await store.get_order(order_id)).status == "approved"
+    assert (
+        f"/v1/payments/{payment_id}",
+        f"Bearer {DEFAULT_ACCESS_TOKEN}",
+    ) in hub.mercadopago.requests
+
+
+async def test_status_shows_each_queue_with_its_depth_and_consumers(hub):
+    result = hub.cli("status")
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
+        for line in result.stdout.splitlines()
+        if line.startswith("│")
+    }
+    for name in CONSUMERS:
+        depth, consumers = rows[f"hookhub.{name}"]
+        assert depth.isdigit() and consumers == "1"
+        assert f"hookhub.{name}.dlq" in rows
+    assert "hookhub.unrouted" in rows
+
+
+async def test_publish_puts_an_event_on_the_exchange_once_confirmed(hub):
+    result = hub.cli("publish", "ci.manual.check", "--data", '{"by": "operator"}')
+    assert result.returncode == 0, result.stderr
+    event_id = json.loads(result.stdout)["id"]
+    [received] = [
+        r for r in hub.endpoint.wait_for("ci.manual.check") if r.headers["webhook-id"] == event_id
+    ]
+    assert verified(received)["data"] == {"by": "operator"}
+
+
+@pytest.mark.parametrize("command", [["status"], ["publish", "ci.manual.check"]])
+def test_the_cli_says_how_to_reach_the_broker_when_it_is_not_there(hub, command):
+    port = free_port()  # nothing listens there
+    result = subprocess.run(
+        [sys.executable, "-m", "hookhub.cli", *command],
+        env={
+            **hub.env,
+            "HOOKHUB_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/",
+            "COLUMNS": "250",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"RabbitMQ is not reachable at amqp://guest:***@127.0.0.1:{port}/" in result.stderr
+    assert "Traceback" not in result.stderr and "guest:guest" not in result.stderr
+
+
+async def test_conflicting_outcomes_for_one_order_notify_only_the_changes_that_were_saved(
+    hub, client, store
+):
+    # A decline and an approval for the same order arrive at once: whichever loses the race to
+    # save must not have told anyone. Every payment notification is a saved status change.
+    orders = [new_order_id() for _ in range(20)]
+    for order_id in orders:
+        await create_order(client, order_id)
+    await asyncio.gather(
+        *(
+            post_stripe(client, stripe_event(order_id, type))
+            for order_id in orders
+            for type in ("payment_intent.payment_failed", "payment_intent.succeeded")
+        )
+    )
+
+    async def all_approved() -> bool:
+        found = [await store.get_order(order_id) for order_id in orders]
+        return all(order and order.status == "approved" for order in found)
+
+    await eventually(all_approved, timeout_s=30)
+    await asyncio.sleep(1.5)  # room for a stray notification, if there were one
+    for order_id in orders:
+        order = await store.get_order(order_id)
+        notified = [
+            r.json["type"]
+            for r in hub.endpoint.received
+            if r.json["type"].startswith("payment.") and r.json["data"].get("order_id") == order_id
+        ]
+        saved_changes = order.version - 1  # minus the order.created save
+        assert len(notified) == saved_changes, (order_id, notified, order.version)
+        assert notified[-1] == "payment.approved"
