@@ -105,3 +105,33 @@ def test_a_consumer_reconnects_by_itself_and_delivers_what_queued_during_the_out
     payload = standardwebhooks.Webhook(NOTIFY_SECRET).verify(delivered.body, delivered.headers)
     assert payload["data"] == {"ok": True}
     assert len(deliveries_of(endpoint, before)) == 1
+
+
+def test_an_event_in_hand_when_the_broker_drops_is_finished_and_delivered_once(outage):
+    """The broker goes away while a notification's POST is in flight: the consumer finishes it
+    and writes its marker, so the redelivery after the outage is a duplicate, not a second POST."""
+    proxy, endpoint = outage["proxy"], outage["endpoint"]
+    event_id = f"in-hand-{uuid.uuid4().hex[:6]}"
+    endpoint.delay_s = 1.5
+    try:
+        post_ci_event(outage["api"], event_id)
+        deadline = time.monotonic() + 20
+        while not deliveries_of(endpoint, event_id) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert deliveries_of(endpoint, event_id), "the POST never started"
+        proxy.cut()  # the endpoint is still holding its answer
+        try:
+            assert status_within(outage["readyz"], 503, timeout_s=10), "consumer still says ready"
+        finally:
+            proxy.restore()
+    finally:
+        endpoint.delay_s = 0.0
+    assert status_within(outage["readyz"], 200, timeout_s=30), outage["consumer"].log[-2000:]
+    # The broker redelivers the unacked copy at once on reconnect; give it time to arrive.
+    sentinel = f"sentinel-{uuid.uuid4().hex[:6]}"
+    post_ci_event(outage["api"], sentinel)
+    deadline = time.monotonic() + 30
+    while not deliveries_of(endpoint, sentinel) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert deliveries_of(endpoint, sentinel), outage["consumer"].log[-2000:]
+    assert len(deliveries_of(endpoint, event_id)) == 1, outage["consumer"].log[-3000:]

@@ -110,14 +110,14 @@ class Consumer:
         log.info("consumer.started", consumer=self.name, prefetch=self.settings.prefetch_count)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_hand.add(task)
-        try:
-            await self.process(message)
-        finally:
-            if task is not None:
-                self._in_hand.discard(task)
+        # aiormq cancels a channel's callback tasks when the connection drops. Stopped half-way,
+        # a notification POSTed but not yet marked would be POSTed again on redelivery; so the
+        # work runs in a task of its own that finishes its effects (the ack then fails, and the
+        # redelivery finds the marker).
+        task = asyncio.create_task(self.process(message))
+        self._in_hand.add(task)
+        task.add_done_callback(self._in_hand.discard)
+        await asyncio.shield(task)
 
     async def process(self, message: AbstractIncomingMessage) -> None:
         """Handle one message; whatever happens, it ends acked, in a retry queue, in the DLQ, or
@@ -142,9 +142,9 @@ class Consumer:
                 return
             finally:
                 HANDLE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-            await message.ack()
             MESSAGES.labels(self.name, outcome_name).inc()
             log.info("event.processed", outcome=outcome_name)
+            await _settle(message.ack())
 
     async def _handle(self, event: Event, marker: Marker) -> str:
         # Two copies of one event in hand at once (a provider's retry, a re-published follow-up)
@@ -234,12 +234,12 @@ class Consumer:
             # The copy may not exist: leave the original with the broker. The delivery limit
             # stops this from looping forever.
             log.warning("event.requeued", reason=reason, error=f"could not park it: {error}")
-            await message.nack(requeue=True)
+            await _settle(message.nack(requeue=True))
             return
-        await message.ack()
         MESSAGES.labels(self.name, outcome).inc()
         log_method = log.warning if outcome == "retried" else log.error
         log_method(f"event.{outcome}", attempts=attempts, reason=reason, queue=target)
+        await _settle(message.ack())
 
     async def stop(self) -> None:
         """Stop taking messages, finish those in hand, then close."""
@@ -251,6 +251,15 @@ class Consumer:
         if self._in_hand:
             await asyncio.wait(self._in_hand, timeout=30)
         await self.broker.close()
+
+
+async def _settle(ack_or_nack: Awaitable[None]) -> None:
+    """Ack or nack; on a channel the connection has dropped, the broker has already taken the
+    message back and redelivers it, so there is nothing left to do but say so."""
+    try:
+        await ack_or_nack
+    except Exception as error:
+        log.warning("event.unsettled", error=f"{type(error).__name__}: {error}", redelivered=True)
 
 
 async def _all_ready(consumers: list[Consumer]) -> bool:
