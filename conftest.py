@@ -4,6 +4,7 @@ Each test session gets its own vhost on the real broker, so runs never see each 
 """
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -131,6 +132,31 @@ def start_api(amqp_url: str, tmp_path: Path, **env: str) -> tuple[HubProcess, st
     )
     base_url = f"http://127.0.0.1:{port}"
     return process, base_url
+
+
+def start_consumer(name: str, env: dict[str, str], log_dir: Path) -> tuple[HubProcess, str]:
+    """`hookhub consume <name>` as a real process; returns it and its /readyz URL."""
+    port = free_port()
+    process = HubProcess(
+        ["consume", name, "--probe-port", str(port)], env, log_dir / f"{name}-{port}.log"
+    )
+    return process, f"http://127.0.0.1:{port}/readyz"
+
+
+def post_internal_event(
+    api: str, event_type: str, event_id: str, caller: str = "jenkins"
+) -> httpx.Response:
+    """POST /events as an internal service behind Kong would; the data is {"ok": true}."""
+    return httpx.post(
+        f"{api}/events",
+        content=json.dumps({"type": event_type, "id": event_id, "data": {"ok": True}}),
+        headers={
+            "content-type": "application/cloudevents+json",
+            "x-hookhub-gateway-secret": GATEWAY_SECRET,
+            "x-consumer-username": caller,
+        },
+        timeout=10,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 goes on with what queued up meanwhile. The outage is a cut proxy in front of the shared broker."""
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +10,15 @@ import httpx
 import pytest
 import standardwebhooks
 
-from conftest import GATEWAY_SECRET, HubProcess, free_port, fresh_vhost, hub_env, wait_http_ready
+from conftest import (
+    HubProcess,
+    free_port,
+    fresh_vhost,
+    hub_env,
+    post_internal_event,
+    start_consumer,
+    wait_http_ready,
+)
 from tests.notify_endpoint import NotifyEndpoint
 from tests.support.tcp_proxy import TcpProxy
 
@@ -41,23 +48,19 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             HOOKHUB_NOTIFY_URL=endpoint.url,
             HOOKHUB_NOTIFY_SECRET=NOTIFY_SECRET,
         )
-        api_port, probe_port = free_port(), free_port()
+        api_port = free_port()
         api = HubProcess(["api", "--port", str(api_port)], env, tmp / "api.log")
         # Only the consumer goes through the proxy: the API keeps taking events during the outage.
         proxied = {**env, "HOOKHUB_AMQP_URL": proxy.url_through(amqp_url, reconnect_interval="0.5")}
-        consumer = HubProcess(
-            ["consume", "notifications", "--probe-port", str(probe_port)],
-            proxied,
-            tmp / "notifications.log",
-        )
+        consumer, readyz = start_consumer("notifications", proxied, tmp)
         try:
             wait_http_ready(f"http://127.0.0.1:{api_port}/readyz", process=api)
-            wait_http_ready(f"http://127.0.0.1:{probe_port}/readyz", process=consumer)
+            wait_http_ready(readyz, process=consumer)
             yield {
                 "proxy": proxy,
                 "endpoint": endpoint,
                 "api": f"http://127.0.0.1:{api_port}",
-                "readyz": f"http://127.0.0.1:{probe_port}/readyz",
+                "readyz": readyz,
                 "consumer": consumer,
             }
         finally:
@@ -67,15 +70,7 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 def post_ci_event(api: str, event_id: str) -> None:
-    response = httpx.post(
-        f"{api}/events",
-        content=json.dumps({"type": "ci.build.finished", "id": event_id, "data": {"ok": True}}),
-        headers={
-            "content-type": "application/cloudevents+json",
-            "x-hookhub-gateway-secret": GATEWAY_SECRET,
-            "x-consumer-username": "jenkins",
-        },
-    )
+    response = post_internal_event(api, "ci.build.finished", event_id)
     assert response.status_code == 202, response.text
 
 

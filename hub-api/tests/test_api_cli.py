@@ -129,6 +129,27 @@ async def test_topology_declare_over_a_queue_declared_differently_fails_naming_i
     assert "Traceback" not in result.stderr
 
 
+async def test_api_over_a_conflicting_topology_runs_and_says_which_queue_conflicts(tmp_path):
+    """Not a crash loop: the API stays up and ready, and its log names the queue to fix."""
+    with fresh_vhost() as amqp_url:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.declare_queue(work_queue("payments"), durable=True)  # classic
+        port = free_port()
+        api = HubProcess(["api", "--port", str(port)], hub_env(amqp_url), tmp_path / "api.log")
+        try:
+            wait_http_ready(f"http://127.0.0.1:{port}/readyz", process=api)
+            async with httpx.AsyncClient(timeout=5) as client:
+                still_ready = await client.get(f"http://127.0.0.1:{port}/readyz")
+        finally:
+            api.stop()
+    assert still_ready.status_code == 200
+    conflicts = [line for line in api.log.splitlines() if '"topology.conflict"' in line]
+    assert len(conflicts) == 1, api.log
+    assert f"queue {work_queue('payments')} already exists" in conflicts[0]
+
+
 def test_an_empty_gateway_secret_counts_as_none_and_the_api_refuses_to_start(amqp_url):
     # A fresh .env has `HOOKHUB_GATEWAY_SECRET=`: that must not switch the gateway check off.
     env = {**hub_env(amqp_url), "HOOKHUB_GATEWAY_SECRET": ""}

@@ -147,15 +147,20 @@ class Broker:
         connection.reconnect_callbacks.add(lambda *_: log.info("broker.reconnected"))
 
     async def declare(self) -> None:
-        """Declare the topology on a channel of its own (a conflict closes the channel)."""
+        """Declare the topology on a robust channel of its own, kept open for the connection's
+        life: after a reconnect it declares everything again, before consumers re-subscribe
+        (aio-pika defers a channel whose queue is missing until the others are restored), so a
+        broker that comes back without its definitions (a new node, a lost volume) gets them
+        back. A conflict is logged and that channel closed: not re-declared, not retried."""
         assert self.connection is not None
-        async with self.connection.channel() as channel:
-            try:
-                await topology.declare(
-                    channel, self.settings.retry_delays_s, self.settings.delivery_limit
-                )
-            except topology.TopologyConflict as exc:
-                log.error("topology.conflict", error=str(exc))
+        channel = await self.connection.channel()
+        try:
+            await topology.declare(
+                channel, self.settings.retry_delays_s, self.settings.delivery_limit
+            )
+        except topology.TopologyConflict as exc:
+            log.error("topology.conflict", error=str(exc))
+            await channel.close()
 
     async def publish(self, event: Event) -> None:
         """Publish persistently to hookhub.events and return once the broker has confirmed it."""
