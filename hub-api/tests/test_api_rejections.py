@@ -35,15 +35,18 @@ WRONG_SECRET = {
 TIMESTAMPED = ("stripe", "standardwebhooks", "mercadopago", "hmac")
 BODY_SIGNED = ("stripe", "github", "standardwebhooks", "kiwify", "hmac")
 STALE_S = 3600
+SHORT_TOLERANCE_S = 60
 
 
 @pytest.fixture(scope="module")
 def limited_api(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
-    """A second hub-api with a 1 KiB body limit and no secret for Kiwify."""
+    """A second hub-api with a 1 KiB body limit, a 60 s timestamp tolerance and no secret for
+    Kiwify."""
     with running_api(
         amqp_url,
         tmp_path_factory.mktemp("limited-api"),
         HOOKHUB_MAX_BODY_BYTES=str(SMALL_LIMIT_BYTES),
+        HOOKHUB_TIMESTAMP_TOLERANCE_S=str(SHORT_TOLERANCE_S),
         **{f"HOOKHUB_SECRET_{UNCONFIGURED.upper()}": ""},
     ) as running:
         yield running
@@ -149,6 +152,26 @@ async def test_stale_timestamp_is_401_and_nothing_published(api, everything, pro
     assert detail.startswith("signature rejected:")
     assert any(word in detail.lower() for word in ("tolerance", "too old")), detail
     await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize("provider", TIMESTAMPED)
+async def test_the_configured_tolerance_holds_for_every_timestamped_scheme(
+    api, limited, everything, provider
+):
+    """Two minutes old: inside the default 300 s, outside a configured 60 s."""
+    hook = webhook(provider)
+    headers, query, body = signed_request(
+        provider, hook.body, **hook.overrides, timestamp_s=int(time.time()) - 120
+    )
+    url = hook.request()["url"]
+
+    rejected = await limited.post(url, content=body, headers=headers, params=query)
+    assert rejected.status_code == 401, rejected.text
+    assert "tolerance" in rejected.json()["detail"]
+    await assert_nothing_published(everything)
+
+    accepted = await api.post(url, content=body, headers=headers, params=query)
+    assert accepted.status_code == 202, accepted.text
 
 
 async def test_oversized_body_with_honest_content_length_is_413_and_nothing_published(
