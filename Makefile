@@ -21,6 +21,7 @@ tools: install  ## deck, docker-compose, helm and kubernetes-validate for the de
 	@scripts/install-tools
 
 bench: install broker  ## ingest and consumer benchmarks, side by side with their baselines
+	@scripts/apt-install wrk
 	$(VENV)/python bench/run.py
 
 lint:
