@@ -7,13 +7,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import aio_pika
 import httpx
 import pytest
 from api_processes import RunningApi, running_api
+from hookhub.events import EXCHANGE
 from hookhub.settings import Settings
+from hookhub.topology import UNROUTED_QUEUE
 from provider_webhooks import webhook
 
-from conftest import hub_env
+from conftest import fresh_vhost, hub_env
 from tests.support.tcp_proxy import TcpProxy
 
 PUBLISH_TIMEOUT_S = float(hub_env("amqp://")["HOOKHUB_PUBLISH_TIMEOUT_S"])
@@ -195,3 +198,25 @@ async def test_silent_broker_makes_readyz_fail_after_a_stalled_confirm(client, b
         response = await client.post(**webhook("kiwify").request())
         assert response.status_code == 503
     assert (await client.get("/readyz")).status_code == 503
+
+
+async def test_exchange_deleted_under_a_live_connection_is_declared_again(tmp_path):
+    """Someone deletes hookhub.events while hub-api stays connected: the publish that finds it
+    missing gets a 503, hub-api declares the topology again, and the caller's retry gets 202."""
+    with fresh_vhost() as amqp_url, running_api(amqp_url, tmp_path) as running:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.exchange_delete(EXCHANGE)
+            async with running.client() as client:
+                statuses = []
+                deadline = time.monotonic() + RECOVERY_BOUND_S
+                while time.monotonic() < deadline and 202 not in statuses:
+                    statuses.append((await client.post(**webhook("github").request())).status_code)
+                    await asyncio.sleep(0.1)
+            unrouted = await channel.declare_queue(UNROUTED_QUEUE, passive=True)
+    assert statuses[0] == 503
+    assert statuses[-1] == 202, statuses
+    # github.push has no consumer: it lands in hookhub.unrouted, so the alternate exchange is back.
+    assert unrouted.declaration_result.message_count == 1
+    assert '"topology.missing"' in running.process.log

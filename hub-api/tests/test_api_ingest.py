@@ -1,6 +1,7 @@
 """Accepted events: what the caller gets back and what lands on a bound queue."""
 
 import asyncio
+import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -126,6 +127,26 @@ async def test_internal_event_is_published_with_its_data_and_cloudevents_attribu
     assert message.content_type == "application/json"
     assert message.headers[f"{CE_PREFIX}type"] == "order.created"
     assert message.headers[f"{CE_PREFIX}subject"] == "order/o1"
+
+
+async def test_internal_event_with_binary_data_base64_is_published_decoded(api, capture):
+    # CloudEvents JSON carries binary data in data_base64; SDKs use it whenever data is bytes.
+    queue = await capture("ci.artifact.built")
+    raw = bytes(range(256))
+    event = {
+        "type": "ci.artifact.built",
+        "datacontenttype": "application/octet-stream",
+        "data_base64": base64.b64encode(raw).decode(),
+    }
+
+    response = await api.post(
+        "/events", content=json.dumps(event), headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 202, response.text
+    message = await queue.get()
+    assert message.body == raw
+    assert message.content_type == "application/octet-stream"
 
 
 async def test_internal_event_source_is_the_gateway_caller_not_what_the_body_claims(api, capture):

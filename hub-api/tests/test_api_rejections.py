@@ -279,7 +279,9 @@ async def test_event_without_a_type_is_422_and_nothing_published(api, everything
     await assert_nothing_published(everything)
 
 
-@pytest.mark.parametrize("event_type", ["order.*", "ci.#", "order created", ""])
+@pytest.mark.parametrize(
+    "event_type", ["order.*", "ci.#", "order created", "", "order.ready\n", "stripe.x.y\n"]
+)
 async def test_event_type_that_is_not_a_plain_routing_key_is_422_and_nothing_published(
     api, everything, event_type
 ):
@@ -353,6 +355,66 @@ async def test_stripe_webhook_whose_body_is_not_utf8_is_401_and_nothing_publishe
 
     assert response.status_code == 401
     assert response.json()["detail"].startswith("signature rejected:")
+    await assert_nothing_published(everything)
+
+
+def hostile_webhook(case: str) -> dict:
+    """Signed (or signature-shaped) requests that once made hub-api answer 500."""
+    if case == "non-ASCII Stripe-Signature":
+        headers, query, body = signed_request("stripe", webhook("stripe").body)
+        headers["stripe-signature"] = headers["stripe-signature"][:-1].encode() + b"\xe9"
+        return {"url": "/webhooks/stripe", "content": body, "headers": headers, "params": query}
+    if case == "webhook-timestamp in milliseconds":
+        hook = webhook("standardwebhooks")
+        headers, query, body = signed_request("standardwebhooks", hook.body)
+        headers["webhook-timestamp"] = str(int(time.time() * 1000))
+        return {"url": hook.request()["url"], "content": body, "headers": headers}
+    if case == "event id with a lone surrogate":
+        body = b'{"webhook_event_id": "\\ud800", "webhook_event_type": "order_approved"}'
+    else:  # "JSON nested past the recursion limit"
+        body = b"[" * 100_000
+    headers, query, body = signed_request("kiwify", body)
+    return {"url": "/webhooks/kiwify", "content": body, "headers": headers, "params": query}
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "detail"),
+    [
+        ("non-ASCII Stripe-Signature", 401, "signature rejected: Stripe-Signature is not ASCII"),
+        (
+            "webhook-timestamp in milliseconds",
+            401,
+            "signature rejected: webhook-timestamp is not a number of seconds",
+        ),
+        ("event id with a lone surrogate", 422, "event id is not valid Unicode"),
+        ("JSON nested past the recursion limit", 400, "body is not valid JSON"),
+    ],
+)
+async def test_hostile_webhook_gets_a_clear_4xx_not_a_500_and_nothing_published(
+    api, everything, case, status, detail
+):
+    response = await api.post(**hostile_webhook(case))
+
+    assert (response.status_code, response.json()["detail"]) == (status, detail)
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        ('"data": {"ratio": NaN}', "data holds a number JSON cannot represent"),
+        ('"data": {"big": 1e400}', "data holds a number JSON cannot represent"),
+        ('"data": {}, "data_base64": "e30="', "send data or data_base64, not both"),
+        ('"data_base64": "not base64!"', "data_base64 is not valid base64"),
+    ],
+)
+async def test_event_data_that_cannot_be_sent_faithfully_is_422_and_nothing_published(
+    api, everything, data, detail
+):
+    response = await api.post(**event_request('{"type": "ci.build", ' + data + "}"))
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == detail
     await assert_nothing_published(everything)
 
 

@@ -5,6 +5,8 @@ fix the request. A 503 (+ Retry-After) means it was not confirmed: send it again
 id (a confirm that timed out may still land; the consumers drop the repeat by its id).
 """
 
+import base64
+import binascii
 import functools
 import gc
 import hmac
@@ -78,6 +80,7 @@ class CloudEventIn(BaseModel):
     subject: str | None = None
     datacontenttype: str = events.JSON
     data: Any = None
+    data_base64: str | None = None
 
     @field_validator("type")
     @classmethod
@@ -91,15 +94,42 @@ def _reject(status: int, detail: str, **headers: str) -> HTTPException:
     return HTTPException(status_code=status, detail=detail, headers=headers or None)
 
 
-def _too_long_for_amqp(event: Event) -> str | None:
-    for name, value in (
-        ("event id", event.id),
-        ("correlation id", event.correlation_id),
-        ("content type", event.content_type),
+def _unsendable(event: Event) -> str | None:
+    """Why the event's strings cannot go out as AMQP properties, if they cannot."""
+    for name, value, limit in (
+        ("event id", event.id, MAX_SHORT_STRING_BYTES),
+        ("correlation id", event.correlation_id, MAX_SHORT_STRING_BYTES),
+        ("content type", event.content_type, MAX_SHORT_STRING_BYTES),
+        ("subject", event.subject, None),
     ):
-        if value and len(value.encode()) > MAX_SHORT_STRING_BYTES:
-            return f"{name} is longer than the {MAX_SHORT_STRING_BYTES} bytes AMQP allows"
+        if not value:
+            continue
+        try:
+            size = len(value.encode())
+        except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
+            return f"{name} is not valid Unicode"
+        if limit is not None and size > limit:
+            return f"{name} is longer than the {limit} bytes AMQP allows"
     return None
+
+
+def _event_data(cloud_event: CloudEventIn) -> bytes:
+    """The message body: `data_base64` decoded, JSON `data` serialised, or text `data` as is."""
+    if cloud_event.data_base64 is not None:
+        if cloud_event.data is not None:
+            raise _reject(422, "send data or data_base64, not both")
+        try:
+            return base64.b64decode(cloud_event.data_base64, validate=True)
+        except binascii.Error:
+            raise _reject(422, "data_base64 is not valid base64") from None
+    if cloud_event.datacontenttype.split(";")[0].strip().endswith("json"):
+        try:
+            return json.dumps(cloud_event.data, separators=(",", ":"), allow_nan=False).encode()
+        except ValueError:  # NaN or Infinity, which JSON has no way to say
+            raise _reject(422, "data holds a number JSON cannot represent") from None
+    if isinstance(cloud_event.data, str):
+        return cloud_event.data.encode()
+    raise _reject(422, "data must be a string unless datacontenttype is JSON")
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -223,7 +253,7 @@ def create_app(settings: Settings) -> HubApi:
         return headers.get(CONSUMER_HEADER)
 
     async def publish(event: Event, route: str, provider: str) -> Response:
-        if problem := _too_long_for_amqp(event):
+        if problem := _unsendable(event):
             raise _reject(422, problem)
         # The ids go on the lines themselves rather than through bound context vars: nothing
         # else logs while an event is published, and binding cost more than the line itself.
@@ -311,7 +341,7 @@ def create_app(settings: Settings) -> HubApi:
         if needs_json(spec):
             try:
                 payload = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
                 raise _reject(400, "body is not valid JSON") from None
         provider_type = locate(spec.event_type, headers, payload)
         if provider_type is None:
@@ -376,12 +406,7 @@ def create_app(settings: Settings) -> HubApi:
         namespace = cloud_event.type.split(".", 1)[0]
         if events.is_reserved(cloud_event.type) or namespace in PROVIDERS:
             raise _reject(403, f"type '{cloud_event.type}' is reserved for Hookhub's own events")
-        if cloud_event.datacontenttype.split(";")[0].strip().endswith("json"):
-            data = json.dumps(cloud_event.data, separators=(",", ":")).encode()
-        elif isinstance(cloud_event.data, str):
-            data = cloud_event.data.encode()
-        else:
-            raise _reject(422, "data must be a string unless datacontenttype is JSON")
+        data = _event_data(cloud_event)
         event = Event(
             id=cloud_event.id,
             source=f"/events/{caller or 'anonymous'}",

@@ -60,6 +60,8 @@ class Broker:
         self._connecting: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self._confirms_stalled = False
+        self._topology_channel: AbstractChannel | None = None
+        self._redeclaring: asyncio.Task[None] | None = None
 
     @property
     def _usable(self) -> bool:
@@ -141,7 +143,7 @@ class Broker:
             if self.on_connected:
                 await self.on_connected(connection)
         except BaseException:
-            self.connection = self._channel = None
+            self.connection = self._channel = self._topology_channel = None
             await connection.close()
             raise
         connection.reconnect_callbacks.add(lambda *_: log.info("broker.reconnected"))
@@ -153,14 +155,30 @@ class Broker:
         broker that comes back without its definitions (a new node, a lost volume) gets them
         back. A conflict is logged and that channel closed: not re-declared, not retried."""
         assert self.connection is not None
-        channel = await self.connection.channel()
+        if self._topology_channel is not None:
+            await self._topology_channel.close()
+        self._topology_channel = channel = await self.connection.channel()
         try:
             await topology.declare(
                 channel, self.settings.retry_delays_s, self.settings.delivery_limit
             )
         except topology.TopologyConflict as exc:
             log.error("topology.conflict", error=str(exc))
+            self._topology_channel = None
             await channel.close()
+
+    def _redeclare_soon(self) -> None:
+        """The exchange vanished under a live connection (deleted by hand, definitions reset):
+        declare the topology again in the background, once at a time."""
+        if self.declare_topology and (self._redeclaring is None or self._redeclaring.done()):
+            log.warning("topology.missing", action="declaring it again")
+            self._redeclaring = asyncio.create_task(self._redeclare(), name="topology-redeclare")
+
+    async def _redeclare(self) -> None:
+        try:
+            await self.declare()
+        except Exception as exc:  # the connection dropped meanwhile: its restore declares
+            log.warning("topology.not_declared", error=f"{type(exc).__name__}: {exc}")
 
     async def publish(self, event: Event) -> None:
         """Publish persistently to hookhub.events and return once the broker has confirmed it."""
@@ -199,6 +217,9 @@ class Broker:
         except TimeoutError as exc:
             self._confirms_stalled = True
             raise BrokerUnavailable("publish not confirmed in time") from exc
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            self._redeclare_soon()
+            raise BrokerUnavailable(f"publish not confirmed: {exc}") from exc
         except aiormq.exceptions.PublishError as exc:
             raise BrokerUnavailable(f"no queue took the message sent to {routing_key!r}") from exc
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:

@@ -25,7 +25,7 @@ APP_ID = "hookhub"
 
 # A type doubles as the routing key, so it is limited to what a topic binding can match word by
 # word: dot-separated words, no wildcards. AMQP caps routing keys at 255 bytes.
-TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+TYPE_PATTERN = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 MAX_TYPE_LENGTH = 255
 
 # The saga's event catalogue: who emits each event and what it means. The /events rule below,
@@ -75,7 +75,7 @@ def moved_copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio
 
 
 def is_valid_type(event_type: str) -> bool:
-    return len(event_type) <= MAX_TYPE_LENGTH and bool(TYPE_PATTERN.match(event_type))
+    return len(event_type) <= MAX_TYPE_LENGTH and bool(TYPE_PATTERN.fullmatch(event_type))
 
 
 def new_event_id() -> str:

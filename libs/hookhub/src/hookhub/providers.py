@@ -63,6 +63,8 @@ def _same(expected: str, given: str) -> bool:
 
 def verify_stripe(request: SignedRequest, secret: str, tolerance_s: int) -> None:
     header = _require(request, "stripe-signature")
+    if not header.isascii():  # the library's compare_digest raises TypeError on anything else
+        raise SignatureError("Stripe-Signature is not ASCII")
     try:
         stripe.WebhookSignature.verify_header(request.body, header, secret, tolerance_s)
     except stripe.SignatureVerificationError as exc:
@@ -88,7 +90,7 @@ def verify_standard_webhooks(request: SignedRequest, secret: str, tolerance_s: i
     )
     if not (msg_id and timestamp and signatures):
         raise SignatureError("needs webhook-id, webhook-timestamp and webhook-signature headers")
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 11:
         raise SignatureError("webhook-timestamp is not a number of seconds")
     _check_timestamp(timestamp, tolerance_s)
     try:
