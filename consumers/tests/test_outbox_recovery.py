@@ -10,7 +10,7 @@ from hookhub.events import Event
 from hookhub_consumers.runtime import emitted
 from hookhub_consumers.store import Marker, Ticket, open_store
 
-from conftest import HubProcess, free_port, fresh_vhost, hub_env, wait_http_ready
+from conftest import HubProcess, fresh_vhost, hub_env, start_consumer, wait_http_ready
 
 
 async def test_a_redelivered_event_publishes_the_outbox_its_first_delivery_committed(tmp_path):
@@ -29,14 +29,10 @@ async def test_a_redelivered_event_publishes_the_outbox_its_first_delivery_commi
     await store.close()
 
     with fresh_vhost() as amqp_url:
-        port = free_port()
-        consumer = HubProcess(
-            ["consume", "production", "--probe-port", str(port)],
-            hub_env(amqp_url, HOOKHUB_STORE_URL=store_url),
-            tmp_path / "production.log",
-        )
+        env = hub_env(amqp_url, HOOKHUB_STORE_URL=store_url)
+        consumer, readyz = start_consumer("production", env, tmp_path)
         try:
-            wait_http_ready(f"http://127.0.0.1:{port}/readyz", process=consumer)
+            wait_http_ready(readyz, process=consumer)
             connection = await aio_pika.connect(amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
@@ -61,4 +57,54 @@ async def test_a_redelivered_event_publishes_the_outbox_its_first_delivery_commi
     store = open_store(store_url)
     assert await store.pending(marker) == []
     assert (await store.get_ticket("o-1")).version == 1  # handled once, not again
+    await store.close()
+
+
+async def test_an_event_whose_follow_up_cannot_be_published_is_retried_never_parked(tmp_path):
+    """The ticket is saved but production.queued cannot go out (its only destination, unrouted,
+    is gone, so the broker returns it): the event keeps retrying past the last delay instead of
+    landing in the DLQ, and once the queue is back the follow-up is published, once."""
+    store_url = f"sqlite:///{tmp_path}/hookhub.db"
+    approved = Event(
+        id="pay-2",
+        source="/consumers/payments",
+        type="payment.approved",
+        data=json.dumps({"order_id": "o-2"}).encode(),
+    )
+    delays = (0.2, 0.4)
+    with fresh_vhost() as amqp_url:
+        env = hub_env(amqp_url, HOOKHUB_STORE_URL=store_url, HOOKHUB_RETRY_DELAYS="0.2,0.4")
+        consumer, readyz = start_consumer("production", env, tmp_path)
+        try:
+            wait_http_ready(readyz, process=consumer)
+            connection = await aio_pika.connect(amqp_url)
+            async with connection:
+                channel = await connection.channel(publisher_confirms=True)
+                await channel.queue_delete(topology.UNROUTED_QUEUE)
+                exchange = await channel.get_exchange("hookhub.events")
+                await exchange.publish(approved.to_message(), approved.routing_key)
+                await asyncio.sleep(3 * sum(delays) + 1)  # well past the last retry
+                dlq_name = topology.dead_letter_queue("production")
+                dlq = await channel.declare_queue(dlq_name, passive=True)
+                parked = dlq.declaration_result.message_count
+
+                declare = HubProcess(["topology", "declare"], env, tmp_path / "declare.log")
+                assert declare.process.wait(timeout=60) == 0, declare.log
+                unrouted = await channel.get_queue(topology.UNROUTED_QUEUE)
+                published = []
+                for _ in range(100):
+                    if (message := await unrouted.get(no_ack=True, fail=False)) is not None:
+                        published.append(message.type)
+                    elif published:
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            consumer.stop()
+
+    assert parked == 0, consumer.log[-3000:]
+    assert published == ["production.queued"], consumer.log[-3000:]
+    assert consumer.log.count('"event.retried"') > len(delays)
+    store = open_store(store_url)
+    assert (await store.get_ticket("o-2")).version == 1  # handled once, retried only to publish
+    assert await store.pending(Marker.of("production", approved.source, approved.id)) == []
     await store.close()

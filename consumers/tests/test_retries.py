@@ -2,12 +2,14 @@ from hookhub_consumers.retries import (
     ATTEMPTS_HEADER,
     REASON_HEADER,
     DeadLetter,
+    OutboxUnsent,
     Permanent,
     Retry,
     RetryLater,
     attempts_so_far,
     decide,
     failure_headers,
+    worth_retrying,
 )
 
 DELAYS = (5.0, 30.0, 300.0)
@@ -56,3 +58,17 @@ def test_failure_headers_keep_the_original_headers_and_say_why():
     assert headers[REASON_HEADER] == "boom"
     assert headers["x-hookhub-consumer"] == "notifications"
     assert headers["x-hookhub-routing-key"] == "order.ready"
+
+
+def test_http_answers_that_may_change_later_are_retried_the_rest_of_4xx_are_not():
+    answers = (400, 401, 404, 408, 409, 422, 429, 500, 503)
+    assert [code for code in answers if worth_retrying(code)] == [408, 429, 500, 503]
+
+
+def test_an_event_whose_follow_ups_are_unsent_is_retried_at_the_longest_delay_never_parked():
+    assert [decide(OutboxUnsent("not confirmed"), n, DELAYS) for n in (1, 3, 4, 50)] == [
+        RetryLater(5.0),
+        RetryLater(300.0),
+        RetryLater(300.0),
+        RetryLater(300.0),
+    ]

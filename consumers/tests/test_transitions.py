@@ -14,6 +14,7 @@ from hookhub_consumers.production import STEPS
         ("approved", "refunded", "refunded"),
         ("approved", "approved", None),  # the same approval told twice
         ("approved", "declined", None),  # a stale decline after the approval
+        ("declined", "refunded", "refunded"),  # a refund that overtook a second card's approval
         ("refunded", "approved", None),  # a refund is final
     ],
 )

@@ -5,18 +5,15 @@ import asyncio
 import aio_pika
 from hookhub import dlq, topology
 
-from conftest import HubProcess, free_port, fresh_vhost, hub_env, wait_http_ready
+from conftest import fresh_vhost, hub_env, start_consumer, wait_http_ready
 
 
 async def test_a_message_with_unreadable_headers_goes_to_the_dlq_with_its_reason(tmp_path):
     with fresh_vhost() as amqp_url:
-        port = free_port()
         env = hub_env(amqp_url, HOOKHUB_STORE_URL=f"sqlite:///{tmp_path}/h.db")
-        consumer = HubProcess(
-            ["consume", "production", "--probe-port", str(port)], env, tmp_path / "c.log"
-        )
+        consumer, readyz = start_consumer("production", env, tmp_path)
         try:
-            wait_http_ready(f"http://127.0.0.1:{port}/readyz", process=consumer)
+            wait_http_ready(readyz, process=consumer)
             connection = await aio_pika.connect(amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)

@@ -13,11 +13,10 @@ from urllib.parse import quote
 import httpx
 
 from hookhub_consumers.payment_providers import UnusablePayload
+from hookhub_consumers.retries import worth_retrying
 
 PAYMENT_PATH = "/v1/payments/{payment_id}"
 DEFAULT_TIMEOUT_S = 10.0
-# Worth asking again later: request timeout and rate limiting (every 5xx is, too).
-RETRYABLE_STATUSES = frozenset({408, 429})
 MAX_DETAIL_CHARS = 200
 
 
@@ -88,7 +87,7 @@ def _payment(response: httpx.Response, payment_id: str) -> dict[str, Any]:
             f"Mercado Pago refused the access token ({status}){_detail(response)}: "
             "check HOOKHUB_MERCADOPAGO_ACCESS_TOKEN, then replay the dead letters"
         )
-    if status >= 500 or status in RETRYABLE_STATUSES:
+    if worth_retrying(status):
         raise ProviderUnavailable(
             f"Mercado Pago answered {status} for payment {payment_id}{_detail(response)}"
         )

@@ -1,8 +1,9 @@
 """notifications: delivers events to the configured HTTP endpoint as signed outbound webhooks.
 
 Signed with the Standard Webhooks scheme (`webhook-id` = the event id, so a receiver can drop a
-repeat), every attempt recorded. 5xx, timeouts and connection errors are retried with backoff;
-a 4xx answer is permanent (the endpoint will not change its mind), straight to the DLQ.
+repeat), every attempt recorded. 5xx, 408, 429, timeouts and connection errors are retried with
+backoff; any other 4xx answer is permanent (the endpoint will not change its mind), straight to
+the DLQ.
 """
 
 import json
@@ -13,7 +14,7 @@ import standardwebhooks
 from hookhub.events import Event
 from hookhub.observability import log
 
-from hookhub_consumers.retries import Permanent, Retry
+from hookhub_consumers.retries import Permanent, Retry, worth_retrying
 from hookhub_consumers.runtime import Context, Outcome
 from hookhub_consumers.store import Delivery
 
@@ -62,7 +63,7 @@ async def handle(event: Event, ctx: Context) -> Outcome:
     if not response.is_success:
         delivery.error = response.text[:500]
     await ctx.store.record_delivery(delivery)
-    if response.status_code >= 500 or response.status_code == 429:
+    if worth_retrying(response.status_code):
         raise Retry(f"notification endpoint answered {response.status_code}")
     if not response.is_success:
         raise Permanent(

@@ -5,6 +5,7 @@ order.created              → the order's details (status pending, unless a pay
 """
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from hookhub.events import Event
@@ -22,7 +23,9 @@ NAME = "payments"
 # Which payment outcome may follow which state; anything else is stale or repeated and ignored.
 TRANSITIONS: dict[PaymentStatus, set[str]] = {
     "pending": {"approved", "declined", "refunded"},
-    "declined": {"approved"},
+    # A refund is final from any state: one that overtook the approval of a second card must
+    # still win over that approval when it arrives late.
+    "declined": {"approved", "refunded"},
     "approved": {"refunded"},
     "refunded": set(),
 }
@@ -68,6 +71,7 @@ async def _order_created(event: Event, ctx: Context) -> Outcome:
         items=created.items,
         amount=created.amount,
         currency=created.currency,
+        updated_at=datetime.now(UTC),
     )
     return Outcome(save=lambda store, marker, outbox: store.save_order(updated, marker, outbox))
 
@@ -100,6 +104,7 @@ async def _provider_webhook(
         payment_id=update.payment_id,
         amount=order.amount if order.amount is not None else update.amount,
         currency=order.currency or update.currency,
+        updated_at=datetime.now(UTC),
     )
     payment_event = emitted(
         event,
@@ -112,6 +117,9 @@ async def _provider_webhook(
             "amount": update.amount,
             "currency": update.currency,
             "customer": paid.customer,
+            # The order's version once this is saved: notifications may arrive out of order
+            # (retries, parallel deliveries), and a receiver keeps the highest.
+            "version": order.version + 1,
         },
     )
     return Outcome(

@@ -11,6 +11,7 @@ from typing import Any
 
 from hookhub.dlq import (
     ATTEMPTS_HEADER,
+    BROKER_DEATH_HEADERS,
     FAILED_AT_HEADER,
     FAILED_IN_HEADER,
     REASON_HEADER,
@@ -24,6 +25,17 @@ class Retry(Exception):
 
 class Permanent(Exception):
     """A failure that retrying cannot fix: dead-letter at once with this reason."""
+
+
+class OutboxUnsent(Retry):
+    """The event's effects are saved; only its follow-up events are not confirmed yet. It is
+    retried at the longest delay for as long as that lasts, never parked: a parked (and then
+    purged) message would take the only way to publish them with it."""
+
+
+def worth_retrying(http_status: int) -> bool:
+    """An HTTP answer that may change later: every 5xx, a request timeout, rate limiting."""
+    return http_status >= 500 or http_status in (408, 429)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +61,8 @@ def decide(
     reason = f"{type(error).__name__}: {error}"
     if isinstance(error, Permanent):
         return DeadLetter(f"permanent failure: {error}")
+    if isinstance(error, OutboxUnsent):
+        return RetryLater(delays_s[min(attempts, len(delays_s)) - 1])
     if attempts > len(delays_s):
         return DeadLetter(f"gave up after {attempts} attempts; last error {reason}")
     return RetryLater(delays_s[attempts - 1])
@@ -57,12 +71,17 @@ def decide(
 def failure_headers(
     headers: dict[str, Any] | None, *, consumer: str, attempts: int, reason: str, routing_key: str
 ) -> dict[str, Any]:
-    """The message's headers plus what an operator needs to see why it failed."""
+    """The message's headers plus what an operator needs to see why it failed.
+
+    The broker's own dead-letter history (`x-death`, ...) is dropped: from here on it records
+    only what the broker does after this failure, so a message the broker parks later (the
+    delivery limit) says so, instead of showing this older reason."""
+    kept = {k: v for k, v in (headers or {}).items() if not k.startswith(BROKER_DEATH_HEADERS)}
     return {
-        **(headers or {}),
+        **kept,
         ATTEMPTS_HEADER: attempts,
         REASON_HEADER: reason[:1000],
         FAILED_AT_HEADER: datetime.now(UTC).isoformat(),
         FAILED_IN_HEADER: consumer,
-        ROUTING_KEY_HEADER: (headers or {}).get(ROUTING_KEY_HEADER) or routing_key,
+        ROUTING_KEY_HEADER: kept.get(ROUTING_KEY_HEADER) or routing_key,
     }

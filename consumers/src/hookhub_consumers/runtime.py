@@ -20,7 +20,7 @@ import httpx
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from hookhub import topology
-from hookhub.broker import Broker
+from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event, moved_copy
 from hookhub.observability import log
 from hookhub.settings import Settings
@@ -203,7 +203,10 @@ class Consumer:
         """Publish the saved outbox, then forget it. Its ids derive from the cause, so
         publishing it again after a crash is deduplicated downstream."""
         for follow_up in outbox:
-            await self.broker.publish(follow_up)
+            try:
+                await self.broker.publish(follow_up)
+            except BrokerUnavailable as error:
+                raise retries.OutboxUnsent(f"{follow_up.type} not published: {error}") from error
         if outbox:
             await self.context.store.sent(marker)
 

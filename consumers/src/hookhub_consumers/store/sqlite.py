@@ -9,6 +9,7 @@ deadlock. A state change and its marker commit in that one transaction.
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from hookhub_consumers.store import ConcurrentUpdate, Delivery, Marker, Order, Store, Ticket
 
@@ -92,6 +94,10 @@ async def _changed(db: aiosqlite.Connection, sql: str, parameters: tuple) -> int
         return cursor.rowcount
 
 
+def _locked(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
 def _json_or_null(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -122,7 +128,16 @@ class SQLiteStore(Store):
         db = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             db.row_factory = aiosqlite.Row
-            await db.execute_fetchall("PRAGMA journal_mode=WAL")
+            # Switching a new file to WAL needs it alone, and SQLite answers "locked" at once,
+            # without waiting out the busy timeout, while another connection is opening it too.
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_locked),
+                stop=stop_after_delay(BUSY_TIMEOUT_S),
+                wait=wait_random_exponential(multiplier=0.01, max=0.2),
+                reraise=True,
+            ):
+                with attempt:
+                    await db.execute_fetchall("PRAGMA journal_mode=WAL")
             # synchronous stays FULL (the default): a consumer acks an event once its effect is
             # committed, so a commit must survive a power cut, which NORMAL does not promise in WAL.
             await db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")

@@ -23,6 +23,8 @@ REASON_HEADER = "x-hookhub-reason"
 FAILED_AT_HEADER = "x-hookhub-failed-at"
 FAILED_IN_HEADER = "x-hookhub-consumer"
 ROUTING_KEY_HEADER = "x-hookhub-routing-key"
+# What the broker writes when it dead-letters a message (prefixes).
+BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
 
 class ReplayFailed(RuntimeError):
@@ -46,17 +48,20 @@ def _text(value: Any) -> str:
 
 def parked(message: AbstractIncomingMessage) -> Parked:
     headers = dict(message.headers or {})
-    reason = headers.get(REASON_HEADER)
-    if reason is None and headers.get("x-death"):
-        # Dead-lettered by the broker itself: the delivery limit caught a crashing consumer.
-        death = headers["x-death"][0]
+    reason, failed_at = headers.get(REASON_HEADER), headers.get(FAILED_AT_HEADER, "")
+    # The consumer drops x-death whenever it records a failure, so a delivery_limit death here
+    # came after the last one it recorded: the broker parked a message that crashed its consumer.
+    deaths = headers.get("x-death") or [{}]
+    if _text(deaths[0].get("reason", "")) == "delivery_limit" or (reason is None and deaths[0]):
+        death = deaths[0]
         reason = f"broker: {_text(death.get('reason'))} on {_text(death.get('queue'))}"
+        failed_at = death["time"].isoformat() if "time" in death else ""
     return Parked(
         id=message.message_id or "",
         type=message.type or _text(headers.get("cloudEvents:type", "")),
         reason=_text(reason or "unknown"),
         attempts=int(headers.get(ATTEMPTS_HEADER, 0) or 0),
-        failed_at=_text(headers.get(FAILED_AT_HEADER, "")),
+        failed_at=_text(failed_at),
         body=message.body,
         headers=headers,
     )
