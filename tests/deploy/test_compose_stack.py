@@ -117,15 +117,15 @@ def test_a_published_hub_api_is_caught(stack: dict[str, Any]) -> None:
     assert "hub-api" in published_services(broken)
 
 
-def test_hub_api_shares_a_network_only_with_kong(stack: dict[str, Any]) -> None:
-    gateway_networks = set(services(stack)["hub-api"]["networks"]) - {"broker"}
-    sharing = {
+def test_hub_api_shares_networks_only_with_kong_and_rabbitmq(stack: dict[str, Any]) -> None:
+    hub_api_networks = set(services(stack)["hub-api"]["networks"])
+    neighbours = {
         name
         for name, service in services(stack).items()
-        if name != "hub-api" and gateway_networks & set(service.get("networks", {}))
+        if name != "hub-api" and hub_api_networks & set(service.get("networks", {}))
     }
-    assert sharing == {"kong"}
-    assert all(stack["networks"][n].get("internal") for n in gateway_networks)
+    assert neighbours == {"kong", "rabbitmq"}
+    assert all(stack["networks"][n].get("internal") for n in hub_api_networks)
 
 
 def test_rabbitmq_runs_with_its_management_and_prometheus_plugins(stack: dict[str, Any]) -> None:

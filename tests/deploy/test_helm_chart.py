@@ -272,3 +272,35 @@ def test_kong_reaches_hub_api_by_its_service_name(manifests: list[Manifest]) -> 
     host = next(e["value"] for e in renderer["env"] if e["name"] == "DECK_HUB_API_HOST")
     hub_api_service = of_kind(manifests, "Service")[host]
     assert [p["port"] for p in hub_api_service["spec"]["ports"]] == [8000]
+
+
+def test_hooks_use_nothing_the_release_creates_after_them(manifests: list[Manifest]) -> None:
+    """Helm runs pre-install hooks before the release's own resources exist: a hook pod naming
+    the chart's ServiceAccount would never start, and the install would fail."""
+    created_later = {
+        (m["kind"], m["metadata"]["name"])
+        for m in manifests
+        if "helm.sh/hook" not in m["metadata"].get("annotations", {})
+    }
+    for hook in (m for m in manifests if "helm.sh/hook" in m["metadata"].get("annotations", {})):
+        account = hook["spec"]["template"]["spec"].get("serviceAccountName")
+        assert ("ServiceAccount", account) not in created_later, hook["metadata"]["name"]
+
+
+def test_an_all_digit_image_tag_renders_as_that_tag() -> None:
+    # A commit prefix can be all digits; Jenkins passes it with --set-string, a user may not.
+    result = helm_template(CHART, "--set", "image.tag=123456789012")
+    assert result.returncode == 0, result.stderr
+    images = {
+        container["image"]
+        for deployment in deployments(load_all_yaml(result.stdout)).values()
+        for container in pod(deployment)["containers"]
+        if "hookhub-" in container["image"]
+    }
+    assert images and all(image.endswith(":123456789012") for image in images), images
+
+
+def test_kong_runs_a_bounded_number_of_nginx_workers(manifests: list[Manifest]) -> None:
+    [kong] = [c for c in pod(deployments(manifests)["kong"])["containers"] if c["name"] == "kong"]
+    workers = {e["name"]: e.get("value") for e in kong["env"]}["KONG_NGINX_WORKER_PROCESSES"]
+    assert workers.isdigit() and int(workers) >= 1

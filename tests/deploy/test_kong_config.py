@@ -68,6 +68,22 @@ PLUGIN_FIELDS: dict[str, set[str]] = {
     "request-transformer": {"http_method", "remove", "rename", "replace", "add", "append"},
 }
 
+# Fields whose Kong 3.x schema accepts only some values: Kong refuses to start on anything else.
+PLUGIN_CHOICES: dict[tuple[str, str], set[Any]] = {
+    ("correlation-id", "generator"): {"uuid", "uuid#counter", "tracker"},
+    ("rate-limiting", "policy"): {"local", "cluster", "redis"},
+    ("rate-limiting", "limit_by"): {
+        "consumer",
+        "consumer-group",
+        "credential",
+        "ip",
+        "service",
+        "header",
+        "path",
+    },
+    ("request-size-limiting", "size_unit"): {"megabytes", "kilobytes", "bytes"},
+}
+
 
 def routes(config: Config) -> list[dict[str, Any]]:
     return [route for service in config.get("services", []) for route in service.get("routes", [])]
@@ -296,9 +312,12 @@ def plugin_configs_are_known(config: Config) -> list[str]:
         if known is None:
             problems.append(f"plugin {plugin['name']} is not one this file is checked for")
             continue
+        config_ = plugin.get("config", {})
+        problems += [f"{plugin['name']}: unknown field {f}" for f in sorted(set(config_) - known)]
         problems += [
-            f"{plugin['name']}: unknown field {f}"
-            for f in sorted(set(plugin.get("config", {})) - known)
+            f"{name}: {field} {config_[field]!r} is not one of {sorted(choices)}"
+            for (name, field), choices in PLUGIN_CHOICES.items()
+            if name == plugin["name"] and field in config_ and config_[field] not in choices
         ]
     return problems
 
@@ -508,6 +527,12 @@ BREAKAGES = [
         plugin_configs_are_known,
         "key-auth: unknown field hide_credential",
         id="config-field-typo",
+    ),
+    pytest.param(
+        _set(_service_plugin("correlation-id"), "generator", "uuid#"),
+        plugin_configs_are_known,
+        "correlation-id: generator 'uuid#' is not one of",
+        id="correlation-generator-not-a-choice",
     ),
 ]
 

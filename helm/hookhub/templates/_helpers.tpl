@@ -24,7 +24,7 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 
 {{/* An image of ours: (dict "root" $ "name" "hookhub-api") */}}
 {{- define "hookhub.image" -}}
-{{- printf "%s/%s:%s" .root.Values.image.registry .name (.root.Values.image.tag | default .root.Chart.AppVersion) -}}
+{{- printf "%s/%s:%s" .root.Values.image.registry .name (.root.Values.image.tag | default .root.Chart.AppVersion | toString) -}}
 {{- end -}}
 
 {{- define "hookhub.serviceAccountName" -}}
