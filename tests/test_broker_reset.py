@@ -81,3 +81,34 @@ def test_after_the_broker_loses_its_definitions_the_hub_declares_them_again(tmp_
             consumer.stop()
             api.stop()
             endpoint.close()
+
+
+async def redeclare_differently(amqp_url: str, queue: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(queue, if_unused=False, if_empty=False)
+        await channel.declare_queue(queue, durable=True, arguments={"x-max-length": 10})
+
+
+def test_a_queue_changed_on_the_broker_during_an_outage_is_logged_and_the_api_serves(tmp_path):
+    """An operator re-created a DLQ differently while hub-api was cut off: the reconnect must
+    not turn on that conflict (no reconnect loop); it is logged, and events are taken again."""
+    with fresh_vhost() as amqp_url, TcpProxy.to_url(amqp_url) as proxy:
+        api, base = start_api(proxy.url_through(amqp_url, reconnect_interval="0.5"), tmp_path)
+        try:
+            wait_http_ready(f"{base}/readyz", process=api)
+            proxy.cut()
+            asyncio.run(redeclare_differently(amqp_url, "hookhub.payments.dlq"))
+            proxy.restore()
+
+            wait_http_ready(f"{base}/readyz", 30, process=api)
+            accepted = eventually_accepted(base, "ci.build.finished", "after-conflict", 30)
+            assert accepted == 202, api.log[-3000:]
+            deadline = time.monotonic() + 10
+            while '"topology.conflict"' not in api.log and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            api.stop()
+    [conflict] = [line for line in api.log.splitlines() if '"topology.conflict"' in line]
+    assert "queue hookhub.payments.dlq already exists" in conflict

@@ -2,6 +2,7 @@
 goes on with what queued up meanwhile. The outage is a cut proxy in front of the shared broker."""
 
 import base64
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -130,3 +131,36 @@ def test_an_event_in_hand_when_the_broker_drops_is_finished_and_delivered_once(o
         time.sleep(0.05)
     assert deliveries_of(endpoint, sentinel), outage["consumer"].log[-2000:]
     assert len(deliveries_of(endpoint, event_id)) == 1, outage["consumer"].log[-3000:]
+
+
+def test_a_failure_in_hand_when_the_broker_drops_is_retried_as_one_event(outage):
+    """The endpoint fails (500, slowly) while the broker goes away and comes back: the failure
+    that finishes on the dead channel parks no copy, since the broker redelivers the original;
+    otherwise the event would walk the retry queues twice, as two."""
+    proxy, endpoint = outage["proxy"], outage["endpoint"]
+    event_id = f"flaky-{uuid.uuid4().hex[:6]}"
+    endpoint.status_for_type["ci.flaky.failed"] = 500
+    endpoint.delay_s = 2.0
+    try:
+        response = post_internal_event(outage["api"], "ci.flaky.failed", event_id)
+        assert response.status_code == 202, response.text
+        wait_until(lambda: deliveries_of(endpoint, event_id), "the first POST never started")
+        proxy.cut()  # while the endpoint holds its 500
+        time.sleep(0.3)
+        proxy.restore()
+        # First POST (dropped), its redelivery, then the retry copy back from the 5 s queue.
+        wait_until(lambda: len(deliveries_of(endpoint, event_id)) >= 3, "no retry", 30)
+    finally:
+        endpoint.delay_s = 0.0
+        endpoint.status_for_type.pop("ci.flaky.failed")
+    lines = [line for line in outage["consumer"].log.splitlines() if event_id in line]
+    retried = [json.loads(line)["attempts"] for line in lines if '"event.retried"' in line]
+    assert retried == sorted(set(retried)), f"two copies retried: attempts {retried}"
+    assert any('"event.unsettled"' in line for line in lines)
+
+
+def wait_until(condition, failure: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.01)

@@ -219,4 +219,4 @@ async def test_exchange_deleted_under_a_live_connection_is_declared_again(tmp_pa
     assert statuses[-1] == 202, statuses
     # github.push has no consumer: it lands in hookhub.unrouted, so the alternate exchange is back.
     assert unrouted.declaration_result.message_count == 1
-    assert '"topology.missing"' in running.process.log
+    assert '"topology.redeclaring"' in running.process.log

@@ -149,6 +149,19 @@ async def test_internal_event_with_binary_data_base64_is_published_decoded(api, 
     assert message.content_type == "application/octet-stream"
 
 
+async def test_data_base64_without_a_content_type_is_not_labelled_json(api, capture):
+    queue = await capture("ci.blob")
+    event = {"type": "ci.blob", "data_base64": base64.b64encode(b"\x00\xff").decode()}
+
+    response = await api.post(
+        "/events", content=json.dumps(event), headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 202, response.text
+    message = await queue.get()
+    assert (message.body, message.content_type) == (b"\x00\xff", "application/octet-stream")
+
+
 async def test_internal_event_source_is_the_gateway_caller_not_what_the_body_claims(api, capture):
     queue = await capture("order.created")
     event = {"type": "order.created", "source": "/forged/payments", "data": {"order_id": "o2"}}

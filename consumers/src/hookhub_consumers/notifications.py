@@ -6,6 +6,7 @@ backoff; any other 4xx answer is permanent (the endpoint will not change its min
 the DLQ.
 """
 
+import base64
 import json
 from datetime import UTC, datetime
 
@@ -20,12 +21,20 @@ from hookhub_consumers.store import Delivery
 
 
 def payload(event: Event) -> bytes:
-    """The Standard Webhooks payload: type, timestamp and the event's data."""
+    """The Standard Webhooks payload: type, timestamp and the event's data (JSON as JSON, text as
+    a string, anything else as `data_base64`)."""
+    body: dict[str, object] = {
+        "type": event.type,
+        "timestamp": event.time.isoformat(),
+        "id": event.id,
+    }
     try:
-        data = json.loads(event.data)
+        body["data"] = json.loads(event.data)
     except ValueError:
-        data = event.data.decode(errors="replace")
-    body = {"type": event.type, "timestamp": event.time.isoformat(), "id": event.id, "data": data}
+        try:
+            body["data"] = event.data.decode()
+        except UnicodeDecodeError:
+            body["data_base64"] = base64.b64encode(event.data).decode()
     return json.dumps(body, separators=(",", ":")).encode()
 
 

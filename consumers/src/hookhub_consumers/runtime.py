@@ -212,6 +212,11 @@ class Consumer:
 
     async def _settle_failure(self, message: AbstractIncomingMessage, error: Exception) -> None:
         """Retry later or dead-letter; ack the original only once its copy is confirmed."""
+        if _channel_gone(message):
+            # The connection dropped while this was in hand: the broker has taken the message
+            # back and redelivers it. A copy parked now would make it two events.
+            log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
+            return
         attempts = retries.attempts_so_far(message.headers) + 1
         step = retries.decide(error, attempts, self.settings.retry_delays_s)
         if isinstance(step, retries.RetryLater):
@@ -240,7 +245,10 @@ class Consumer:
             await _settle(message.nack(requeue=True))
             return
         MESSAGES.labels(self.name, outcome).inc()
-        log_method = log.warning if outcome == "retried" else log.error
+        # Past the configured delays only an event with unsent follow-ups still retries: that
+        # needs someone to look, like a parked one.
+        quiet = outcome == "retried" and attempts <= len(self.settings.retry_delays_s)
+        log_method = log.warning if quiet else log.error
         log_method(f"event.{outcome}", attempts=attempts, reason=reason, queue=target)
         await _settle(message.ack())
 
@@ -254,6 +262,13 @@ class Consumer:
         if self._in_hand:
             await asyncio.wait(self._in_hand, timeout=30)
         await self.broker.close()
+
+
+def _channel_gone(message: AbstractIncomingMessage) -> bool:
+    try:
+        return message.channel.is_closed
+    except aio_pika.exceptions.ChannelInvalidStateError:  # aio-pika's way of saying closed
+        return True
 
 
 async def _settle(ack_or_nack: Awaitable[None]) -> None:

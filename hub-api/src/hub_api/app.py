@@ -132,6 +132,16 @@ def _event_data(cloud_event: CloudEventIn) -> bytes:
     raise _reject(422, "data must be a string unless datacontenttype is JSON")
 
 
+def _event_content_type(cloud_event: CloudEventIn) -> str:
+    """The datacontenttype sent; for data_base64 without one, bytes of no known type."""
+    if (
+        cloud_event.data_base64 is not None
+        and "datacontenttype" not in cloud_event.model_fields_set
+    ):
+        return "application/octet-stream"
+    return cloud_event.datacontenttype
+
+
 def _headers(request: Request) -> dict[str, str]:
     """The request's headers, decoded once, by lower-case name; the first of a repeated one wins.
 
@@ -412,7 +422,7 @@ def create_app(settings: Settings) -> HubApi:
             source=f"/events/{caller or 'anonymous'}",
             type=cloud_event.type,
             data=data,
-            content_type=cloud_event.datacontenttype,
+            content_type=_event_content_type(cloud_event),
             subject=cloud_event.subject,
             correlation_id=headers.get(CORRELATION_HEADER) or str(uuid.uuid4()),
             traceparent=headers.get("traceparent"),

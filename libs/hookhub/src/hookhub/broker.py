@@ -60,8 +60,8 @@ class Broker:
         self._connecting: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self._confirms_stalled = False
-        self._topology_channel: AbstractChannel | None = None
         self._redeclaring: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def _usable(self) -> bool:
@@ -143,42 +143,51 @@ class Broker:
             if self.on_connected:
                 await self.on_connected(connection)
         except BaseException:
-            self.connection = self._channel = self._topology_channel = None
+            self.connection = self._channel = None
             await connection.close()
             raise
         connection.reconnect_callbacks.add(lambda *_: log.info("broker.reconnected"))
+        # The broker may come back without its definitions (a new node, a lost volume).
+        connection.close_callbacks.add(lambda *_: self._redeclare_soon("connection lost"))
 
     async def declare(self) -> None:
-        """Declare the topology on a robust channel of its own, kept open for the connection's
-        life: after a reconnect it declares everything again, before consumers re-subscribe
-        (aio-pika defers a channel whose queue is missing until the others are restored), so a
-        broker that comes back without its definitions (a new node, a lost volume) gets them
-        back. A conflict is logged and that channel closed: not re-declared, not retried."""
+        """Declare the topology on a channel of its own (a conflict closes the channel)."""
         assert self.connection is not None
-        if self._topology_channel is not None:
-            await self._topology_channel.close()
-        self._topology_channel = channel = await self.connection.channel()
+        async with self.connection.channel() as channel:
+            await self._declare_on(channel)
+
+    async def _declare_on(self, channel: AbstractChannel) -> None:
         try:
             await topology.declare(
                 channel, self.settings.retry_delays_s, self.settings.delivery_limit
             )
-        except topology.TopologyConflict as exc:
+        except topology.TopologyConflict as exc:  # logged, and the process keeps serving
             log.error("topology.conflict", error=str(exc))
-            self._topology_channel = None
-            await channel.close()
 
-    def _redeclare_soon(self) -> None:
-        """The exchange vanished under a live connection (deleted by hand, definitions reset):
-        declare the topology again in the background, once at a time."""
-        if self.declare_topology and (self._redeclaring is None or self._redeclaring.done()):
-            log.warning("topology.missing", action="declaring it again")
+    def _redeclare_soon(self, why: str) -> None:
+        """Declare the topology again in the background, once at a time, until it is done.
+
+        From a connection of its own: after a reconnect, aio-pika restores this connection's
+        channels (a consumer's subscription to its queue) and retries them until the queue
+        exists, so the declaration has to come from elsewhere.
+        """
+        if not self.declare_topology or self._closing:
+            return
+        if self._redeclaring is None or self._redeclaring.done():
+            log.warning("topology.redeclaring", reason=why)
             self._redeclaring = asyncio.create_task(self._redeclare(), name="topology-redeclare")
 
     async def _redeclare(self) -> None:
-        try:
-            await self.declare()
-        except Exception as exc:  # the connection dropped meanwhile: its restore declares
-            log.warning("topology.not_declared", error=f"{type(exc).__name__}: {exc}")
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=5),
+            retry=retry_if_exception_type(CONNECT_ERRORS),
+        ):
+            with attempt:
+                connection = await aio_pika.connect(
+                    self.settings.amqp_url, timeout=self.settings.connect_timeout_s
+                )
+                async with connection, connection.channel() as channel:
+                    await self._declare_on(channel)
 
     async def publish(self, event: Event) -> None:
         """Publish persistently to hookhub.events and return once the broker has confirmed it."""
@@ -218,7 +227,7 @@ class Broker:
             self._confirms_stalled = True
             raise BrokerUnavailable("publish not confirmed in time") from exc
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
-            self._redeclare_soon()
+            self._redeclare_soon(f"publish to a missing exchange: {exc}")
             raise BrokerUnavailable(f"publish not confirmed: {exc}") from exc
         except aiormq.exceptions.PublishError as exc:
             raise BrokerUnavailable(f"no queue took the message sent to {routing_key!r}") from exc
@@ -229,6 +238,9 @@ class Broker:
             raise BrokerUnavailable(f"broker refused the message: {confirmation!r}")
 
     async def close(self) -> None:
+        self._closing = True
+        if self._redeclaring and not self._redeclaring.done():
+            self._redeclaring.cancel()
         if self._connecting and not self._connecting.done():
             self._connecting.cancel()
         if self.connection is not None:
