@@ -3,7 +3,9 @@
 Connecting never blocks start-up: a background task keeps trying with exponential backoff until
 the broker answers, then aio-pika's robust connection restores channels after any later outage.
 `ready` tells the truth throughout; `publish` fails fast with `BrokerUnavailable` while there is
-no connection, and within `publish_timeout_s` when the broker does not confirm.
+no connection, and within `publish_timeout_s` when the broker does not confirm. The topology is
+declared at start-up and again, from a short-lived connection, whenever the connection drops or a
+publish finds the exchange missing.
 """
 
 import asyncio
@@ -178,16 +180,19 @@ class Broker:
             self._redeclaring = asyncio.create_task(self._redeclare(), name="topology-redeclare")
 
     async def _redeclare(self) -> None:
-        async for attempt in AsyncRetrying(
-            wait=wait_exponential(multiplier=0.2, max=5),
-            retry=retry_if_exception_type(CONNECT_ERRORS),
-        ):
-            with attempt:
-                connection = await aio_pika.connect(
-                    self.settings.amqp_url, timeout=self.settings.connect_timeout_s
-                )
-                async with connection, connection.channel() as channel:
-                    await self._declare_on(channel)
+        try:
+            async for attempt in AsyncRetrying(
+                wait=wait_exponential(multiplier=0.2, max=5),
+                retry=retry_if_exception_type(CONNECT_ERRORS),
+            ):
+                with attempt:
+                    connection = await aio_pika.connect(
+                        self.settings.amqp_url, timeout=self.settings.connect_timeout_s
+                    )
+                    async with connection, connection.channel() as channel:
+                        await self._declare_on(channel)
+        except Exception as exc:  # e.g. refused credentials: the main connection says so too
+            log.error("topology.not_declared", error=f"{type(exc).__name__}: {exc}")
 
     async def publish(self, event: Event) -> None:
         """Publish persistently to hookhub.events and return once the broker has confirmed it."""
