@@ -502,13 +502,26 @@ async def test_status_shows_each_queue_with_its_depth_and_consumers(hub):
 
 
 async def test_publish_puts_an_event_on_the_exchange_once_confirmed(hub):
-    result = hub.cli("publish", "ci.manual.check", "--data", '{"by": "operator"}')
+    result = hub.cli(
+        "publish", "ci.manual.check", "--data", '{"by": "operator"}', "--correlation-id", "corr-cli"
+    )
     assert result.returncode == 0, result.stderr
     event_id = json.loads(result.stdout)["id"]
     [received] = [
         r for r in hub.endpoint.wait_for("ci.manual.check") if r.headers["webhook-id"] == event_id
     ]
     assert verified(received)["data"] == {"by": "operator"}
+    assert received.headers["x-correlation-id"] == "corr-cli"
+
+
+async def test_publish_without_a_correlation_id_gives_the_event_a_new_one(hub):
+    result = hub.cli("publish", "ci.manual.check", "--data", "{}")
+    assert result.returncode == 0, result.stderr
+    event_id = json.loads(result.stdout)["id"]
+    [received] = [
+        r for r in hub.endpoint.wait_for("ci.manual.check") if r.headers["webhook-id"] == event_id
+    ]
+    assert uuid.UUID(received.headers["x-correlation-id"])
 
 
 @pytest.mark.parametrize("command", [["status"], ["publish", "ci.manual.check"]])

@@ -1,6 +1,7 @@
 """A message whose CloudEvents headers cannot be read is parked at once, not left unacked."""
 
 import asyncio
+import json
 
 import aio_pika
 from hookhub import dlq, topology
@@ -20,6 +21,7 @@ async def test_a_message_with_unreadable_headers_goes_to_the_dlq_with_its_reason
                 garbled = aio_pika.Message(
                     b'{"order_id": "o-1"}',
                     message_id="garbled-1",
+                    correlation_id="corr-garbled-1",
                     headers={"cloudEvents:id": "garbled-1", "cloudEvents:time": "not-a-time"},
                 )
                 await channel.default_exchange.publish(garbled, topology.work_queue("production"))
@@ -35,3 +37,7 @@ async def test_a_message_with_unreadable_headers_goes_to_the_dlq_with_its_reason
         assert [p.id for p in parked] == ["garbled-1"]
         assert parked[0].reason.startswith("permanent failure: not a Hookhub event:")
         assert work.declaration_result.message_count == 0
+        lines = [json.loads(line) for line in consumer.log.splitlines() if line.startswith("{")]
+        [parked_line] = [line for line in lines if line["event"] == "event.dead_lettered"]
+        assert parked_line["event_id"] == "garbled-1"
+        assert parked_line["correlation_id"] == "corr-garbled-1"

@@ -162,3 +162,35 @@ def test_an_empty_gateway_secret_counts_as_none_and_the_api_refuses_to_start(amq
     )
     assert result.returncode == 2
     assert "HOOKHUB_GATEWAY_SECRET is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("HOOKHUB_AMQP_URL", "guest:pa55word@127.0.0.1:5672/", "must look like amqp://"),
+        ("HOOKHUB_STORE_URL", "mongo://hookhub:pa55word@db/hookhub", "must start with one of"),
+        ("HOOKHUB_RETRY_DELAYS", "5,soon", "could not convert"),
+    ],
+)
+def test_a_malformed_setting_is_named_without_its_value_and_nothing_starts(
+    amqp_url, variable, value, problem
+):
+    result = hookhub("status", env={**hub_env(amqp_url), variable: value})
+
+    assert result.returncode == 2
+    message = one_line(result.stderr)
+    assert f"invalid settings: {variable}: " in message
+    assert problem in message
+    assert "pa55word" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_refused_broker_login_says_so_without_the_password(amqp_url):
+    wrong = amqp_url.replace("guest:guest@", "guest:pa55word@")
+    assert wrong != amqp_url
+
+    result = hookhub("status", env={**hub_env(amqp_url), "HOOKHUB_AMQP_URL": wrong})
+
+    assert result.returncode == 1
+    assert "refused the login: check the user and password" in one_line(result.stderr)
+    assert "pa55word" not in result.stdout + result.stderr

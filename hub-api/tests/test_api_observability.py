@@ -83,6 +83,26 @@ async def test_an_accepted_event_is_logged_as_json_with_its_event_and_correlatio
     ), accepted
 
 
+async def test_a_rejected_event_is_logged_with_its_event_and_correlation_ids(observed_api, client):
+    response = await client.post(
+        "/events",
+        json={"id": "evt-log-403", "type": "payment.approved", "data": {}},
+        headers={
+            "content-type": "application/cloudevents+json",
+            "x-correlation-id": "corr-log-403",
+        },
+    )
+
+    assert response.status_code == 403, response.text
+    rejected = [line for line in log_lines(observed_api) if line["event"] == "request.rejected"]
+    assert any(
+        line["status"] == 403
+        and line["event_id"] == "evt-log-403"
+        and line["correlation_id"] == "corr-log-403"
+        for line in rejected
+    ), rejected
+
+
 async def test_no_secret_ever_appears_in_the_log(observed_api, client):
     for provider in PROVIDER_SECRETS:
         assert (await client.post(**webhook(provider).request())).status_code == 202

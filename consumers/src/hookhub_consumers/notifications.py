@@ -1,9 +1,9 @@
 """notifications: delivers events to the configured HTTP endpoint as signed outbound webhooks.
 
 Signed with the Standard Webhooks scheme (`webhook-id` = the event id, so a receiver can drop a
-repeat), every attempt recorded. 5xx, 408, 429, timeouts and connection errors are retried with
-backoff; any other 4xx answer is permanent (the endpoint will not change its mind), straight to
-the DLQ.
+repeat) and carrying the event's `x-correlation-id`; every attempt is recorded. 5xx, 408, 429,
+timeouts and connection errors are retried with backoff; any other 4xx answer is permanent (the
+endpoint will not change its mind), straight to the DLQ.
 """
 
 import base64
@@ -59,6 +59,8 @@ async def handle(event: Event, ctx: Context) -> Outcome:
     headers = signed_headers(
         event.id, body, ctx.settings.notify_secret.get_secret_value(), datetime.now(UTC)
     )
+    if event.correlation_id:  # so the receiver's logs join the trail of this event
+        headers["x-correlation-id"] = event.correlation_id
     previous = await ctx.store.deliveries(event.id)
     delivery = Delivery(event.id, event.type, url, attempt=len(previous) + 1)
     try:

@@ -125,7 +125,13 @@ class Consumer:
         try:
             event = Event.from_message(message)
         except Exception as error:  # headers no Hookhub publisher wrote: nothing to retry
-            await self._settle_failure(message, retries.Permanent(f"not a Hookhub event: {error}"))
+            with structlog.contextvars.bound_contextvars(
+                consumer=self.name,
+                event_id=message.message_id,
+                correlation_id=message.correlation_id,
+            ):
+                reason = f"not a Hookhub event: {error}"
+                await self._settle_failure(message, retries.Permanent(reason))
             return
         marker = Marker.of(self.name, event.source, event.id)
         with structlog.contextvars.bound_contextvars(

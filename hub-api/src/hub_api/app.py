@@ -90,8 +90,18 @@ class CloudEventIn(BaseModel):
         return value
 
 
-def _reject(status: int, detail: str, **headers: str) -> HTTPException:
-    return HTTPException(status_code=status, detail=detail, headers=headers or None)
+class Rejected(HTTPException):
+    """A 4xx or 503 answer; `event_id` is the event's, once the request got as far as one."""
+
+    def __init__(
+        self, status: int, detail: str, headers: dict[str, str] | None, event_id: str | None
+    ):
+        super().__init__(status_code=status, detail=detail, headers=headers)
+        self.event_id = event_id
+
+
+def _reject(status: int, detail: str, event_id: str | None = None, **headers: str) -> Rejected:
+    return Rejected(status, detail, headers or None, event_id)
 
 
 def _unsendable(event: Event) -> str | None:
@@ -117,19 +127,23 @@ def _event_data(cloud_event: CloudEventIn) -> bytes:
     """The message body: `data_base64` decoded, JSON `data` serialised, or text `data` as is."""
     if cloud_event.data_base64 is not None:
         if cloud_event.data is not None:
-            raise _reject(422, "send data or data_base64, not both")
+            raise _reject(422, "send data or data_base64, not both", event_id=cloud_event.id)
         try:
             return base64.b64decode(cloud_event.data_base64, validate=True)
         except binascii.Error:
-            raise _reject(422, "data_base64 is not valid base64") from None
+            raise _reject(422, "data_base64 is not valid base64", event_id=cloud_event.id) from None
     if cloud_event.datacontenttype.split(";")[0].strip().endswith("json"):
         try:
             return json.dumps(cloud_event.data, separators=(",", ":"), allow_nan=False).encode()
         except ValueError:  # NaN or Infinity, which JSON has no way to say
-            raise _reject(422, "data holds a number JSON cannot represent") from None
+            raise _reject(
+                422, "data holds a number JSON cannot represent", event_id=cloud_event.id
+            ) from None
     if isinstance(cloud_event.data, str):
         return cloud_event.data.encode()
-    raise _reject(422, "data must be a string unless datacontenttype is JSON")
+    raise _reject(
+        422, "data must be a string unless datacontenttype is JSON", event_id=cloud_event.id
+    )
 
 
 def _event_content_type(cloud_event: CloudEventIn) -> str:
@@ -264,7 +278,7 @@ def create_app(settings: Settings) -> HubApi:
 
     async def publish(event: Event, route: str, provider: str) -> Response:
         if problem := _unsendable(event):
-            raise _reject(422, problem)
+            raise _reject(422, problem, event_id=event.id)
         # The ids go on the lines themselves rather than through bound context vars: nothing
         # else logs while an event is published, and binding cost more than the line itself.
         ids = {"event_id": event.id, "correlation_id": event.correlation_id, "type": event.type}
@@ -277,6 +291,7 @@ def create_app(settings: Settings) -> HubApi:
             raise _reject(
                 503,
                 "the event was not accepted: the message broker is unavailable; retry later",
+                event_id=event.id,
                 **{"Retry-After": str(settings.retry_after_s)},
             ) from None
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
@@ -297,7 +312,12 @@ def create_app(settings: Settings) -> HubApi:
             provider = request.path_params.get("provider", "-")
             _requests(route, provider if provider in PROVIDERS else "-", str(exc.status_code)).inc()
             log.info(
-                "request.rejected", status=exc.status_code, detail=exc.detail, path=request.url.path
+                "request.rejected",
+                status=exc.status_code,
+                detail=exc.detail,
+                path=request.url.path,
+                event_id=getattr(exc, "event_id", None),
+                correlation_id=request.headers.get(CORRELATION_HEADER),
             )
         return Response(
             json.dumps({"detail": exc.detail}),
@@ -415,7 +435,11 @@ def create_app(settings: Settings) -> HubApi:
             raise _reject(422, f"not a valid CloudEvent: {problems}") from None
         namespace = cloud_event.type.split(".", 1)[0]
         if events.is_reserved(cloud_event.type) or namespace in PROVIDERS:
-            raise _reject(403, f"type '{cloud_event.type}' is reserved for Hookhub's own events")
+            raise _reject(
+                403,
+                f"type '{cloud_event.type}' is reserved for Hookhub's own events",
+                event_id=cloud_event.id,
+            )
         data = _event_data(cloud_event)
         event = Event(
             id=cloud_event.id,

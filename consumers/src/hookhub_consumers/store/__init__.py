@@ -139,6 +139,8 @@ def open_store(url: str) -> Store:
         from hookhub_consumers.store.mongo import MongoStore
 
         return MongoStore.from_url(url)
+    # The scheme only: the rest of the URL may hold a password.
     raise ValueError(
-        f"unsupported HOOKHUB_STORE_URL '{url}': use sqlite:///path or mongodb://host/db"
+        f"unsupported HOOKHUB_STORE_URL scheme '{url.partition(':')[0]}': "
+        "use sqlite:///path or mongodb://host/db"
     )

@@ -3,12 +3,15 @@
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import aio_pika
+import aiormq
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -37,8 +40,17 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _setting_problem(error: Any) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    variable = field if field.startswith("HOOKHUB_") else f"HOOKHUB_{field.upper()}"
+    return f"{variable}: {error['msg'].removeprefix('Value error, ')}"
+
+
 def _settings() -> Settings:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # each problem names the variable, never its value
+        _fail("invalid settings: " + "; ".join(map(_setting_problem, exc.errors())), code=2)
     json_lines = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
     configure_logging(settings.log_level, json_lines)
     return settings
@@ -48,6 +60,11 @@ def _settings() -> Settings:
 async def _connection(settings: Settings):  # type: ignore[no-untyped-def]
     try:
         connection = await aio_pika.connect(settings.amqp_url, timeout=settings.connect_timeout_s)
+    except aiormq.exceptions.ProbableAuthenticationError:
+        _fail(
+            f"RabbitMQ at {redact(settings.amqp_url)} refused the login: check the user and "
+            "password in HOOKHUB_AMQP_URL"
+        )
     except CONNECT_ERRORS:
         _fail(
             f"RabbitMQ is not reachable at {redact(settings.amqp_url)}: start it "
@@ -342,6 +359,9 @@ def publish(
     data: Annotated[str, typer.Option(help="JSON data of the event")] = "{}",
     source: Annotated[str, typer.Option(help="CloudEvents source")] = "/cli",
     id: Annotated[str | None, typer.Option(help="Event id (default: a new UUID)")] = None,
+    correlation_id: Annotated[
+        str | None, typer.Option(help="Correlation id (default: a new UUID)")
+    ] = None,
 ) -> None:
     """Publish one event straight to the exchange and wait for the broker's confirm."""
     settings = _settings()
@@ -351,7 +371,13 @@ def publish(
         body = json.dumps(json.loads(data), separators=(",", ":")).encode()
     except ValueError as exc:
         _fail(f"--data is not valid JSON: {exc}")
-    event = Event(id=id or events.new_event_id(), source=source, type=type, data=body)
+    event = Event(
+        id=id or events.new_event_id(),
+        source=source,
+        type=type,
+        data=body,
+        correlation_id=correlation_id or str(uuid.uuid4()),
+    )
 
     async def main() -> str | None:
         """The same confirmed publish as hub-api's; the reason it failed, if it did."""

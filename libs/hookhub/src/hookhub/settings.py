@@ -3,12 +3,15 @@
 import os
 from functools import lru_cache
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROVIDER_SECRET_PREFIX = "HOOKHUB_SECRET_"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# The stores the consumers can open (hookhub_consumers.store.open_store).
+STORE_URL_PREFIXES = ("sqlite:", "mongodb://", "mongodb+srv://")
 
 
 def _provider_secrets_from_env() -> dict[str, SecretStr]:
@@ -22,7 +25,10 @@ def _provider_secrets_from_env() -> dict[str, SecretStr]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HOOKHUB_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a rejected value (a URL with its password) stays out of the message.
+    model_config = SettingsConfigDict(
+        env_prefix="HOOKHUB_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     gateway_secret: SecretStr | None = None
@@ -56,13 +62,33 @@ class Settings(BaseSettings):
         # an empty gateway secret would otherwise switch the gateway check off unnoticed.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url_is_whole(cls, value: str) -> str:
+        # Checked here because aio-pika, given a URL it cannot parse, logs it with its password.
+        parts = urlsplit(value)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname or not port_ok:
+            raise ValueError("must look like amqp://user:password@host:5672/vhost (or amqps://)")
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url_is_known(cls, value: str) -> str:
+        if not value.startswith(STORE_URL_PREFIXES):
+            raise ValueError("must start with one of: " + ", ".join(STORE_URL_PREFIXES))
+        return value
+
     @field_validator("retry_delays_s", mode="before")
     @classmethod
     def _parse_delays(cls, value: object) -> object:
         if isinstance(value, str):
             parts = [p.strip() for p in value.split(",") if p.strip()]
             if not parts:
-                raise ValueError("HOOKHUB_RETRY_DELAYS needs at least one delay, e.g. 5,30,300")
+                raise ValueError("needs at least one delay, e.g. 5,30,300")
             return tuple(float(p) for p in parts)
         return value
 
