@@ -1,11 +1,14 @@
 # Hookhub: the two commands of the quick start are `make run` and `make test`.
-UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+# uv from PATH, else a private copy in .tools/uv (a venv of its own: a system Python that is
+# "externally managed", as on Debian and Ubuntu, refuses a plain `pip install`).
+UV := $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 VENV := .venv/bin
 
 .PHONY: install run test bench lint tools broker
 
 install:  ## the virtualenv with every service and the test tools, from the lock file
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@test -x "$(UV)" || \
+		{ python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet uv; }
 	$(UV) sync --locked --all-groups
 
 broker:  ## make sure RabbitMQ answers on 127.0.0.1:5672 (starts the local one if it is down)

@@ -1,10 +1,12 @@
 """The FastStream baseline of the consumer benchmark: the production consumer's `payment.approved`
 step written as a plain FastStream subscriber, on the same SQLite store as Hookhub's runtime.
 
-For each message, the same work as Hookhub's production consumer, in the same order:
+For each message, the same work as Hookhub's production consumer:
   skip it if its processed-marker exists (SQLiteStore.is_processed) → read the ticket → if there
   is none, publish `production.queued` to hookhub.events and wait for the broker's confirm → save
   the ticket and the marker in one transaction (SQLiteStore.save_ticket) → ack.
+Hookhub saves first (ticket, marker and the follow-up in its outbox) and publishes after; a
+plain subscriber has no outbox, so it publishes first, which is the order that loses nothing.
 The follow-up event is built by the same wire contract (hookhub.events.Event, the runtime's
 `emitted`), so both cases publish identical messages; what differs is the runtime around it.
 
