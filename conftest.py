@@ -143,6 +143,17 @@ def start_consumer(name: str, env: dict[str, str], log_dir: Path) -> tuple[HubPr
     return process, f"http://127.0.0.1:{port}/readyz"
 
 
+@contextmanager
+def running_consumer(name: str, env: dict[str, str], log_dir: Path) -> Iterator[HubProcess]:
+    """`hookhub consume <name>`, ready when the block starts and stopped when it ends."""
+    consumer, readyz = start_consumer(name, env, log_dir)
+    try:
+        wait_http_ready(readyz, process=consumer)
+        yield consumer
+    finally:
+        consumer.stop()
+
+
 def post_internal_event(
     api: str, event_type: str, event_id: str, caller: str = "jenkins"
 ) -> httpx.Response:

@@ -10,17 +10,38 @@ from hookhub.events import Event
 from hookhub_consumers.runtime import emitted
 from hookhub_consumers.store import Marker, Ticket, open_store
 
-from conftest import HubProcess, fresh_vhost, hub_env, start_consumer, wait_http_ready
+from conftest import HubProcess, fresh_vhost, hub_env, running_consumer
+
+
+def approval(n: int) -> Event:
+    """payment.approved for order o-<n>, as the payments consumer emits it."""
+    return Event(
+        id=f"pay-{n}",
+        source="/consumers/payments",
+        type="payment.approved",
+        data=json.dumps({"order_id": f"o-{n}"}).encode(),
+    )
+
+
+async def published(unrouted: aio_pika.abc.AbstractQueue) -> list[tuple[str, str]]:
+    """(type, id) of the events arriving in hookhub.unrouted, where whatever the consumer publishes
+    lands (nothing binds production.queued): up to 5 s for the first, then 0.5 s for any more."""
+    arrived = []
+    for _ in range(100):
+        if (message := await unrouted.get(no_ack=True, fail=False)) is not None:
+            arrived.append((message.type, message.message_id))
+        elif arrived:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    while (message := await unrouted.get(no_ack=True, fail=False)) is not None:
+        arrived.append((message.type, message.message_id))
+    return arrived
 
 
 async def test_a_redelivered_event_publishes_the_outbox_its_first_delivery_committed(tmp_path):
     store_url = f"sqlite:///{tmp_path}/hookhub.db"
-    approved = Event(
-        id="pay-1",
-        source="/consumers/payments",
-        type="payment.approved",
-        data=json.dumps({"order_id": "o-1"}).encode(),
-    )
+    approved = approval(1)
     queued = emitted(approved, "production", "production.queued", {"order_id": "o-1"})
     # The state the crash left: ticket, marker and outbox committed; nothing published.
     store = open_store(store_url)
@@ -30,30 +51,16 @@ async def test_a_redelivered_event_publishes_the_outbox_its_first_delivery_commi
 
     with fresh_vhost() as amqp_url:
         env = hub_env(amqp_url, HOOKHUB_STORE_URL=store_url)
-        consumer, readyz = start_consumer("production", env, tmp_path)
-        try:
-            wait_http_ready(readyz, process=consumer)
+        with running_consumer("production", env, tmp_path):
             connection = await aio_pika.connect(amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
                 exchange = await channel.get_exchange("hookhub.events")
                 await exchange.publish(approved.to_message(), approved.routing_key)
-                # Nothing binds production.queued, so what is published lands in unrouted.
                 unrouted = await channel.get_queue(topology.UNROUTED_QUEUE)
-                published = []
-                for _ in range(100):
-                    if (message := await unrouted.get(no_ack=True, fail=False)) is not None:
-                        published.append(message)
-                    elif published:
-                        break
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.5)
-                while (message := await unrouted.get(no_ack=True, fail=False)) is not None:
-                    published.append(message)
-        finally:
-            consumer.stop()
+                sent = await published(unrouted)
 
-    assert [(m.type, m.message_id) for m in published] == [("production.queued", queued.id)]
+    assert sent == [(queued.type, queued.id)]
     store = open_store(store_url)
     assert await store.pending(marker) == []
     assert (await store.get_ticket("o-1")).version == 1  # handled once, not again
@@ -65,18 +72,12 @@ async def test_an_event_whose_follow_up_cannot_be_published_is_retried_never_par
     is gone, so the broker returns it): the event keeps retrying past the last delay instead of
     landing in the DLQ, and once the queue is back the follow-up is published, once."""
     store_url = f"sqlite:///{tmp_path}/hookhub.db"
-    approved = Event(
-        id="pay-2",
-        source="/consumers/payments",
-        type="payment.approved",
-        data=json.dumps({"order_id": "o-2"}).encode(),
-    )
+    approved = approval(2)
+    queued = emitted(approved, "production", "production.queued", {"order_id": "o-2"})
     delays = (0.2, 0.4)
     with fresh_vhost() as amqp_url:
         env = hub_env(amqp_url, HOOKHUB_STORE_URL=store_url, HOOKHUB_RETRY_DELAYS="0.2,0.4")
-        consumer, readyz = start_consumer("production", env, tmp_path)
-        try:
-            wait_http_ready(readyz, process=consumer)
+        with running_consumer("production", env, tmp_path) as consumer:
             connection = await aio_pika.connect(amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
@@ -91,18 +92,10 @@ async def test_an_event_whose_follow_up_cannot_be_published_is_retried_never_par
                 declare = HubProcess(["topology", "declare"], env, tmp_path / "declare.log")
                 assert declare.process.wait(timeout=60) == 0, declare.log
                 unrouted = await channel.get_queue(topology.UNROUTED_QUEUE)
-                published = []
-                for _ in range(100):
-                    if (message := await unrouted.get(no_ack=True, fail=False)) is not None:
-                        published.append(message.type)
-                    elif published:
-                        break
-                    await asyncio.sleep(0.05)
-        finally:
-            consumer.stop()
+                sent = await published(unrouted)
 
     assert parked == 0, consumer.log[-3000:]
-    assert published == ["production.queued"], consumer.log[-3000:]
+    assert sent == [(queued.type, queued.id)], consumer.log[-3000:]
     assert consumer.log.count('"event.retried"') > len(delays)
     store = open_store(store_url)
     assert (await store.get_ticket("o-2")).version == 1  # handled once, retried only to publish

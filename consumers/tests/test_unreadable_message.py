@@ -6,15 +6,13 @@ import json
 import aio_pika
 from hookhub import dlq, topology
 
-from conftest import fresh_vhost, hub_env, start_consumer, wait_http_ready
+from conftest import fresh_vhost, hub_env, running_consumer
 
 
 async def test_a_message_with_unreadable_headers_goes_to_the_dlq_with_its_reason(tmp_path):
     with fresh_vhost() as amqp_url:
         env = hub_env(amqp_url, HOOKHUB_STORE_URL=f"sqlite:///{tmp_path}/h.db")
-        consumer, readyz = start_consumer("production", env, tmp_path)
-        try:
-            wait_http_ready(readyz, process=consumer)
+        with running_consumer("production", env, tmp_path) as consumer:
             connection = await aio_pika.connect(amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
@@ -32,8 +30,6 @@ async def test_a_message_with_unreadable_headers_goes_to_the_dlq_with_its_reason
                         break
                     await asyncio.sleep(0.1)
                 work = await channel.declare_queue(topology.work_queue("production"), passive=True)
-        finally:
-            consumer.stop()
         assert [p.id for p in parked] == ["garbled-1"]
         assert parked[0].reason.startswith("permanent failure: not a Hookhub event:")
         assert work.declaration_result.message_count == 0
