@@ -38,8 +38,9 @@ from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchang
 from faststream.rabbit.annotations import RabbitMessage
 from hookhub import topology
 from hookhub.events import EXCHANGE, Event
-from hookhub_consumers.runtime import emitted
-from hookhub_consumers.store import Marker, Ticket
+from hookhub_consumers.contract import emitted
+from hookhub_consumers.records import Ticket
+from hookhub_consumers.store import Marker
 from hookhub_consumers.store.sqlite import SQLiteStore
 
 CONSUMER = "production"  # the markers are the production consumer's, as in the Hookhub case

@@ -3,9 +3,8 @@
 import asyncio
 
 import aio_pika
-from hookhub import dlq, topology
+from hookhub import dlq, failures, topology
 from hookhub.events import Event
-from hookhub_consumers import retries
 
 from conftest import fresh_vhost
 
@@ -45,7 +44,7 @@ async def test_a_message_retried_once_then_parked_by_the_broker_says_the_broker_
             channel = await connection.channel(publisher_confirms=True)
             await topology.declare(channel, (0.1,), DELIVERY_LIMIT)
             event = Event(id="flaky-1", source="/tests", type="order.created", data=b"{}")
-            retried = retries.failure_headers(
+            retried = failures.failure_headers(
                 {**event.to_message().headers, "x-death": [{"reason": "expired"}]},
                 consumer="payments",
                 attempts=1,

@@ -7,8 +7,9 @@ import json
 import aio_pika
 from hookhub import topology
 from hookhub.events import Event
-from hookhub_consumers.runtime import emitted
-from hookhub_consumers.store import Marker, Ticket, open_store
+from hookhub_consumers.contract import emitted
+from hookhub_consumers.records import Ticket
+from hookhub_consumers.store import Marker, open_store
 
 from conftest import HubProcess, fresh_vhost, hub_env, running_consumer
 

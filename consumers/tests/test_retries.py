@@ -1,14 +1,11 @@
+from hookhub.failures import ATTEMPTS_HEADER, REASON_HEADER, attempts_so_far, failure_headers
 from hookhub_consumers.retries import (
-    ATTEMPTS_HEADER,
-    REASON_HEADER,
     DeadLetter,
     OutboxUnsent,
     Permanent,
     Retry,
     RetryLater,
-    attempts_so_far,
     decide,
-    failure_headers,
     worth_retrying,
 )
 

@@ -12,15 +12,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hookhub_consumers.store import (
-    ConcurrentUpdate,
-    Delivery,
-    Marker,
-    Order,
-    Store,
-    Ticket,
-    open_store,
-)
+from hookhub_consumers.records import Delivery, Order, Ticket
+from hookhub_consumers.store import ConcurrentUpdate, Marker, Store, open_store
 from hookhub_consumers.store.mongo import MongoStore
 from hookhub_consumers.store.sqlite import SQLiteStore
 from mongo_standin import StandinClient

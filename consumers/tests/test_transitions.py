@@ -2,7 +2,7 @@
 
 import pytest
 from hookhub_consumers.payments import next_status
-from hookhub_consumers.production import STEPS
+from hookhub_consumers.production import TRANSITIONS
 
 
 @pytest.mark.parametrize(
@@ -23,11 +23,11 @@ def test_payment_status_moves_only_forward(current, outcome, expected):
 
 
 def test_production_queues_only_new_tickets():
-    applies_to, status, emits = STEPS["payment.approved"]
+    applies_to, status, emits = TRANSITIONS["payment.approved"]
     assert applies_to == {None} and status == "queued" and emits == "production.queued"
 
 
 def test_refund_cancels_a_ticket_in_any_state_but_cancelled():
-    applies_to, status, emits = STEPS["payment.refunded"]
+    applies_to, status, emits = TRANSITIONS["payment.refunded"]
     assert "cancelled" not in applies_to and {None, "queued", "ready"} <= applies_to
     assert (status, emits) == ("cancelled", "production.cancelled")

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from hookhub.providers import PROVIDERS
 from hookhub.settings import DEFAULT_MAX_BODY_BYTES, Settings
-from hub_api.app import CORRELATION_HEADER, GATEWAY_SECRET_HEADER, create_app
+from hub_api.app import GATEWAY_SECRET_HEADER, create_app
+from hub_api.ingest import CORRELATION_HEADER
 
 from .repo import KONG_YML, kong_renderer, load_yaml, run_tool
 

@@ -15,9 +15,9 @@ import standardwebhooks
 from hookhub.events import Event
 from hookhub.observability import log
 
+from hookhub_consumers.contract import Context, Outcome, Steps
+from hookhub_consumers.records import Delivery
 from hookhub_consumers.retries import Permanent, Retry, worth_retrying
-from hookhub_consumers.runtime import Context, Outcome
-from hookhub_consumers.store import Delivery
 
 
 def payload(event: Event) -> bytes:
@@ -48,7 +48,8 @@ def signed_headers(event_id: str, body: bytes, secret: str, now: datetime) -> di
     }
 
 
-async def handle(event: Event, ctx: Context) -> Outcome:
+async def deliver(event: Event, ctx: Context) -> Outcome:
+    """POST the event, signed, to the configured endpoint, recording the attempt."""
     url = ctx.settings.notify_url
     if not url:
         log.info("notification.skipped", reason="HOOKHUB_NOTIFY_URL is not set")
@@ -81,3 +82,8 @@ async def handle(event: Event, ctx: Context) -> Outcome:
             f"notification endpoint answered {response.status_code}: {response.text[:200]}"
         )
     return Outcome()
+
+
+# What gets delivered: one step per binding of the notifications queue
+# (topology.CONSUMER_BINDINGS, checked by a test).
+STEPS: Steps = dict.fromkeys(("payment.*", "order.ready", "production.cancelled", "ci.#"), deliver)

@@ -13,12 +13,10 @@ from hookhub.providers import PROVIDERS
 from pydantic import BaseModel, ValidationError
 
 from hookhub_consumers import payment_providers
+from hookhub_consumers.contract import Context, Outcome, Steps, emitted, event_json
 from hookhub_consumers.mercadopago import MercadoPagoClient, ProviderUnavailable
+from hookhub_consumers.records import Order, PaymentStatus
 from hookhub_consumers.retries import Permanent, Retry
-from hookhub_consumers.runtime import Context, Outcome, emitted, event_json
-from hookhub_consumers.store import Order, PaymentStatus
-
-NAME = "payments"
 
 # Which payment outcome may follow which state; anything else is stale or repeated and ignored.
 TRANSITIONS: dict[PaymentStatus, set[str]] = {
@@ -46,16 +44,8 @@ def next_status(current: PaymentStatus, outcome: str) -> PaymentStatus | None:
     return outcome if outcome in TRANSITIONS[current] else None  # type: ignore[return-value]
 
 
-async def handle(event: Event, ctx: Context) -> Outcome:
-    if event.type == "order.created":
-        return await _order_created(event, ctx)
-    provider, _, provider_type = event.type.partition(".")
-    if provider in PROVIDERS and PROVIDERS[provider].payment:
-        return await _provider_webhook(event, ctx, provider, provider_type)
-    raise Permanent(f"payments does not handle {event.type}")
-
-
-async def _order_created(event: Event, ctx: Context) -> Outcome:
+async def order_created(event: Event, ctx: Context) -> Outcome:
+    """Keep what the storefront says of the order."""
     try:
         created = OrderCreated.model_validate(event_json(event))
     except ValidationError as exc:
@@ -76,9 +66,9 @@ async def _order_created(event: Event, ctx: Context) -> Outcome:
     return Outcome(save=lambda store, marker, outbox: store.save_order(updated, marker, outbox))
 
 
-async def _provider_webhook(
-    event: Event, ctx: Context, provider: str, provider_type: str
-) -> Outcome:
+async def provider_webhook(event: Event, ctx: Context) -> Outcome:
+    """Turn a payment provider's webhook into the order's payment outcome."""
+    provider, _, provider_type = event.type.partition(".")
     payload = event_json(event)
     try:
         payment_id = payment_providers.needs_fetch(provider, payload)
@@ -108,7 +98,7 @@ async def _provider_webhook(
     )
     payment_event = emitted(
         event,
-        NAME,
+        ctx.consumer,
         f"payment.{status}",
         {
             "order_id": paid.order_id,
@@ -138,3 +128,10 @@ def _mercadopago(ctx: Context) -> MercadoPagoClient:
         ctx.settings.notify_timeout_s,
         http=ctx.http,  # the process's one pooled client
     )
+
+
+# One step per binding of the payments queue (topology.CONSUMER_BINDINGS, checked by a test).
+STEPS: Steps = {
+    "order.created": order_created,
+    **{f"{p.name}.#": provider_webhook for p in PROVIDERS.values() if p.payment},
+}

@@ -10,28 +10,25 @@ from datetime import UTC, datetime
 
 from hookhub.events import Event
 
+from hookhub_consumers.contract import Context, Outcome, Steps, emitted, event_json
+from hookhub_consumers.records import Ticket, TicketStatus
 from hookhub_consumers.retries import Permanent, Retry
-from hookhub_consumers.runtime import Context, Outcome, emitted, event_json
-from hookhub_consumers.store import Ticket, TicketStatus
-
-NAME = "production"
 
 # event type → (ticket statuses it applies to, the status it leads to, the event it emits).
 # A ticket that does not exist yet counts as status None.
-STEPS: dict[str, tuple[set[TicketStatus | None], TicketStatus, str]] = {
+TRANSITIONS: dict[str, tuple[set[TicketStatus | None], TicketStatus, str]] = {
     "payment.approved": ({None}, "queued", "production.queued"),
     "production.finished": ({"queued"}, "ready", "order.ready"),
     "payment.refunded": ({None, "queued", "ready"}, "cancelled", "production.cancelled"),
 }
 
 
-async def handle(event: Event, ctx: Context) -> Outcome:
-    if event.type not in STEPS:
-        raise Permanent(f"production does not handle {event.type}")
+async def advance_ticket(event: Event, ctx: Context) -> Outcome:
+    """Move the order's ticket one step, as `TRANSITIONS` says for this event type."""
     order_id = event_json(event).get("order_id")
     if not isinstance(order_id, str) or not order_id:
         raise Permanent(f"{event.type}: data has no order_id")
-    applies_to, new_status, emits = STEPS[event.type]
+    applies_to, new_status, emits = TRANSITIONS[event.type]
     ticket = await ctx.store.get_ticket(order_id)
     current = ticket.status if ticket else None
     if current not in applies_to:
@@ -48,6 +45,10 @@ async def handle(event: Event, ctx: Context) -> Outcome:
     if new_status == "cancelled":
         data["reason"] = "payment refunded"
     return Outcome(
-        emit=[emitted(event, NAME, emits, data)],
+        emit=[emitted(event, ctx.consumer, emits, data)],
         save=lambda store, marker, outbox: store.save_ticket(changed, marker, outbox),
     )
+
+
+# One step per binding of the production queue (topology.CONSUMER_BINDINGS, checked by a test).
+STEPS: Steps = dict.fromkeys(TRANSITIONS, advance_ticket)

@@ -2,21 +2,10 @@
 
 Business code asks for a retry by raising `Retry` (or any unexpected exception) and gives up by
 raising `Permanent`. `decide` turns the attempt count and the configured delays into the next step;
-the runtime carries it out. Attempts travel with the message in the `x-hookhub-attempts` header.
+the runtime carries it out. Attempts travel with the message (`hookhub.failures`).
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
-
-from hookhub.dlq import (
-    ATTEMPTS_HEADER,
-    BROKER_DEATH_HEADERS,
-    FAILED_AT_HEADER,
-    FAILED_IN_HEADER,
-    REASON_HEADER,
-    ROUTING_KEY_HEADER,
-)
 
 
 class Retry(Exception):
@@ -48,12 +37,6 @@ class DeadLetter:
     reason: str
 
 
-def attempts_so_far(headers: dict[str, Any] | None) -> int:
-    """How many times this message has failed before (0 on its first delivery)."""
-    value = (headers or {}).get(ATTEMPTS_HEADER, 0)
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
-
-
 def decide(
     error: BaseException, attempts: int, delays_s: tuple[float, ...]
 ) -> RetryLater | DeadLetter:
@@ -66,22 +49,3 @@ def decide(
     if attempts > len(delays_s):
         return DeadLetter(f"gave up after {attempts} attempts; last error {reason}")
     return RetryLater(delays_s[attempts - 1])
-
-
-def failure_headers(
-    headers: dict[str, Any] | None, *, consumer: str, attempts: int, reason: str, routing_key: str
-) -> dict[str, Any]:
-    """The message's headers plus what an operator needs to see why it failed.
-
-    The broker's own dead-letter history (`x-death`, ...) is dropped: from here on it records
-    only what the broker does after this failure, so a message the broker parks later (the
-    delivery limit) says so, instead of showing this older reason."""
-    kept = {k: v for k, v in (headers or {}).items() if not k.startswith(BROKER_DEATH_HEADERS)}
-    return {
-        **kept,
-        ATTEMPTS_HEADER: attempts,
-        REASON_HEADER: reason[:1000],
-        FAILED_AT_HEADER: datetime.now(UTC).isoformat(),
-        FAILED_IN_HEADER: consumer,
-        ROUTING_KEY_HEADER: kept.get(ROUTING_KEY_HEADER) or routing_key,
-    }

@@ -1,32 +1,34 @@
 """The consumer runtime, written once for every consumer.
 
+It is handed its handler table (`run_consumers(settings, {name: steps}, ...)`): one handler step
+per binding of the consumer's work queue, chosen by the event's type; it never imports handlers.
+
 A message goes runtime → handler → store/publish. The handler computes; the runtime acts: it
 saves the state change, the event's processed-marker and the follow-up events (the outbox) in
 one atomic write, then publishes the follow-ups (waiting for the broker's confirms), and only
-then acks. Any failure on the way sends the message to a
-retry queue or the dead-letter queue, decided in one place (`_settle_failure`).
+then acks. Any failure on the way sends the message to a retry queue or the dead-letter queue,
+decided in one place (`_settle_failure`).
 """
 
 import asyncio
-import json
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import aio_pika
 import httpx
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from hookhub import topology
+from hookhub import failures, topology
 from hookhub.broker import Broker, BrokerUnavailable
-from hookhub.events import Event, moved_copy
+from hookhub.events import Event
 from hookhub.observability import log
 from hookhub.settings import Settings
 from prometheus_client import Counter, Histogram
 
 from hookhub_consumers import retries
+from hookhub_consumers.contract import Context, Handler, Steps
 from hookhub_consumers.store import ConcurrentUpdate, Marker, Store, open_store
 
 MESSAGES = Counter(
@@ -42,44 +44,16 @@ HANDLE_SECONDS = Histogram(
 CONFLICT_RETRIES = 3
 
 
-@dataclass
-class Outcome:
-    """What handling an event decided: events to emit, and how to save the state change with
-    the marker and the outbox (`save(store, marker, outbox)`, one atomic store write)."""
-
-    emit: list[Event] = field(default_factory=list)
-    save: Callable[[Store, Marker, Sequence[str]], Awaitable[bool]] | None = None
-
-
-@dataclass
-class Context:
-    settings: Settings
-    store: Store
-    http: httpx.AsyncClient
-    consumer: str
-
-
-Handler = Callable[[Event, Context], Awaitable[Outcome]]
-
-
-def handlers() -> dict[str, Handler]:
-    from hookhub_consumers import notifications, payments, production
-
-    return {
-        "payments": payments.handle,
-        "production": production.handle,
-        "notifications": notifications.handle,
-    }
-
-
 class Consumer:
     """One consumer on its work queue: competing with its other processes, prefetch-bounded."""
 
     def __init__(
-        self, name: str, handler: Handler, settings: Settings, store: Store, http: httpx.AsyncClient
+        self, name: str, steps: Steps, settings: Settings, store: Store, http: httpx.AsyncClient
     ):
+        if unserved := steps_disagreeing(name, steps):
+            raise ValueError(f"{name}: handler steps and bindings disagree on {unserved}")
         self.name = name
-        self.handler = handler
+        self.steps = steps
         self.settings = settings
         self.context = Context(settings, store, http, name)
         self.broker = Broker(settings, on_connected=self._subscribe)
@@ -177,8 +151,9 @@ class Consumer:
         if await store.is_processed(marker):
             await self._publish_outbox(marker)  # what a crash after the commit left unsent
             return "duplicate"
+        step = self._step_for(event.type)
         for attempt in range(1, CONFLICT_RETRIES + 1):
-            outcome = await self.handler(event, self.context)
+            outcome = await step(event, self.context)
             # The follow-ups are saved with the state change (the outbox) and published only
             # after the commit: a decision that loses the race to another event's is never sent.
             outbox = [follow_up.to_json() for follow_up in outcome.emit]
@@ -199,6 +174,13 @@ class Consumer:
             await self._publish(marker, outcome.emit)
             return "processed"
         raise AssertionError("unreachable")
+
+    def _step_for(self, event_type: str) -> Handler:
+        for binding, step in self.steps.items():
+            if topology.binding_matches(binding, event_type):
+                return step
+        # Only a message published straight to the work queue gets here.
+        raise retries.Permanent(f"{self.name} does not handle {event_type}")
 
     async def _publish_outbox(self, marker: Marker) -> None:
         """Publish what is still saved under this marker (after a crash, or by another copy)."""
@@ -223,7 +205,7 @@ class Consumer:
             # back and redelivers it. A copy parked now would make it two events.
             log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
             return
-        attempts = retries.attempts_so_far(message.headers) + 1
+        attempts = failures.attempts_so_far(message.headers) + 1
         step = retries.decide(error, attempts, self.settings.retry_delays_s)
         if isinstance(step, retries.RetryLater):
             target, outcome = topology.retry_queue(self.name, step.delay_s), "retried"
@@ -234,14 +216,7 @@ class Consumer:
                 "dead_lettered",
                 step.reason,
             )
-        headers = retries.failure_headers(
-            dict(message.headers or {}),
-            consumer=self.name,
-            attempts=attempts,
-            reason=reason,
-            routing_key=message.routing_key or "",
-        )
-        copy = moved_copy(message, headers)
+        copy = failures.failed_copy(message, consumer=self.name, attempts=attempts, reason=reason)
         try:
             await self.broker.publish_to_queue(copy, target)
         except Exception as error:  # BrokerUnavailable, or a copy the broker cannot take
@@ -268,6 +243,11 @@ class Consumer:
         if self._in_hand:
             await asyncio.wait(self._in_hand, timeout=30)
         await self.broker.close()
+
+
+def steps_disagreeing(name: str, steps: Steps) -> set[str]:
+    """The bindings of `name`'s work queue without a handler step, and steps bound to nothing."""
+    return set(topology.CONSUMER_BINDINGS.get(name, ())) ^ set(steps)
 
 
 def _channel_gone(message: AbstractIncomingMessage) -> bool:
@@ -300,13 +280,19 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def run_consumers(
-    settings: Settings, names: Iterable[str], stop: asyncio.Event, *, probe_port: int | None = None
+    settings: Settings,
+    handlers: Mapping[str, Steps],
+    stop: asyncio.Event,
+    *,
+    probe_port: int | None = None,
 ) -> None:
-    """Run the named consumers in this process until `stop` is set."""
-    table = handlers()
+    """Run a consumer for each entry of `handlers` (its name → its handler steps) in this
+    process until `stop` is set."""
     store = open_store(settings.store_url)
     async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http:
-        consumers = [Consumer(name, table[name], settings, store, http) for name in names]
+        consumers = [
+            Consumer(name, steps, settings, store, http) for name, steps in handlers.items()
+        ]
         for consumer in consumers:
             await consumer.start()
         probes = None
@@ -322,22 +308,3 @@ async def run_consumers(
         if probes:
             await probes
     await store.close()
-
-
-def event_json(event: Event) -> dict:
-    """The event's data as a JSON object, or a permanent failure saying why not."""
-    try:
-        data = json.loads(event.data)
-    except ValueError:
-        raise retries.Permanent(f"{event.type}: data is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise retries.Permanent(f"{event.type}: data is not a JSON object")
-    return data
-
-
-def emitted(cause: Event, consumer: str, type: str, data: dict) -> Event:
-    """A domain event this consumer emits because of `cause`."""
-    body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-    return cause.follow_up(
-        type=type, source=f"/consumers/{consumer}", data=body, subject=data.get("order_id")
-    )

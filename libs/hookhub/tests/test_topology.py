@@ -1,6 +1,14 @@
 """The topology as data: names and arguments, checked without a broker."""
 
-from hookhub.topology import CONSUMERS, all_queues, dead_letter_queue, retry_queue, work_queue
+import pytest
+from hookhub.topology import (
+    CONSUMERS,
+    all_queues,
+    binding_matches,
+    dead_letter_queue,
+    retry_queue,
+    work_queue,
+)
 
 QUEUES = {spec.name: spec for spec in all_queues((5.0, 30.0), delivery_limit=20)}
 
@@ -22,3 +30,24 @@ def test_retry_queues_wait_their_delay_then_return_to_work_and_work_parks_in_the
             retry = QUEUES[retry_queue(consumer, delay_s)].arguments
             assert retry["x-message-ttl"] == int(delay_s * 1000)
             assert retry["x-dead-letter-routing-key"] == work_queue(consumer)
+
+
+@pytest.mark.parametrize(
+    ("binding", "routing_key", "matches"),
+    [
+        ("order.created", "order.created", True),
+        ("order.created", "order.created.v2", False),
+        ("payment.*", "payment.approved", True),
+        ("payment.*", "payment", False),
+        ("payment.*", "payment.approved.late", False),
+        ("ci.#", "ci", True),
+        ("ci.#", "ci.build.finished", True),
+        ("stripe.#", "stripeish.x", False),
+        ("#", "anything.at.all", True),
+        ("a.#.z", "a.z", True),
+        ("a.#.z", "a.b.c.z", True),
+        ("a.*.z", "a.z", False),
+    ],
+)
+def test_binding_keys_match_routing_keys_as_the_broker_matches_them(binding, routing_key, matches):
+    assert binding_matches(binding, routing_key) is matches

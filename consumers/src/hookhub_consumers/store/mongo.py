@@ -28,7 +28,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from hookhub_consumers.store import ConcurrentUpdate, Delivery, Marker, Order, Store, Ticket
+from hookhub_consumers.records import Delivery, Order, Ticket
+from hookhub_consumers.store.base import ConcurrentUpdate, Marker, Store
 
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
 ORDERS, TICKETS, DELIVERIES, MARKERS = "orders", "tickets", "deliveries", "markers"

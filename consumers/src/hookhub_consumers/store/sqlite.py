@@ -19,7 +19,8 @@ from typing import Any
 import aiosqlite
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from hookhub_consumers.store import ConcurrentUpdate, Delivery, Marker, Order, Store, Ticket
+from hookhub_consumers.records import Delivery, Order, Ticket
+from hookhub_consumers.store.base import ConcurrentUpdate, Marker, Store
 
 URL_PREFIX = "sqlite:///"
 # Long enough to wait out another process's write transaction (each takes milliseconds), short

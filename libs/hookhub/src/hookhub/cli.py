@@ -1,25 +1,38 @@
-"""`hookhub`: run the hub and operate it."""
+"""`hookhub`: operate the hub (`status`, `topology`, `dlq`, `publish`), and run it.
 
-import asyncio
+The commands that run a service belong to that service's package and are found at start-up as
+plugins: a package installed beside this library names a `register(app)` function under the
+entry-point group `hookhub.commands` (hub-api registers `api`, the consumers `consume`, the
+workspace's dev package `dev`). An image with hub-api only therefore has no `consume` command,
+and this library never imports a service.
+"""
+
 import json
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
 from typing import Annotated, Any
 
 import aio_pika
-import aiormq
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from hookhub import dlq, events, topology
-from hookhub.broker import CONNECT_ERRORS, Broker, BrokerUnavailable, redact
+from hookhub.broker import Broker, BrokerUnavailable, redact
+from hookhub.commands import (
+    ConsumerName,
+    broker_connection,
+    console,
+    err,
+    fail,
+    known_consumer,
+    load_settings,
+    run,
+)
 from hookhub.events import Event
-from hookhub.observability import configure_logging, log
-from hookhub.settings import Settings, get_settings
+
+COMMAND_PLUGINS = "hookhub.commands"
 
 app = typer.Typer(help="Hookhub: the webhook and event integration hub.", no_args_is_help=True)
 topology_app = typer.Typer(help="The RabbitMQ exchanges and queues.", no_args_is_help=True)
@@ -28,179 +41,29 @@ dlq_app = typer.Typer(
     help="Dead-lettered messages: list, show, replay, purge.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
-console = Console()
-err = Console(stderr=True)
-
-Host = Annotated[str, typer.Option(help="Interface to listen on")]
-Port = Annotated[int, typer.Option(help="Port to listen on")]
-
-
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def _setting_problem(error: Any) -> str:
-    field = str(error["loc"][0]) if error["loc"] else ""
-    variable = field if field.startswith("HOOKHUB_") else f"HOOKHUB_{field.upper()}"
-    return f"{variable}: {error['msg'].removeprefix('Value error, ')}"
-
-
-def _settings() -> Settings:
-    try:
-        settings = get_settings()
-    except ValidationError as exc:  # each problem names the variable, never its value
-        _fail("invalid settings: " + "; ".join(map(_setting_problem, exc.errors())), code=2)
-    json_lines = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
-    configure_logging(settings.log_level, json_lines)
-    return settings
-
-
-@asynccontextmanager
-async def _connection(settings: Settings):  # type: ignore[no-untyped-def]
-    try:
-        connection = await aio_pika.connect(settings.amqp_url, timeout=settings.connect_timeout_s)
-    except aiormq.exceptions.ProbableAuthenticationError:
-        _fail(
-            f"RabbitMQ at {redact(settings.amqp_url)} refused the login: check the user and "
-            "password in HOOKHUB_AMQP_URL"
-        )
-    except CONNECT_ERRORS:
-        _fail(
-            f"RabbitMQ is not reachable at {redact(settings.amqp_url)}: start it "
-            "(`rabbitmq-server -detached`) or point HOOKHUB_AMQP_URL at it"
-        )
-    async with connection:
-        yield connection
-
-
-def _run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
-    import uvloop
-
-    try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(coro_fn())
-    except KeyboardInterrupt:
-        return None
-
-
-def _uvicorn_server(settings: Settings, host: str, port: int):  # type: ignore[no-untyped-def]
-    import uvicorn
-    from hub_api.app import create_app
-
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
-    return uvicorn.Server(config)
-
-
-@app.command()
-def api(
-    host: Host = "127.0.0.1",
-    port: Port = 8000,
-    allow_no_gateway: Annotated[
-        bool,
-        typer.Option(help="Serve without HOOKHUB_GATEWAY_SECRET (only where Kong is not in front)"),
-    ] = False,
-) -> None:
-    """Run hub-api, the publisher, behind the gateway."""
-    settings = _settings()
-    if settings.gateway_secret is None:
-        if not allow_no_gateway:
-            _fail(
-                "HOOKHUB_GATEWAY_SECRET is not set: without it anyone who reaches hub-api can "
-                "pose as any caller. Set it to the secret Kong injects, or pass "
-                "--allow-no-gateway if nothing but Kong can reach this port.",
-                code=2,
-            )
-        log.warning("gateway.check_disabled", reason="--allow-no-gateway")
-    server = _uvicorn_server(settings, host, port)
-    _run(server.serve)
-
-
-@app.command()
-def dev(host: Host = "127.0.0.1", port: Port = 8000) -> None:
-    """Run the API and every consumer in this process, for one machine. Ctrl-C stops cleanly."""
-    settings = _settings()
-    settings.gateway_secret = None  # no Kong in front in dev
-    try:
-        from hookhub_consumers.runtime import run_consumers
-    except ImportError:  # an image with hub-api only
-        run_consumers = None
-
-    async def main() -> None:
-        server = _uvicorn_server(settings, host, port)
-        stop = asyncio.Event()
-        consumers = (
-            asyncio.create_task(run_consumers(settings, topology.CONSUMERS, stop))
-            if run_consumers
-            else None
-        )
-        console.print(f"Hookhub dev: API on http://{host}:{port} (docs at /docs), Ctrl-C stops")
-        try:
-            await server.serve()
-        finally:
-            stop.set()
-            if consumers:
-                await consumers
-
-    _run(main)
-
-
-ConsumerName = Annotated[str, typer.Argument(help=f"One of: {', '.join(topology.CONSUMERS)}")]
-
-
-def _known_consumer(name: str) -> None:
-    if name not in topology.CONSUMERS:
-        _fail(f"unknown consumer '{name}'; known: {', '.join(topology.CONSUMERS)}")
-
-
-@app.command()
-def consume(
-    name: ConsumerName,
-    probe_port: Annotated[
-        int, typer.Option(envvar="HOOKHUB_PROBE_PORT", help="Port for /livez, /readyz, /metrics")
-    ] = 9100,
-) -> None:
-    """Run one consumer; run more processes of it to scale out (competing consumers)."""
-    _known_consumer(name)
-    settings = _settings()
-    from hookhub_consumers.runtime import run_consumers, stop_on_signals
-
-    async def main() -> None:
-        await run_consumers(settings, (name,), stop_on_signals(), probe_port=probe_port)
-
-    _run(main)
 
 
 def _run_dlq(coro_fn: Callable[[], Awaitable[Any]], consumer: str) -> Any:
     """Run a dlq operation; expected failures become a message, not a traceback."""
     try:
-        return _run(coro_fn)
+        return run(coro_fn)
     except aio_pika.exceptions.ChannelNotFoundEntity:
-        _fail(
+        fail(
             f"{topology.dead_letter_queue(consumer)} does not exist on this broker: "
             "run `hookhub topology declare`"
         )
     except dlq.ReplayFailed as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @dlq_app.command("list")
 def dlq_list(name: ConsumerName) -> None:
     """The messages parked in a consumer's dead-letter queue, with why they failed."""
-    _known_consumer(name)
-    settings = _settings()
+    known_consumer(name)
+    settings = load_settings()
 
     async def main() -> list[dlq.Parked]:
-        async with _connection(settings) as connection:
+        async with broker_connection(settings) as connection:
             return await dlq.list_parked(connection, name)
 
     messages = _run_dlq(main, name)
@@ -215,16 +78,16 @@ def dlq_list(name: ConsumerName) -> None:
 @dlq_app.command("show")
 def dlq_show(name: ConsumerName, id: Annotated[str, typer.Argument(help="The event id")]) -> None:
     """One parked message: headers and body."""
-    _known_consumer(name)
-    settings = _settings()
+    known_consumer(name)
+    settings = load_settings()
 
     async def main() -> list[dlq.Parked]:
-        async with _connection(settings) as connection:
+        async with broker_connection(settings) as connection:
             return await dlq.list_parked(connection, name)
 
     found = [m for m in _run_dlq(main, name) if m.id == id]
     if not found:
-        _fail(f"no message with id '{id}' in {topology.dead_letter_queue(name)}")
+        fail(f"no message with id '{id}' in {topology.dead_letter_queue(name)}")
     m = found[0]
     headers = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in m.headers.items()}
     console.print_json(
@@ -253,20 +116,20 @@ def dlq_replay(
 ) -> None:
     """Put parked messages back on the consumer's work queue (the parked copy is removed only
     after the broker confirmed the new one)."""
-    _known_consumer(name)
+    known_consumer(name)
     if bool(id) == all_:
-        _fail("say what to replay: --id ID (repeatable) or --all")
-    settings = _settings()
+        fail("say what to replay: --id ID (repeatable) or --all")
+    settings = load_settings()
 
     async def main() -> int:
-        async with _connection(settings) as connection:
+        async with broker_connection(settings) as connection:
             return await dlq.replay(
                 connection, name, set(id) if id else None, settings.publish_timeout_s
             )
 
     count = _run_dlq(main, name)
     if id and count < len(set(id)):
-        _fail(
+        fail(
             f"replayed {count} of {len(set(id))}: "
             f"the others are not in {topology.dead_letter_queue(name)}"
         )
@@ -279,15 +142,15 @@ def dlq_purge(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Delete every parked message of a consumer. They cannot be replayed afterwards."""
-    _known_consumer(name)
+    known_consumer(name)
     if not yes and not typer.confirm(
         f"Delete every message in {topology.dead_letter_queue(name)}?"
     ):
         raise typer.Exit(1)
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> int:
-        async with _connection(settings) as connection:
+        async with broker_connection(settings) as connection:
             return await dlq.purge(connection, name)
 
     console.print(
@@ -298,20 +161,20 @@ def dlq_purge(
 @topology_app.command("declare")
 def topology_declare() -> None:
     """Declare exchanges and queues; safe to run again, refuses a conflicting existing one."""
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> list[topology.QueueSpec]:
-        async with _connection(settings) as connection:
+        async with broker_connection(settings) as connection:
             channel = await connection.channel()
             try:
                 return await topology.declare(
                     channel, settings.retry_delays_s, settings.delivery_limit
                 )
             except topology.TopologyConflict as exc:
-                _fail(str(exc))
+                fail(str(exc))
                 raise
 
-    queues = _run(main)
+    queues = run(main)
     console.print(f"declared exchange {events.EXCHANGE} and {len(queues)} queues:")
     for spec in queues:
         console.print(f"  {spec.name}")
@@ -320,11 +183,11 @@ def topology_declare() -> None:
 @app.command()
 def status() -> None:
     """Each queue's depth and consumer count."""
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> list[tuple[str, int, int]]:
         rows = []
-        async with _connection(settings) as connection:
+        async with broker_connection(settings) as connection:
             for spec in topology.all_queues(settings.retry_delays_s, settings.delivery_limit):
                 channel = await connection.channel()
                 try:
@@ -341,7 +204,7 @@ def status() -> None:
     table.add_column("queue")
     table.add_column("messages", justify="right")
     table.add_column("consumers", justify="right")
-    for name, messages, consumers in _run(main):
+    for name, messages, consumers in run(main):
         missing = messages < 0
         table.add_row(
             name,
@@ -364,13 +227,13 @@ def publish(
     ] = None,
 ) -> None:
     """Publish one event straight to the exchange and wait for the broker's confirm."""
-    settings = _settings()
+    settings = load_settings()
     if not events.is_valid_type(type):
-        _fail(f"'{type}' is not a valid type: dot-separated words, no wildcards")
+        fail(f"'{type}' is not a valid type: dot-separated words, no wildcards")
     try:
         body = json.dumps(json.loads(data), separators=(",", ":")).encode()
     except ValueError as exc:
-        _fail(f"--data is not valid JSON: {exc}")
+        fail(f"--data is not valid JSON: {exc}")
     event = Event(
         id=id or events.new_event_id(),
         source=source,
@@ -393,12 +256,22 @@ def publish(
             await broker.close()
         return None
 
-    if problem := _run(main):
-        _fail(problem)
+    if problem := run(main):
+        fail(problem)
     console.print(json.dumps({"id": event.id, "type": event.type}))
 
 
+def register_plugins(target: typer.Typer) -> None:
+    """Add the commands that installed packages register under `hookhub.commands`."""
+    for plugin in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda p: p.name):
+        try:
+            plugin.load()(target)
+        except Exception as error:  # one broken package must not take the operator commands
+            err.print(f"[yellow]warning:[/yellow] command '{plugin.name}' not loaded: {error}")
+
+
 def main() -> None:
+    register_plugins(app)
     app()
 
 

@@ -12,19 +12,8 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from hookhub import topology
-from hookhub.events import moved_copy
-
-# What a failed message carries when it goes to a retry queue or is parked: the consumers write
-# these (hookhub_consumers.retries), the operator tools read them.
-FAILURE_HEADER_PREFIX = "x-hookhub-"
-ATTEMPTS_HEADER = "x-hookhub-attempts"
-REASON_HEADER = "x-hookhub-reason"
-FAILED_AT_HEADER = "x-hookhub-failed-at"
-FAILED_IN_HEADER = "x-hookhub-consumer"
-ROUTING_KEY_HEADER = "x-hookhub-routing-key"
-# What the broker writes when it dead-letters a message (prefixes).
-BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+from hookhub import failures, topology
+from hookhub.events import CE_PREFIX
 
 
 class ReplayFailed(RuntimeError):
@@ -42,26 +31,16 @@ class Parked:
     headers: dict[str, Any]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def parked(message: AbstractIncomingMessage) -> Parked:
     headers = dict(message.headers or {})
-    reason, failed_at = headers.get(REASON_HEADER), headers.get(FAILED_AT_HEADER, "")
-    # The consumer drops x-death whenever it records a failure, so a delivery_limit death here
-    # came after the last one it recorded: the broker parked a message that crashed its consumer.
-    deaths = headers.get("x-death") or [{}]
-    if _text(deaths[0].get("reason", "")) == "delivery_limit" or (reason is None and deaths[0]):
-        death = deaths[0]
-        reason = f"broker: {_text(death.get('reason'))} on {_text(death.get('queue'))}"
-        failed_at = death["time"].isoformat() if "time" in death else ""
+    failure = failures.reading(headers)
+    event_type = message.type or headers.get(f"{CE_PREFIX}type", "")
     return Parked(
         id=message.message_id or "",
-        type=message.type or _text(headers.get("cloudEvents:type", "")),
-        reason=_text(reason or "unknown"),
-        attempts=int(headers.get(ATTEMPTS_HEADER, 0) or 0),
-        failed_at=_text(failed_at),
+        type=event_type.decode() if isinstance(event_type, bytes) else str(event_type),
+        reason=failure.reason,
+        attempts=failure.attempts,
+        failed_at=failure.failed_at,
         body=message.body,
         headers=headers,
     )
@@ -86,16 +65,6 @@ async def list_parked(
         # closing the channel hands every fetched message back to the queue
 
 
-def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
-    """The message as it was first delivered: failure bookkeeping removed, attempts reset."""
-    headers = {
-        k: v
-        for k, v in (message.headers or {}).items()
-        if k != "x-death" and (not k.startswith(FAILURE_HEADER_PREFIX) or k == ROUTING_KEY_HEADER)
-    }
-    return moved_copy(message, headers)
-
-
 async def replay(
     connection: AbstractConnection,
     consumer: str,
@@ -114,7 +83,7 @@ async def replay(
                 continue
             try:
                 confirmation = await channel.default_exchange.publish(
-                    replay_copy(message),
+                    failures.replay_copy(message),
                     topology.work_queue(consumer),
                     mandatory=True,
                     timeout=timeout_s,

@@ -11,7 +11,6 @@ import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 import aio_pika
 import aiormq
@@ -28,7 +27,7 @@ APP_ID = "hookhub"
 TYPE_PATTERN = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 MAX_TYPE_LENGTH = 255
 
-# The saga's event catalogue: who emits each event and what it means. The /events rule below,
+# The saga's event catalogue: who emits each event and what it means. hub-api's /events rule,
 # the README (checked by a test) and the topology's bindings agree with it.
 CATALOGUE: dict[str, tuple[str, str]] = {
     "order.created": (
@@ -47,31 +46,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 # Notifications delivers every payment.*, so the payments consumer owns the whole namespace.
 CONSUMER_NAMESPACES = ("payment",)
 
-
-def is_reserved(event_type: str) -> bool:
-    """Only Hookhub's consumers may emit this type: an internal caller claiming it would forge
-    a payment or a finished order."""
-    emitter = CATALOGUE.get(event_type, ("internal", ""))[0]
-    return emitter != "internal" or event_type.split(".", 1)[0] in CONSUMER_NAMESPACES
-
-
 FOLLOW_UP_NAMESPACE = uuid.UUID("6f1c7f8e-3f0a-4a57-9a43-4b8d3b1f2c10")
-
-
-def moved_copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-    """The same message, body and properties, with other headers: what goes to a retry queue,
-    the dead-letter queue, or back to work on a replay."""
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
-        content_type=message.content_type,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
 
 
 def is_valid_type(event_type: str) -> bool:

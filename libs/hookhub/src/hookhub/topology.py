@@ -31,6 +31,21 @@ CONSUMER_BINDINGS: dict[str, tuple[str, ...]] = {
 CONSUMERS = tuple(CONSUMER_BINDINGS)
 
 
+def binding_matches(binding_key: str, routing_key: str) -> bool:
+    """Whether a topic binding key matches a routing key, word by word as the broker matches:
+    `*` stands for exactly one word, `#` for zero or more."""
+    return _words_match(binding_key.split("."), routing_key.split("."))
+
+
+def _words_match(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_words_match(rest, words[skip:]) for skip in range(len(words) + 1))
+    return bool(words) and head in ("*", words[0]) and _words_match(rest, words[1:])
+
+
 def work_queue(consumer: str) -> str:
     return f"hookhub.{consumer}"
 

@@ -1,0 +1,1 @@
+"""`hookhub dev`: the whole hub in one process, for one machine."""

@@ -1,0 +1,92 @@
+"""What every `hookhub` command is built from: settings and a broker connection whose failures
+read as a sentence with the fix, and a coroutine run on uvloop until Ctrl-C.
+
+The library's operator commands (`hookhub.cli`) and the services' own commands (`hookhub api`,
+`hookhub consume`, `hookhub dev`, registered as plugins) share these.
+"""
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, NoReturn
+
+import aio_pika
+import aiormq
+import typer
+from aio_pika.abc import AbstractConnection
+from pydantic import ValidationError
+from rich.console import Console
+
+from hookhub import topology
+from hookhub.broker import CONNECT_ERRORS, redact
+from hookhub.observability import configure_logging
+from hookhub.settings import Settings, get_settings
+
+console = Console()
+err = Console(stderr=True)
+
+# Where `hookhub --help` lists the services' commands, apart from the operator commands.
+RUN_PANEL = "Run the hub"
+
+Host = Annotated[str, typer.Option(help="Interface to listen on")]
+Port = Annotated[int, typer.Option(help="Port to listen on")]
+ConsumerName = Annotated[str, typer.Argument(help=f"One of: {', '.join(topology.CONSUMERS)}")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """End the command with `message` on stderr and exit status `code`."""
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def known_consumer(name: str) -> None:
+    if name not in topology.CONSUMERS:
+        fail(f"unknown consumer '{name}'; known: {', '.join(topology.CONSUMERS)}")
+
+
+def _setting_problem(error: Any) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    variable = field if field.startswith("HOOKHUB_") else f"HOOKHUB_{field.upper()}"
+    return f"{variable}: {error['msg'].removeprefix('Value error, ')}"
+
+
+def load_settings() -> Settings:
+    """The settings, with logging configured; exit 2 naming each bad variable (never its value)."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        fail("invalid settings: " + "; ".join(map(_setting_problem, exc.errors())), code=2)
+    json_lines = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
+    configure_logging(settings.log_level, json_lines)
+    return settings
+
+
+@asynccontextmanager
+async def broker_connection(settings: Settings) -> AsyncIterator[AbstractConnection]:
+    """A plain connection to the broker for one operator command."""
+    try:
+        opened = await aio_pika.connect(settings.amqp_url, timeout=settings.connect_timeout_s)
+    except aiormq.exceptions.ProbableAuthenticationError:
+        fail(
+            f"RabbitMQ at {redact(settings.amqp_url)} refused the login: check the user and "
+            "password in HOOKHUB_AMQP_URL"
+        )
+    except CONNECT_ERRORS:
+        fail(
+            f"RabbitMQ is not reachable at {redact(settings.amqp_url)}: start it "
+            "(`rabbitmq-server -detached`) or point HOOKHUB_AMQP_URL at it"
+        )
+    async with opened:
+        yield opened
+
+
+def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Run the coroutine on uvloop; Ctrl-C ends it quietly."""
+    import uvloop
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro_fn())
+    except KeyboardInterrupt:
+        return None

@@ -1,0 +1,121 @@
+"""The failure protocol: what a failed message carries, and the copies that move it.
+
+When a consumer fails on a message, it publishes a copy to a retry queue or to the dead-letter
+queue (the parking lot) and acks the original. The copy is the same message (body, properties)
+with headers saying why: the consumers write them (`failed_copy`), the operator tools read them
+(`reading`), and a replay strips them again (`replay_copy`). Nothing else spells these names.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+PREFIX = "x-hookhub-"
+ATTEMPTS_HEADER = f"{PREFIX}attempts"
+REASON_HEADER = f"{PREFIX}reason"
+FAILED_AT_HEADER = f"{PREFIX}failed-at"
+FAILED_IN_HEADER = f"{PREFIX}consumer"
+# A copy goes to a retry queue through the default exchange, keyed by the queue's name: the
+# event's own routing key would be lost without this.
+ROUTING_KEY_HEADER = f"{PREFIX}routing-key"
+# What the broker writes when it dead-letters a message (prefixes).
+BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+MAX_REASON_CHARS = 1000
+
+
+def attempts_so_far(headers: dict[str, Any] | None) -> int:
+    """How many times this message has failed before (0 on its first delivery)."""
+    value = (headers or {}).get(ATTEMPTS_HEADER, 0)
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+
+
+def failure_headers(
+    headers: dict[str, Any] | None, *, consumer: str, attempts: int, reason: str, routing_key: str
+) -> dict[str, Any]:
+    """The message's headers plus what an operator needs to see why it failed.
+
+    The broker's own dead-letter history (`x-death`, ...) is dropped: from here on it records
+    only what the broker does after this failure, so a message the broker parks later (the
+    delivery limit) says so, instead of showing this older reason."""
+    kept = {k: v for k, v in (headers or {}).items() if not k.startswith(BROKER_DEATH_HEADERS)}
+    return {
+        **kept,
+        ATTEMPTS_HEADER: attempts,
+        REASON_HEADER: reason[:MAX_REASON_CHARS],
+        FAILED_AT_HEADER: datetime.now(UTC).isoformat(),
+        FAILED_IN_HEADER: consumer,
+        ROUTING_KEY_HEADER: kept.get(ROUTING_KEY_HEADER) or routing_key,
+    }
+
+
+def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """The same message, body and properties, with other headers."""
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def failed_copy(
+    message: AbstractIncomingMessage, *, consumer: str, attempts: int, reason: str
+) -> aio_pika.Message:
+    """What goes to a retry queue or the dead-letter queue after the `attempts`-th failure."""
+    headers = failure_headers(
+        dict(message.headers or {}),
+        consumer=consumer,
+        attempts=attempts,
+        reason=reason,
+        routing_key=message.routing_key or "",
+    )
+    return _copy(message, headers)
+
+
+def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
+    """The message as it was first delivered: failure bookkeeping removed, attempts reset."""
+    headers = {
+        k: v
+        for k, v in (message.headers or {}).items()
+        if k != "x-death" and (not k.startswith(PREFIX) or k == ROUTING_KEY_HEADER)
+    }
+    return _copy(message, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    """Why a parked message is parked, as its headers tell it."""
+
+    reason: str
+    attempts: int
+    failed_at: str
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def reading(headers: dict[str, Any]) -> FailureRecord:
+    """The failure a parked message's headers record: the consumer's, or the broker's when the
+    broker parked it after the consumer's last recorded failure."""
+    reason, failed_at = headers.get(REASON_HEADER), headers.get(FAILED_AT_HEADER, "")
+    # The consumer drops x-death whenever it records a failure, so a delivery_limit death here
+    # came after the last one it recorded: the broker parked a message that crashed its consumer.
+    deaths = headers.get("x-death") or [{}]
+    if _text(deaths[0].get("reason", "")) == "delivery_limit" or (reason is None and deaths[0]):
+        death = deaths[0]
+        reason = f"broker: {_text(death.get('reason'))} on {_text(death.get('queue'))}"
+        failed_at = death["time"].isoformat() if "time" in death else ""
+    return FailureRecord(
+        reason=_text(reason or "unknown"),
+        attempts=attempts_so_far(headers),
+        failed_at=_text(failed_at),
+    )
