@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aio_pika
 import httpx
 import pytest
 import standardwebhooks
+from hookhub.events import EXCHANGE, Event
 from hookhub.topology import CONSUMERS
 from hookhub_consumers.store import open_store
 
@@ -381,11 +383,28 @@ async def test_an_endpoint_answering_400_sends_the_event_to_the_dlq_at_once(hub,
     assert shown.returncode == 0 and '"attempts": 1' in shown.stdout
 
 
-async def test_a_malformed_order_is_dead_lettered_with_its_reason_and_does_not_block_the_next(
+async def test_a_malformed_order_is_refused_at_the_door_and_parked_if_published_around_it(
     hub, client, store
 ):
     bad_id, good_id = f"bad-{uuid.uuid4().hex[:8]}", new_order_id()
-    await post_event(client, "order.created", {"order_id": "x", "amount": "lots"}, id=bad_id)
+    malformed = {"order_id": "x", "amount": "lots"}
+    body = {"specversion": "1.0", "type": "order.created", "id": bad_id, "data": malformed}
+    refused = await client.post(
+        "/events",
+        content=json.dumps(body),
+        headers={"content-type": "application/cloudevents+json"},
+    )
+    assert refused.status_code == 422
+    assert "order.created data does not match its contract" in refused.json()["detail"]
+    # A publisher that goes around hub-api straight to the exchange:
+    around = Event(
+        id=bad_id, source="/tests", type="order.created", data=json.dumps(malformed).encode()
+    )
+    connection = await aio_pika.connect(hub.env["HOOKHUB_AMQP_URL"])
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(EXCHANGE)
+        await exchange.publish(around.to_message(), around.routing_key)
     await create_order(client, good_id)
 
     assert await eventually(lambda: store.get_order(good_id))
@@ -395,7 +414,7 @@ async def test_a_malformed_order_is_dead_lettered_with_its_reason_and_does_not_b
         return listing if bad_id in listing else None
 
     listing = await eventually(parked, timeout_s=15, interval_s=0.3)
-    assert "order.created data does not match the contract" in listing
+    assert "order.created data does not match its contract" in listing
 
 
 async def _async(value):

@@ -68,16 +68,22 @@ async def test_a_redelivered_event_publishes_the_outbox_its_first_delivery_commi
     await store.close()
 
 
-async def test_an_event_whose_follow_up_cannot_be_published_is_retried_never_parked(tmp_path):
+async def test_a_follow_up_the_broker_refuses_is_relayed_later_and_its_cause_never_retried(
+    tmp_path,
+):
     """The ticket is saved but production.queued cannot go out (its only destination, unrouted,
-    is gone, so the broker returns it): the event keeps retrying past the last delay instead of
-    landing in the DLQ, and once the queue is back the follow-up is published, once."""
+    is gone, so the broker returns it). The event is done: acked, never retried nor parked, so no
+    purge can lose its follow-up, which stays saved until the outbox relay publishes it, once."""
     store_url = f"sqlite:///{tmp_path}/hookhub.db"
     approved = approval(2)
     queued = emitted(approved, "production", "production.queued", {"order_id": "o-2"})
-    delays = (0.2, 0.4)
     with fresh_vhost() as amqp_url:
-        env = hub_env(amqp_url, HOOKHUB_STORE_URL=store_url, HOOKHUB_RETRY_DELAYS="0.2,0.4")
+        env = hub_env(
+            amqp_url,
+            HOOKHUB_STORE_URL=store_url,
+            HOOKHUB_RETRY_DELAYS="0.2,0.4",
+            HOOKHUB_OUTBOX_RELAY_INTERVAL_S="0.5",
+        )
         with running_consumer("production", env, tmp_path) as consumer:
             connection = await aio_pika.connect(amqp_url)
             async with connection:
@@ -85,20 +91,25 @@ async def test_an_event_whose_follow_up_cannot_be_published_is_retried_never_par
                 await channel.queue_delete(topology.UNROUTED_QUEUE)
                 exchange = await channel.get_exchange("hookhub.events")
                 await exchange.publish(approved.to_message(), approved.routing_key)
-                await asyncio.sleep(3 * sum(delays) + 1)  # well past the last retry
-                dlq_name = topology.dead_letter_queue("production")
-                dlq = await channel.declare_queue(dlq_name, passive=True)
-                parked = dlq.declaration_result.message_count
+                await asyncio.sleep(2)  # well past every retry delay and relay round
+                left = {
+                    name: (await channel.declare_queue(name, passive=True)).declaration_result
+                    for name in (
+                        topology.work_queue("production"),
+                        topology.dead_letter_queue("production"),
+                    )
+                }
 
                 declare = HubProcess(["topology", "declare"], env, tmp_path / "declare.log")
                 assert declare.process.wait(timeout=60) == 0, declare.log
                 unrouted = await channel.get_queue(topology.UNROUTED_QUEUE)
                 sent = await published(unrouted)
 
-    assert parked == 0, consumer.log[-3000:]
+    assert [r.message_count for r in left.values()] == [0, 0], consumer.log[-3000:]
     assert sent == [(queued.type, queued.id)], consumer.log[-3000:]
-    assert consumer.log.count('"event.retried"') > len(delays)
+    assert '"outbox.deferred"' in consumer.log
+    assert '"event.retried"' not in consumer.log
     store = open_store(store_url)
-    assert (await store.get_ticket("o-2")).version == 1  # handled once, retried only to publish
+    assert (await store.get_ticket("o-2")).version == 1  # handled once
     assert await store.pending(Marker.of("production", approved.source, approved.id)) == []
     await store.close()

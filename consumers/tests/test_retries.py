@@ -1,7 +1,7 @@
+import pytest
 from hookhub.failures import ATTEMPTS_HEADER, REASON_HEADER, attempts_so_far, failure_headers
 from hookhub_consumers.retries import (
     DeadLetter,
-    OutboxUnsent,
     Permanent,
     Retry,
     RetryLater,
@@ -62,10 +62,15 @@ def test_http_answers_that_may_change_later_are_retried_the_rest_of_4xx_are_not(
     assert [code for code in answers if worth_retrying(code)] == [408, 429, 500, 503]
 
 
-def test_an_event_whose_follow_ups_are_unsent_is_retried_at_the_longest_delay_never_parked():
-    assert [decide(OutboxUnsent("not confirmed"), n, DELAYS) for n in (1, 3, 4, 50)] == [
-        RetryLater(5.0),
-        RetryLater(300.0),
-        RetryLater(300.0),
-        RetryLater(300.0),
-    ]
+@pytest.mark.parametrize(
+    "error",
+    [
+        OverflowError("Python int too large to convert to SQLite INTEGER"),
+        RecursionError("maximum recursion depth exceeded"),
+        TypeError("expected str, got int"),
+    ],
+)
+def test_errors_that_every_retry_would_raise_again_are_dead_lettered_at_once(error):
+    step = decide(error, 1, DELAYS)
+
+    assert step == DeadLetter(f"permanent failure: {type(error).__name__}: {error}")

@@ -97,6 +97,11 @@ def full_order() -> Order:
 # Round trips
 
 
+async def test_a_working_store_takes_the_readiness_write(store: Store):
+    await store.check_writable()
+    await store.check_writable()  # repeated, it rewrites the same record
+
+
 async def test_an_order_round_trips_with_every_field(store: Store):
     assert await store.save_order(full_order(), marker()) is True
 
@@ -181,6 +186,26 @@ async def test_a_refused_save_adds_nothing_to_the_outbox(store: Store):
 
     assert await store.pending(marker("evt-1")) == []
     assert await store.pending(marker("evt-2")) == []
+
+
+async def test_unsent_outboxes_older_than_a_time_are_found_per_consumer(store: Store):
+    await store.save_order(Order("ord-1"), marker("evt-1"), outbox=["approved"])
+    await store.save_order(Order("ord-2"), marker("evt-2"), outbox=["declined"])
+    await store.save_ticket(Ticket("ord-1"), marker("evt-1", "production"), outbox=["queued"])
+    await store.save_order(Order("ord-3"), marker("evt-3"))  # nothing to send
+    await store.sent(marker("evt-2"))
+    later = datetime.now(UTC) + timedelta(seconds=1)
+
+    assert await store.unsent("payments", saved_before=later) == [marker("evt-1")]
+    assert await store.unsent("production", saved_before=later) == [marker("evt-1", "production")]
+    assert await store.unsent("notifications", saved_before=later) == []
+
+
+async def test_an_outbox_saved_after_the_time_is_not_unsent_yet(store: Store):
+    earlier = datetime.now(UTC) - timedelta(seconds=1)
+    await store.save_order(Order("ord-1"), marker("evt-1"), outbox=["approved"])
+
+    assert await store.unsent("payments", saved_before=earlier) == []
 
 
 async def test_a_redelivered_event_writes_nothing_and_returns_false(store: Store):
@@ -295,6 +320,17 @@ async def test_deliveries_in_the_same_millisecond_keep_the_order_they_were_recor
         await store.record_delivery(attempt)
 
     assert [d.url for d in await store.deliveries("evt-1")] == [a.url for a in attempts]
+
+
+async def test_an_attempt_recorded_again_gets_its_outcome_and_stays_one_attempt(store: Store):
+    sending = Delivery("evt-1", "ci.build", "https://a.example/hook", 1, at=A_TIME)
+    await store.record_delivery(sending)
+    done = Delivery(
+        "evt-1", "ci.build", "https://a.example/hook", 1, status_code=200, delivered=True, at=A_TIME
+    )
+    await store.record_delivery(done)
+
+    assert await store.deliveries("evt-1") == [done]
 
 
 async def test_deliveries_can_be_filtered_by_event(store: Store):

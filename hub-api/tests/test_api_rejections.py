@@ -279,6 +279,24 @@ async def test_event_without_a_type_is_422_and_nothing_published(api, everything
     await assert_nothing_published(everything)
 
 
+async def test_order_with_an_amount_no_store_can_hold_is_422_and_nothing_published(api, everything):
+    order = {
+        "order_id": "o-huge",
+        "customer": {"id": "c1"},
+        "items": [],
+        "amount": 10**30,
+        "currency": "BRL",
+    }
+    response = await api.post(**event_request({"type": "order.created", "data": order}))
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "order.created data does not match its contract: "
+        "amount: Input should be less than or equal to 9007199254740991"
+    )
+    await assert_nothing_published(everything)
+
+
 @pytest.mark.parametrize(
     "event_type", ["order.*", "ci.#", "order created", "", "order.ready\n", "stripe.x.y\n"]
 )

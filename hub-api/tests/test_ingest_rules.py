@@ -239,3 +239,26 @@ def test_a_correlation_id_longer_than_amqp_allows_is_422():
     status, detail = rejection(ingest_event, {"type": "ci.build"}, headers=too_long)
 
     assert (status, detail) == (422, "correlation id is longer than the 255 bytes AMQP allows")
+
+
+def test_an_order_that_breaks_its_contract_is_422_naming_the_field():
+    status, detail = rejection(
+        ingest_event, {"type": "order.created", "data": {"order_id": "o-1", "amount": "lots"}}
+    )
+
+    assert (status, detail) == (
+        422,
+        "order.created data does not match its contract: customer: Field required",
+    )
+
+
+def test_a_finished_order_without_an_order_id_is_422():
+    status, detail = rejection(ingest_event, {"type": "production.finished", "data": {}})
+
+    assert status == 422 and "order_id: Field required" in detail
+
+
+def test_a_well_formed_order_passes_its_contract():
+    order = {"order_id": "o-1", "customer": {}, "items": [], "amount": 4990, "currency": "BRL"}
+
+    assert ingest_event({"type": "order.created", "data": order}).type == "order.created"

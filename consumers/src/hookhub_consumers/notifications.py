@@ -63,7 +63,14 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     if event.correlation_id:  # so the receiver's logs join the trail of this event
         headers["x-correlation-id"] = event.correlation_id
     previous = await ctx.store.deliveries(event.id)
+    if any(d.delivered and d.url == url for d in previous):
+        # Delivered, but what came after (the marker) failed: a redelivery must not POST again.
+        return Outcome()
+    # Recorded before the POST, so a store that refuses writes stops us before the receiver
+    # sees anything: each retry would otherwise POST again. An attempt left without an outcome
+    # (a crash during the POST) may have arrived: the next attempt sends it again, same id.
     delivery = Delivery(event.id, event.type, url, attempt=len(previous) + 1)
+    await ctx.store.record_delivery(delivery)
     try:
         response = await ctx.http.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:

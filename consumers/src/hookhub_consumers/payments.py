@@ -6,11 +6,11 @@ order.created              → the order's details (status pending, unless a pay
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
+from hookhub import contracts
+from hookhub.contracts import OrderCreated
 from hookhub.events import Event
 from hookhub.providers import PROVIDERS
-from pydantic import BaseModel, ValidationError
 
 from hookhub_consumers import payment_providers
 from hookhub_consumers.contract import Context, Outcome, Steps, emitted, event_json
@@ -29,16 +29,6 @@ TRANSITIONS: dict[PaymentStatus, set[str]] = {
 }
 
 
-class OrderCreated(BaseModel):
-    """The public contract of `order.created` data."""
-
-    order_id: str
-    customer: dict[str, Any]
-    items: list[Any]
-    amount: int
-    currency: str
-
-
 def next_status(current: PaymentStatus, outcome: str) -> PaymentStatus | None:
     """The order's new payment status after `outcome`, or None when it changes nothing."""
     return outcome if outcome in TRANSITIONS[current] else None  # type: ignore[return-value]
@@ -47,12 +37,9 @@ def next_status(current: PaymentStatus, outcome: str) -> PaymentStatus | None:
 async def order_created(event: Event, ctx: Context) -> Outcome:
     """Keep what the storefront says of the order."""
     try:
-        created = OrderCreated.model_validate(event_json(event))
-    except ValidationError as exc:
-        raise Permanent(
-            f"order.created data does not match the contract: {exc.errors()[0]['msg']} "
-            f"at {'.'.join(map(str, exc.errors()[0]['loc']))}"
-        ) from None
+        created = contracts.parse(OrderCreated, event.type, event.data)
+    except contracts.ContractViolation as exc:  # hub-api refuses it; a publisher went around
+        raise Permanent(str(exc)) from None
     order = await ctx.store.get_order(created.order_id) or Order(created.order_id)
     # A payment may have arrived first: keep its status, add what the storefront knows.
     updated = replace(

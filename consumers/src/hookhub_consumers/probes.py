@@ -2,10 +2,18 @@
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import uvicorn
+from hookhub.observability import log
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hookhub_consumers.store import Store
+
+# Readiness writes to the store at most this often, and waits this long for the write.
+STORE_CHECK_INTERVAL_S = 5.0
+STORE_CHECK_TIMEOUT_S = 2.0
 
 
 def probes_app(is_ready: Callable[[], Awaitable[bool]]):  # type: ignore[no-untyped-def]
@@ -52,3 +60,32 @@ async def serve_probes(
     await stop.wait()
     server.should_exit = True
     await task
+
+
+class StoreCheck:
+    """Whether the store takes writes, by a real small write at most once per interval. Callers
+    in between get the last answer; callers while one runs share it, and wait for it at most
+    STORE_CHECK_TIMEOUT_S (a store that waits out its lock counts as not ready meanwhile)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._check: asyncio.Task[bool] | None = None
+        self._next_check_at = 0.0
+
+    async def __call__(self) -> bool:
+        due = time.monotonic() >= self._next_check_at
+        if self._check is None or (self._check.done() and due):
+            self._next_check_at = time.monotonic() + STORE_CHECK_INTERVAL_S
+            self._check = asyncio.create_task(self._write(), name="store-check")
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._check), STORE_CHECK_TIMEOUT_S)
+        except TimeoutError:
+            return False
+
+    async def _write(self) -> bool:
+        try:
+            await self.store.check_writable()
+        except Exception as error:
+            log.warning("store.unavailable", error=f"{type(error).__name__}: {error}")
+            return False
+        return True

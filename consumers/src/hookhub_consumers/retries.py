@@ -16,10 +16,10 @@ class Permanent(Exception):
     """A failure that retrying cannot fix: dead-letter at once with this reason."""
 
 
-class OutboxUnsent(Retry):
-    """The event's effects are saved; only its follow-up events are not confirmed yet. It is
-    retried at the longest delay for as long as that lasts, never parked: a parked (and then
-    purged) message would take the only way to publish them with it."""
+# Errors that the same message raises again however often it is retried: a number too large for
+# the store (OverflowError), JSON nested past Python's limit (RecursionError), a value of the
+# wrong type in a header or payload (TypeError). Parked at once, with the reason.
+NEVER_PASS = (Permanent, OverflowError, RecursionError, TypeError)
 
 
 def worth_retrying(http_status: int) -> bool:
@@ -44,8 +44,8 @@ def decide(
     reason = f"{type(error).__name__}: {error}"
     if isinstance(error, Permanent):
         return DeadLetter(f"permanent failure: {error}")
-    if isinstance(error, OutboxUnsent):
-        return RetryLater(delays_s[min(attempts, len(delays_s)) - 1])
+    if isinstance(error, NEVER_PASS):
+        return DeadLetter(f"permanent failure: {reason}")
     if attempts > len(delays_s):
         return DeadLetter(f"gave up after {attempts} attempts; last error {reason}")
     return RetryLater(delays_s[attempts - 1])

@@ -26,9 +26,18 @@ from hookhub.events import Event
 from hookhub.observability import log
 from hookhub.settings import Settings
 from prometheus_client import Counter, Histogram
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_any,
+    wait_exponential,
+)
 
 from hookhub_consumers import retries
 from hookhub_consumers.contract import Context, Handler, Steps
+from hookhub_consumers.outbox import Outbox
+from hookhub_consumers.probes import StoreCheck, serve_probes
 from hookhub_consumers.store import ConcurrentUpdate, Marker, Store, open_store
 
 MESSAGES = Counter(
@@ -42,6 +51,12 @@ HANDLE_SECONDS = Histogram(
 # Two events for the same order handled at once: one save loses the version race. Re-reading
 # and handling again at once is cheaper than a trip through the retry queues.
 CONFLICT_RETRIES = 3
+# A failed message whose copy the broker will not take (a refusing channel, a retry queue being
+# re-declared) is kept in hand and the copy tried again with backoff, for up to this long, before
+# it is given back: given back at once, it would burn through the delivery limit in a second and
+# be parked by the broker. Within the 30 s that `stop` waits for the messages in hand.
+MOVE_BACKOFF_MAX_S = 5.0
+MOVE_GIVE_UP_S = 25.0
 
 
 class Consumer:
@@ -57,6 +72,9 @@ class Consumer:
         self.settings = settings
         self.context = Context(settings, store, http, name)
         self.broker = Broker(settings, on_connected=self._subscribe)
+        self.outbox = Outbox(name, store, self.broker, settings.outbox_relay_interval_s)
+        self._stopping = asyncio.Event()
+        self._relay: asyncio.Task[None] | None = None
         self._in_hand: set[asyncio.Task[None]] = set()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # event key → lock, its users
         self._channel: aio_pika.abc.AbstractChannel | None = None
@@ -70,6 +88,7 @@ class Consumer:
 
     async def start(self) -> None:
         await self.broker.start()
+        self._relay = asyncio.create_task(self.outbox.relay(self._stopping), name="outbox-relay")
 
     async def _subscribe(self, connection: AbstractRobustConnection) -> None:
         # A robust channel re-opens and re-subscribes by itself after a reconnect.
@@ -149,7 +168,7 @@ class Consumer:
     async def _handle_once(self, event: Event, marker: Marker) -> str:
         store = self.context.store
         if await store.is_processed(marker):
-            await self._publish_outbox(marker)  # what a crash after the commit left unsent
+            await self.outbox.publish_pending(marker)  # what a crash after the commit left
             return "duplicate"
         step = self._step_for(event.type)
         for attempt in range(1, CONFLICT_RETRIES + 1):
@@ -169,9 +188,10 @@ class Consumer:
                     raise
                 continue
             if not saved:  # another delivery of this event saved first: send what it left
-                await self._publish_outbox(marker)
+                await self.outbox.publish_pending(marker)
                 return "duplicate"
-            await self._publish(marker, outcome.emit)
+            # Saved, so done: follow-ups the broker does not confirm now are the relay's.
+            await self.outbox.publish(marker, outcome.emit)
             return "processed"
         raise AssertionError("unreachable")
 
@@ -181,22 +201,6 @@ class Consumer:
                 return step
         # Only a message published straight to the work queue gets here.
         raise retries.Permanent(f"{self.name} does not handle {event_type}")
-
-    async def _publish_outbox(self, marker: Marker) -> None:
-        """Publish what is still saved under this marker (after a crash, or by another copy)."""
-        pending = await self.context.store.pending(marker)
-        await self._publish(marker, [Event.from_json(text) for text in pending])
-
-    async def _publish(self, marker: Marker, outbox: list[Event]) -> None:
-        """Publish the saved outbox, then forget it. Its ids derive from the cause, so
-        publishing it again after a crash is deduplicated downstream."""
-        for follow_up in outbox:
-            try:
-                await self.broker.publish(follow_up)
-            except BrokerUnavailable as error:
-                raise retries.OutboxUnsent(f"{follow_up.type} not published: {error}") from error
-        if outbox:
-            await self.context.store.sent(marker)
 
     async def _settle_failure(self, message: AbstractIncomingMessage, error: Exception) -> None:
         """Retry later or dead-letter; ack the original only once its copy is confirmed."""
@@ -217,24 +221,44 @@ class Consumer:
                 step.reason,
             )
         copy = failures.failed_copy(message, consumer=self.name, attempts=attempts, reason=reason)
-        try:
-            await self.broker.publish_to_queue(copy, target)
-        except Exception as error:  # BrokerUnavailable, or a copy the broker cannot take
-            # The copy may not exist: leave the original with the broker. The delivery limit
-            # stops this from looping forever.
-            log.warning("event.requeued", reason=reason, error=f"could not park it: {error}")
-            await _settle(message.nack(requeue=True))
+        if not await self._move(message, copy, target):
             return
         MESSAGES.labels(self.name, outcome).inc()
-        # Past the configured delays only an event with unsent follow-ups still retries: that
-        # needs someone to look, like a parked one.
-        quiet = outcome == "retried" and attempts <= len(self.settings.retry_delays_s)
-        log_method = log.warning if quiet else log.error
+        log_method = log.warning if outcome == "retried" else log.error
         log_method(f"event.{outcome}", attempts=attempts, reason=reason, queue=target)
         await _settle(message.ack())
 
+    async def _move(
+        self, message: AbstractIncomingMessage, copy: aio_pika.Message, target: str
+    ) -> bool:
+        """Publish the failed message's copy to `target`, trying again with backoff while the
+        broker will not take it; False when it gave the message back (or the broker has)."""
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(BrokerUnavailable),
+                wait=wait_exponential(multiplier=0.2, max=MOVE_BACKOFF_MAX_S),
+                stop=stop_any(stop_after_delay(MOVE_GIVE_UP_S), lambda _: _channel_gone(message)),
+                before_sleep=lambda state: log.warning(
+                    "event.move_retrying", queue=target, attempt=state.attempt_number
+                ),
+                reraise=True,
+            ):
+                with attempt:
+                    await self.broker.publish_to_queue(copy, target)
+        except Exception as error:  # still refused, or a copy the broker cannot take at all
+            if _channel_gone(message):  # the broker took the original back: nothing to settle
+                log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
+                return False
+            # The copy may not exist: leave the original with the broker, which counts this
+            # delivery towards the limit that finally parks it.
+            log.warning("event.requeued", queue=target, error=f"could not move it: {error}")
+            await _settle(message.nack(requeue=True))
+            return False
+        return True
+
     async def stop(self) -> None:
         """Stop taking messages, finish those in hand, then close."""
+        self._stopping.set()
         if self._queue is not None and self._consumer_tag is not None:
             try:
                 await self._queue.cancel(self._consumer_tag)
@@ -242,6 +266,8 @@ class Consumer:
                 pass
         if self._in_hand:
             await asyncio.wait(self._in_hand, timeout=30)
+        if self._relay is not None:
+            await self._relay
         await self.broker.close()
 
 
@@ -266,8 +292,8 @@ async def _settle(ack_or_nack: Awaitable[None]) -> None:
         log.warning("event.unsettled", error=f"{type(error).__name__}: {error}", redelivered=True)
 
 
-async def _all_ready(consumers: list[Consumer]) -> bool:
-    return all([await consumer.check() for consumer in consumers])
+async def _all_ready(consumers: list[Consumer], store_writable: StoreCheck) -> bool:
+    return all([await consumer.check() for consumer in consumers]) and await store_writable()
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -297,10 +323,9 @@ async def run_consumers(
             await consumer.start()
         probes = None
         if probe_port is not None:
-            from hookhub_consumers.probes import serve_probes
-
+            store_writable = StoreCheck(store)
             probes = asyncio.create_task(
-                serve_probes(lambda: _all_ready(consumers), probe_port, stop)
+                serve_probes(lambda: _all_ready(consumers, store_writable), probe_port, stop)
             )
         await stop.wait()
         log.info("consumers.stopping", consumers=[c.name for c in consumers])

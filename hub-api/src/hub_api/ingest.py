@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hookhub import events
+from hookhub import contracts, events
 from hookhub.events import Event
 from hookhub.providers import (
     PROVIDERS,
@@ -177,6 +177,8 @@ def internal_event(body: bytes, headers: Mapping[str, str], caller: str | None) 
             event_id=cloud_event.id,
         )
     data = _event_data(cloud_event)
+    if problem := contracts.violation(cloud_event.type, data):
+        raise Rejected(422, problem, event_id=cloud_event.id)
     return _sendable(
         Event(
             id=cloud_event.id,

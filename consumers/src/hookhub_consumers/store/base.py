@@ -14,6 +14,7 @@ Times come back tz-aware in UTC, to the millisecond (MongoDB's precision; SQLite
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from hookhub_consumers.records import Delivery, Order, Ticket
 
@@ -63,8 +64,15 @@ class Store(ABC):
         """Forget the marker's outbox: its events were published."""
 
     @abstractmethod
+    async def unsent(self, consumer: str, saved_before: datetime) -> list[Marker]:
+        """The markers of `consumer` whose outbox was saved before `saved_before` and is not yet
+        `sent`: follow-ups a publish failure or a crash left behind, for the outbox relay."""
+
+    @abstractmethod
     async def record_delivery(self, delivery: Delivery) -> None:
-        """Append one delivery attempt (every attempt is kept)."""
+        """Save one delivery attempt (every attempt is kept): a new one is appended; one with
+        the event id, URL and attempt number of a saved one replaces it (its outcome, once
+        known)."""
 
     @abstractmethod
     async def deliveries(self, event_id: str | None = None) -> list[Delivery]:
@@ -77,6 +85,11 @@ class Store(ABC):
     @abstractmethod
     async def mark_processed(self, marker: Marker) -> bool:
         """Write a marker alone (for effects outside the store); False if it existed."""
+
+    @abstractmethod
+    async def check_writable(self) -> None:
+        """A small real write, so that readiness proves the store takes writes (a full disk, a
+        read-only file, an unreachable server raise)."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -18,6 +18,7 @@ other marking alone, could both pass that check; the runtime skips an event alre
 handling it, so that takes a redelivery racing the first delivery and deciding differently.)
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from hookhub_consumers.store.base import ConcurrentUpdate, Marker, Store
 
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
 ORDERS, TICKETS, DELIVERIES, MARKERS = "orders", "tickets", "deliveries", "markers"
+HEALTH = "health"  # one document, rewritten by each readiness check
 AGGREGATES = (ORDERS, TICKETS)
 APPLIED = "applied"  # the field of an aggregate document that holds its markers
 OUTBOX = "outbox"  # and the one that holds the events it emits until they are sent
@@ -103,7 +105,8 @@ class MongoStore(Store):
         """Write `state` at `version + 1` with the marker and the outbox in one atomic
         single-document write."""
         key = _key(marker)
-        entries = [{"marker": key, "event": event} for event in outbox]
+        saved_at = datetime.now(UTC)
+        entries = [{"marker": key, "event": event, "at": saved_at} for event in outbox]
         # A marker written alone is honoured too; one saved with state is found by the write below.
         if await (await self._collection(MARKERS)).find_one({"_id": key}, {"_id": 1}):
             return False
@@ -194,8 +197,27 @@ class MongoStore(Store):
                 {f"{OUTBOX}.marker": key}, {"$pull": {OUTBOX: {"marker": key}}}
             )
 
+    async def unsent(self, consumer: str, saved_before: datetime) -> list[Marker]:
+        prefix = _key(Marker(consumer, ""))
+
+        def old(entry: dict) -> bool:  # entries saved before they carried a time count as old
+            return entry["marker"].startswith(prefix) and (
+                "at" not in entry or _utc(entry["at"]) < saved_before
+            )
+
+        query = {f"{OUTBOX}.marker": {"$regex": f"^{re.escape(prefix)}"}}
+        keys: dict[str, None] = {}  # in the order found, without repeats
+        for name in AGGREGATES:
+            found = await (await self._collection(name)).find(query, {OUTBOX: 1}).to_list()
+            for document in found:
+                keys.update(dict.fromkeys(e["marker"] for e in document[OUTBOX] if old(e)))
+        return [Marker(consumer, key.removeprefix(prefix)) for key in keys]
+
     async def record_delivery(self, delivery: Delivery) -> None:
-        await (await self._collection(DELIVERIES)).insert_one(asdict(delivery))
+        attempt = {"event_id": delivery.event_id, "url": delivery.url, "attempt": delivery.attempt}
+        await (await self._collection(DELIVERIES)).update_one(
+            attempt, {"$set": asdict(delivery)}, upsert=True
+        )
 
     async def deliveries(self, event_id: str | None = None) -> list[Delivery]:
         collection = await self._collection(DELIVERIES)
@@ -228,6 +250,11 @@ class MongoStore(Store):
         except DuplicateKeyError:
             return False
         return True
+
+    async def check_writable(self) -> None:
+        await (await self._collection(HEALTH)).update_one(
+            {"_id": "readiness"}, {"$set": {"checked_at": datetime.now(UTC)}}, upsert=True
+        )
 
     async def close(self) -> None:
         if self._client is not None:

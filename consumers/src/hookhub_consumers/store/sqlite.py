@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     at          TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id, at, id);
+CREATE INDEX IF NOT EXISTS deliveries_by_attempt ON deliveries (event_id, url, attempt);
 CREATE TABLE IF NOT EXISTS outbox (
     consumer  TEXT NOT NULL,
     event_key TEXT NOT NULL,
@@ -65,6 +66,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     event     TEXT NOT NULL,       -- a serialized Event, published after the commit
     PRIMARY KEY (consumer, event_key, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),  -- one row, rewritten by each readiness check
+    checked_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS markers (
     consumer     TEXT NOT NULL,
     event_key    TEXT NOT NULL,
@@ -288,24 +293,39 @@ class SQLiteStore(Store):
                 (marker.consumer, marker.event_key),
             )
 
-    async def record_delivery(self, delivery: Delivery) -> None:
-        async with self._writing() as db:
-            await _changed(
-                db,
-                "INSERT INTO deliveries"
-                " (event_id, event_type, url, attempt, status_code, error, delivered, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    delivery.event_id,
-                    delivery.event_type,
-                    delivery.url,
-                    delivery.attempt,
-                    delivery.status_code,
-                    delivery.error,
-                    delivery.delivered,
-                    _time_text(delivery.at),
-                ),
+    async def unsent(self, consumer: str, saved_before: datetime) -> list[Marker]:
+        # The marker is written in the outbox's own transaction, so its time is the outbox's.
+        async with self._reading() as db:
+            rows = await db.execute_fetchall(
+                "SELECT DISTINCT outbox.event_key FROM outbox JOIN markers"
+                " USING (consumer, event_key) WHERE consumer = ? AND processed_at < ?",
+                (consumer, _time_text(saved_before)),
             )
+        return [Marker(consumer, row["event_key"]) for row in rows]
+
+    async def record_delivery(self, delivery: Delivery) -> None:
+        outcome = (
+            delivery.status_code,
+            delivery.error,
+            delivery.delivered,
+            _time_text(delivery.at),
+        )
+        attempt = (delivery.event_id, delivery.url, delivery.attempt)
+        async with self._writing() as db:
+            replaced = await _changed(
+                db,
+                "UPDATE deliveries SET status_code = ?, error = ?, delivered = ?, at = ?"
+                " WHERE event_id = ? AND url = ? AND attempt = ?",
+                (*outcome, *attempt),
+            )
+            if not replaced:
+                await _changed(
+                    db,
+                    "INSERT INTO deliveries"
+                    " (event_id, url, attempt, event_type, status_code, error, delivered, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*attempt, delivery.event_type, *outcome),
+                )
 
     async def deliveries(self, event_id: str | None = None) -> list[Delivery]:
         query = "SELECT * FROM deliveries"
@@ -341,6 +361,13 @@ class SQLiteStore(Store):
     async def mark_processed(self, marker: Marker) -> bool:
         async with self._writing() as db:
             return await self._insert_marker(db, marker)
+
+    async def check_writable(self) -> None:
+        async with self._writing() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)",
+                (_time_text(datetime.now(UTC)),),
+            )
 
     async def close(self) -> None:
         async with self._turn:

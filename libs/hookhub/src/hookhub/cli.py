@@ -18,7 +18,7 @@ import aio_pika
 import typer
 from rich.table import Table
 
-from hookhub import dlq, events, topology
+from hookhub import contracts, dlq, events, topology
 from hookhub.broker import Broker, BrokerUnavailable, redact
 from hookhub.commands import (
     ConsumerName,
@@ -234,6 +234,8 @@ def publish(
         body = json.dumps(json.loads(data), separators=(",", ":")).encode()
     except ValueError as exc:
         fail(f"--data is not valid JSON: {exc}")
+    if problem := contracts.violation(type, body):
+        fail(problem)
     event = Event(
         id=id or events.new_event_id(),
         source=source,

@@ -16,6 +16,8 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 
+from hookhub.failures import original_routing_key
+
 EXCHANGE = "hookhub.events"
 SPEC_VERSION = "1.0"
 CE_PREFIX = "cloudEvents:"
@@ -132,7 +134,9 @@ class Event:
         return cls(
             id=attr("id") or message.message_id or new_event_id(),
             source=attr("source") or "unknown",
-            type=attr("type") or message.type or message.routing_key or "unknown",
+            # A message with no type of its own (published by something other than Hookhub) is
+            # of the type it was routed by, which a retried copy keeps in a header.
+            type=attr("type") or message.type or original_routing_key(message) or "unknown",
             data=message.body,
             content_type=message.content_type or JSON,
             time=datetime.fromisoformat(time_text) if time_text else datetime.now(UTC),

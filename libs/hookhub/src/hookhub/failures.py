@@ -32,6 +32,15 @@ def attempts_so_far(headers: dict[str, Any] | None) -> int:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
 
 
+def original_routing_key(message: AbstractIncomingMessage) -> str | None:
+    """The routing key the message was first published with, also after a trip through a retry
+    queue (which delivers it keyed by the work queue's name)."""
+    kept = (message.headers or {}).get(ROUTING_KEY_HEADER)
+    if kept:
+        return kept.decode() if isinstance(kept, bytes) else str(kept)
+    return message.routing_key
+
+
 def failure_headers(
     headers: dict[str, Any] | None, *, consumer: str, attempts: int, reason: str, routing_key: str
 ) -> dict[str, Any]:

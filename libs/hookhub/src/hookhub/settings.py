@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     )
     prefetch_count: int = 32
     delivery_limit: int = 20
+    # How often a consumer publishes follow-ups that publishing after the commit left saved.
+    outbox_relay_interval_s: float = Field(default=10.0, gt=0)
     store_url: str = "sqlite:///var/hookhub.db"
     notify_url: str | None = None
     notify_secret: SecretStr | None = None

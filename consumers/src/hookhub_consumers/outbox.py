@@ -1,0 +1,66 @@
+"""The outbox: publishing the follow-up events a state change saved, and relaying the ones left.
+
+A handler's follow-ups are saved in the store with its state change (one atomic write) and
+published after the commit. When the broker cannot confirm them then, or the process dies before
+it could, they stay saved: the relay publishes every outbox older than one relay interval, at
+start-up and then once per interval. So the message that caused them can be acked as soon as they
+are saved, and no retry, parking or purge of it can lose them. Their ids derive from the cause,
+so a follow-up published twice (by the relay and a redelivery) is one event downstream.
+"""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from hookhub.broker import Broker, BrokerUnavailable
+from hookhub.events import Event
+from hookhub.observability import log
+
+from hookhub_consumers.store import Marker, Store
+
+
+class Outbox:
+    """One consumer's follow-ups on their way from the store to the broker."""
+
+    def __init__(self, consumer: str, store: Store, broker: Broker, relay_interval_s: float):
+        self.consumer = consumer
+        self.store = store
+        self.broker = broker
+        self.relay_interval_s = relay_interval_s
+
+    async def publish(self, marker: Marker, follow_ups: list[Event]) -> bool:
+        """Publish the saved follow-ups, then forget them; False when the broker did not confirm
+        them all (they stay saved, and the relay sends them)."""
+        for follow_up in follow_ups:
+            try:
+                await self.broker.publish(follow_up)
+            except BrokerUnavailable as error:
+                log.warning("outbox.deferred", follow_up=follow_up.type, error=str(error))
+                return False
+        if follow_ups:
+            await self.store.sent(marker)
+        return True
+
+    async def publish_pending(self, marker: Marker) -> bool:
+        """Publish what is still saved under this marker (left by a crash or another copy)."""
+        pending = await self.store.pending(marker)
+        return await self.publish(marker, [Event.from_json(text) for text in pending])
+
+    async def relay(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set: publish what publishing after the commit left behind, now (what
+        a previous process left) and once every relay interval."""
+        saved_before = datetime.now(UTC)
+        while not stop.is_set():
+            try:
+                for marker in await self.store.unsent(self.consumer, saved_before):
+                    if not await self.publish_pending(marker):
+                        break  # the broker refuses: wait for the next round
+                    log.info("outbox.relayed", consumer=self.consumer, event_key=marker.event_key)
+            except Exception as error:  # the store is down: the next round tries again
+                log.warning("outbox.relay_failed", error=f"{type(error).__name__}: {error}")
+            try:
+                await asyncio.wait_for(stop.wait(), self.relay_interval_s)
+            except TimeoutError:
+                pass
+            # Only outboxes at least one interval old: the handler that saved a newer one is
+            # publishing it right now.
+            saved_before = datetime.now(UTC) - timedelta(seconds=self.relay_interval_s)
