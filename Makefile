@@ -27,6 +27,11 @@ bench: install broker  ## ingest and consumer benchmarks, side by side with thei
 	@scripts/apt-install wrk
 	$(VENV)/python bench/run.py
 
+.PHONY: chaos
+chaos:  ## the fault suite: its own three-node RabbitMQ cluster, faults under load (~4 min)
+	@test -x $(VENV)/python || { echo "no virtualenv in .venv: run 'make install' first"; exit 1; }
+	$(VENV)/python -m chaos.run
+
 lint:
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .

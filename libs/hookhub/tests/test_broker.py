@@ -2,6 +2,7 @@
 
 import aio_pika
 import pytest
+from hookhub import topology
 from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.settings import Settings
 
@@ -33,3 +34,22 @@ async def test_a_copy_for_an_existing_queue_is_confirmed_and_there(broker):
     message = await (await channel.get_queue("hookhub.unrouted")).get(no_ack=True)
     assert message.message_id == "m-1"
     await channel.close()
+
+
+async def test_a_copy_for_a_deleted_retry_queue_declares_it_again_and_is_confirmed_there():
+    with fresh_vhost() as amqp_url:
+        broker = Broker(Settings(amqp_url=amqp_url, retry_delays_s=(2.0,)))
+        await broker.start()
+        try:
+            assert await broker.wait_ready(10)
+            retry = topology.retry_queue("notifications", 2.0)
+            channel = await broker.connection.channel()
+            await channel.queue_delete(retry)
+
+            await broker.publish_to_queue(aio_pika.Message(b"{}", message_id="copy-2"), retry)
+
+            message = await (await channel.declare_queue(retry, passive=True)).get(no_ack=True)
+            assert message.message_id == "copy-2"
+            await channel.close()
+        finally:
+            await broker.close()

@@ -1,15 +1,22 @@
 """One long-lived robust connection to RabbitMQ and a confirm-mode publisher on it.
 
-Connecting never blocks start-up: a background task keeps trying with exponential backoff until
-the broker answers, then aio-pika's robust connection restores channels after any later outage.
-`ready` tells the truth throughout; `publish` fails fast with `BrokerUnavailable` while there is
-no connection, and within `publish_timeout_s` when the broker does not confirm. The topology is
-declared at start-up and again, from a short-lived connection, whenever the connection drops or a
-publish finds the exchange missing.
+Connecting never blocks start-up: a background task tries the broker's addresses in turn, with
+backoff, until one answers. aio-pika's robust connection restores channels after a short outage,
+but only on the URL it was given; so with several addresses, a node that is not back within
+`failover_after_s` is left for the next, where the topology is declared and `on_connected` called
+again. `ready` needs a usable channel and a confirm as the broker's last answer to a publish;
+`check()` proves that round trip again when nothing has for `readiness_probe_interval_s`, so an
+idle process notices a silent broker too. `publish` fails with `BrokerUnavailable` at once without
+a connection or on a refusal, within `publish_timeout_s` without a confirm; a channel the broker
+keeps refusing is replaced. The topology is declared at start-up and again, from a short-lived
+connection, whenever the connection drops or a publish finds the exchange or a queue missing.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -18,30 +25,32 @@ from prometheus_client import Gauge
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from hookhub import topology
+from hookhub.addresses import CONNECT_ERRORS, Addresses, redact
 from hookhub.events import EXCHANGE, Event
 from hookhub.observability import log
 from hookhub.settings import Settings
 
 BROKER_CONNECTED = Gauge("hookhub_broker_connected", "1 while the RabbitMQ connection is usable")
 
-CONNECT_ERRORS = (OSError, ConnectionError, aiormq.exceptions.AMQPError, asyncio.TimeoutError)
-
-
 READINESS_PROBE = "hookhub.readiness-probe"
+PROBE_PROPERTIES = aiormq.spec.Basic.Properties()
+# A healthy broker confirms the probe in milliseconds; waiting longer than Kubernetes' default
+# probe timeout (1 s) would only make the kubelet give up first.
+PROBE_TIMEOUT_S = 1.0
+# After a quorum queue's leader election, RabbitMQ 3.10 was seen refusing every publish on the
+# channel that lived through it while a fresh connection worked. A few refusals in a row is that
+# (or a queue refusing for its own reasons, where a new channel costs nothing).
+REFUSALS_BEFORE_REOPEN = 3
+REFUSED = "the broker refused the last publish"
+ERRORS = (*CONNECT_ERRORS, RuntimeError)  # aiormq raises RuntimeError on a closed channel
 
 
 class BrokerUnavailable(Exception):
     """The broker could not take or confirm the message; the caller should retry later."""
 
 
-def redact(url: str) -> str:
-    """The AMQP URL without its password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+class _Returned(BrokerUnavailable):
+    """The broker took the message, found no queue for it and gave it back."""
 
 
 class Broker:
@@ -57,54 +66,69 @@ class Broker:
         self.settings = settings
         self.declare_topology = declare_topology
         self.on_connected = on_connected
+        self.addresses = Addresses(settings.amqp_urls)
         self.connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._connecting: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
-        self._confirms_stalled = False
-        self._redeclaring: asyncio.Task[None] | None = None
+        # Readiness: why the broker's last answer to a publish was no confirm (None: it was one),
+        # and when that answer, or the silence that stood for it, came.
+        self._doubt: str | None = None
+        self._answered_at = 0.0
+        self._refusals = 0
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._leaving: set[asyncio.Task[None]] = set()  # connections failed over from, closing
         self._closing = False
 
     @property
     def _usable(self) -> bool:
         connection, channel = self.connection, self._channel
-        return (
-            connection is not None
-            and connection.transport is not None
-            and channel is not None
-            and not channel.is_closed
-        )
+        connected = connection is not None and connection.transport is not None
+        return connected and channel is not None and not channel.is_closed
 
     @property
     def ready(self) -> bool:
-        """Connected, with a usable channel, and the last publish was confirmed in time.
+        """Connected, with a usable channel, and the last publish was confirmed.
 
-        A broker that goes silent keeps the TCP connection open until the heartbeat notices;
-        a confirm that timed out is the earlier sign, so it makes us not ready until the next
-        publish is confirmed again.
+        A broker that goes silent keeps the TCP connection open until the heartbeat notices; a
+        confirm that timed out is the earlier sign, and a refusal the plainer one. Either makes
+        us not ready until a publish (or `check()`'s probe) is confirmed again.
         """
-        ready = self._usable and not self._confirms_stalled
+        ready = self._usable and self._doubt is None
         BROKER_CONNECTED.set(1 if ready else 0)
         return ready
 
     async def check(self) -> bool:
-        """`ready`; when confirms have stalled, one confirmed probe to see if the broker is back.
+        """`ready`, with the round trip proven within the last `readiness_probe_interval_s`.
 
-        The probe goes to the default exchange under a name no queue has: the broker drops it
-        and still confirms it, so it proves the round trip without leaving anything behind.
+        When no publish has had an answer for that long (the process is idle, or has been not
+        ready since a failure), one probe goes out, shared by every caller meanwhile and answered
+        within `PROBE_TIMEOUT_S`. It goes to the default exchange under a name no queue has: the
+        broker drops it and still confirms it. Under traffic, checks cost nothing.
         """
-        if self._usable and self._confirms_stalled and self._channel is not None:
-            try:
-                await self._publish_confirmed(
-                    "", b"", aiormq.spec.Basic.Properties(), READINESS_PROBE, mandatory=False
-                )
-            except BrokerUnavailable:
-                pass
+        since_s = time.monotonic() - self._answered_at
+        if self._usable and since_s >= self.settings.readiness_probe_interval_s:
+            await asyncio.shield(self._soon("probe", self._probe))
         return self.ready
+
+    async def _probe(self) -> None:
+        with contextlib.suppress(BrokerUnavailable):
+            await self._publish_confirmed(
+                "",
+                b"",
+                PROBE_PROPERTIES,
+                READINESS_PROBE,
+                mandatory=False,
+                timeout_s=PROBE_TIMEOUT_S,
+            )
+
+    def _answered(self, doubt: str | None) -> None:
+        self._doubt, self._answered_at = doubt, time.monotonic()
+        if doubt is None:
+            self._refusals = 0
 
     async def start(self) -> None:
         """Begin connecting in the background; returns at once."""
-        self._connecting = asyncio.create_task(self._connect_until_up(), name="broker-connect")
+        self._soon("connect", self._connect_until_up)
 
     async def wait_ready(self, timeout_s: float) -> bool:
         try:
@@ -113,44 +137,114 @@ class Broker:
             return False
         return True
 
+    def _soon(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+        """The background task `name`, started with `work()` unless it is running already: each
+        kind of repair (connect, probe, reopen, fail over, re-declare) runs once at a time."""
+        task = self._tasks.get(name)
+        if task is None or task.done():
+            task = self._tasks[name] = asyncio.create_task(work(), name=f"broker-{name}")
+        return task
+
     async def _connect_until_up(self) -> None:
         async for attempt in AsyncRetrying(
             wait=wait_exponential(multiplier=0.2, max=5),
-            retry=retry_if_exception_type(CONNECT_ERRORS),
+            # RuntimeError too: aio-pika's, when a connection closes while a channel opens on it.
+            retry=retry_if_exception_type(ERRORS),
             before_sleep=lambda state: log.warning(
                 "broker.unreachable",
-                url=redact(self.settings.amqp_url),
+                urls=self.addresses.redacted(),
                 attempt=state.attempt_number,
                 error=str(state.outcome.exception()) if state.outcome else None,
             ),
         ):
             with attempt:
                 await self._set_up()
-        log.info("broker.connected", url=redact(self.settings.amqp_url))
+        log.info("broker.connected", url=redact(self.addresses.current))
         self.connected.set()
 
     async def _set_up(self) -> None:
-        """Connect, declare, open the publishing channel; all or nothing, so a drop halfway
-        through is retried from the start."""
-        connection = await aio_pika.connect_robust(
-            self.settings.amqp_url, timeout=self.settings.connect_timeout_s
+        """Connect to the first address that answers, declare, open the publishing channel and
+        hand the connection to `on_connected`; all or nothing, so a drop halfway through is
+        retried from the start."""
+        connection, url = await self.addresses.connect_first(
+            aio_pika.connect_robust, self.settings.connect_timeout_s
         )
         try:
             self.connection = connection
             if self.declare_topology:
                 await self.declare()
-            # on_return_raises: a mandatory message no queue took must fail the publish, not
-            # count as confirmed (a retry copy returned for a missing queue would be lost).
-            self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._channel = await self._open_publishing_channel(connection)
             if self.on_connected:
                 await self.on_connected(connection)
         except BaseException:
             self.connection = self._channel = None
             await connection.close()
             raise
-        connection.reconnect_callbacks.add(lambda *_: log.info("broker.reconnected"))
+        self.addresses.current = url
+        self._answered(None)  # opening the channel was a round trip
+        connection.reconnect_callbacks.add(lambda *_: self._reconnected(url))
+        connection.close_callbacks.add(lambda *_: self._connection_lost(connection))
+
+    @staticmethod
+    async def _open_publishing_channel(connection: AbstractRobustConnection) -> AbstractChannel:
+        # on_return_raises: a mandatory message no queue took must fail the publish, not count as
+        # confirmed (a retry copy returned for a missing queue would be lost).
+        return await connection.channel(publisher_confirms=True, on_return_raises=True)
+
+    def _reconnected(self, url: str) -> None:
+        log.info("broker.reconnected", url=redact(url))
+        self._answered_at = 0.0  # a new transport: prove it at the next check, not an interval on
+
+    def _connection_lost(self, connection: AbstractRobustConnection) -> None:
+        if connection is not self.connection or self._closing:
+            return  # one we left behind (a failover) or are closing
         # The broker may come back without its definitions (a new node, a lost volume).
-        connection.close_callbacks.add(lambda *_: self._redeclare_soon("connection lost"))
+        self._redeclare_soon("connection lost")
+        self._fail_over_unless_back("connection lost")
+
+    def _fail_over_unless_back(self, reason: str) -> None:
+        if self.addresses.several and not self._closing:
+            self._soon("failover", lambda: self._fail_over(reason))
+
+    async def _fail_over(self, reason: str) -> None:
+        """Give the node `failover_after_s` to come back and confirm a probe; else connect to
+        the next address, round-robin, as at start-up."""
+        left = self.connection
+        await asyncio.sleep(self.settings.failover_after_s)
+        if self._usable:
+            await asyncio.shield(self._soon("probe", self._probe))
+            if self.ready or left is not self.connection:
+                return
+        log.warning("broker.failover", url=redact(self.addresses.current), reason=reason)
+        self.connected.clear()
+        self.connection = self._channel = None
+        if left is not None:
+            # Closed, or it would reconnect to the node we are leaving and restore its channels
+            # (a second subscription). In the background: a polite close waits 2 s for the node.
+            closing = asyncio.create_task(left.close(), name="broker-leave")
+            self._leaving.add(closing)
+            closing.add_done_callback(self._leaving.discard)
+        self.addresses.move_on()
+        await self._connect_until_up()
+
+    async def _reopen_channel(self, reason: str) -> None:
+        connection, refusing = self.connection, self._channel
+        if connection is None:
+            return
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                channel = await self._open_publishing_channel(connection)
+        except ERRORS as exc:  # the connection is going too: its own recovery takes over
+            log.warning("broker.channel_not_reopened", reason=reason, error=type(exc).__name__)
+            return
+        if connection is not self.connection:
+            await channel.close()
+            return
+        self._channel = channel
+        log.warning("broker.channel_reopened", reason=reason)
+        if refusing is not None:
+            with contextlib.suppress(*ERRORS):
+                await refusing.close()
 
     async def declare(self) -> None:
         """Declare the topology on a channel of its own (a conflict closes the channel)."""
@@ -166,7 +260,7 @@ class Broker:
         except topology.TopologyConflict as exc:  # logged, and the process keeps serving
             log.error("topology.conflict", error=str(exc))
 
-    def _redeclare_soon(self, why: str) -> None:
+    def _redeclare_soon(self, why: str) -> asyncio.Task[None] | None:
         """Declare the topology again in the background, once at a time, until it is done.
 
         From a connection of its own: after a reconnect, aio-pika restores this connection's
@@ -174,20 +268,19 @@ class Broker:
         exists, so the declaration has to come from elsewhere.
         """
         if not self.declare_topology or self._closing:
-            return
-        if self._redeclaring is None or self._redeclaring.done():
-            log.warning("topology.redeclaring", reason=why)
-            self._redeclaring = asyncio.create_task(self._redeclare(), name="topology-redeclare")
+            return None
+        return self._soon("redeclare", lambda: self._redeclare(why))
 
-    async def _redeclare(self) -> None:
+    async def _redeclare(self, why: str) -> None:
+        log.warning("topology.redeclaring", reason=why)
         try:
             async for attempt in AsyncRetrying(
                 wait=wait_exponential(multiplier=0.2, max=5),
                 retry=retry_if_exception_type(CONNECT_ERRORS),
             ):
                 with attempt:
-                    connection = await aio_pika.connect(
-                        self.settings.amqp_url, timeout=self.settings.connect_timeout_s
+                    connection, _ = await self.addresses.connect_first(
+                        aio_pika.connect, self.settings.connect_timeout_s
                     )
                     async with connection, connection.channel() as channel:
                         await self._declare_on(channel)
@@ -201,8 +294,22 @@ class Broker:
         )
 
     async def publish_to_queue(self, message: aio_pika.Message, queue: str) -> None:
-        """Put a message straight on one queue (retry, dead-letter, replay), confirmed."""
-        await self._publish_confirmed("", message.body, message.properties, queue)
+        """Put a message straight on one queue (retry, dead-letter, replay), confirmed.
+
+        A queue that does not exist (deleted by someone) is declared again with the rest of the
+        topology and the message sent once more; `BrokerUnavailable` if it is still not taken.
+        """
+        try:
+            await self._publish_confirmed("", message.body, message.properties, queue)
+        except _Returned:
+            redeclaring = self._redeclare_soon(f"publish to a missing queue {queue!r}")
+            if redeclaring is None:
+                raise
+            try:
+                await asyncio.wait_for(asyncio.shield(redeclaring), self.settings.publish_timeout_s)
+            except TimeoutError:
+                raise BrokerUnavailable(f"queue {queue!r} not declared again in time") from None
+            await self._publish_confirmed("", message.body, message.properties, queue)
 
     async def _publish_confirmed(
         self,
@@ -211,17 +318,19 @@ class Broker:
         properties: aiormq.spec.Basic.Properties,
         routing_key: str,
         mandatory: bool = True,
+        timeout_s: float | None = None,
     ) -> None:
         channel = self._channel
         if not self._usable or channel is None:
             raise BrokerUnavailable("RabbitMQ is not connected")
+        timeout_s = timeout_s or self.settings.publish_timeout_s
         try:
-            async with asyncio.timeout(self.settings.publish_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 # On aiormq's channel under aio-pika's, as aio-pika's Exchange.publish does,
                 # without building an aio-pika Message first: a fifth of the publish's CPU.
                 # (The robust channel's underlay waits for a reconnection, within the timeout.)
                 underlay = await channel.get_underlay_channel()
-                confirmation = await underlay.basic_publish(
+                await underlay.basic_publish(
                     body,
                     exchange=exchange,
                     routing_key=routing_key,
@@ -229,25 +338,43 @@ class Broker:
                     mandatory=mandatory,
                 )
         except TimeoutError as exc:
-            self._confirms_stalled = True
+            self._answered(f"no confirm within {timeout_s:g}s")
+            self._fail_over_unless_back(f"no confirm within {timeout_s:g}s")
             raise BrokerUnavailable("publish not confirmed in time") from exc
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
             self._redeclare_soon(f"publish to a missing exchange: {exc}")
             raise BrokerUnavailable(f"publish not confirmed: {exc}") from exc
         except aiormq.exceptions.PublishError as exc:
-            raise BrokerUnavailable(f"no queue took the message sent to {routing_key!r}") from exc
+            self._answered(None)  # returned, then confirmed: the round trip works
+            raise _Returned(f"no queue took the message sent to {routing_key!r}") from exc
+        except aiormq.exceptions.DeliveryError as exc:  # a nack
+            self._refused()
+            raise BrokerUnavailable("the broker refused the message") from exc
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise BrokerUnavailable(f"publish not confirmed: {type(exc).__name__}") from exc
-        self._confirms_stalled = False
-        if not isinstance(confirmation, aiormq.spec.Basic.Ack):
-            raise BrokerUnavailable(f"broker refused the message: {confirmation!r}")
+        except asyncio.CancelledError as exc:
+            # aiormq cancels the confirms it still awaits when their channel closes under them
+            # (`make chaos` saw it as a partition healed): a publish not confirmed, unless it is
+            # this task that is being cancelled.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise BrokerUnavailable("publish not confirmed: the channel closed") from exc
+        self._answered(None)
+
+    def _refused(self) -> None:
+        self._answered(REFUSED)
+        self._refusals += 1
+        if self._refusals % REFUSALS_BEFORE_REOPEN == 0:
+            reason = f"{self._refusals} publishes refused in a row"
+            self._soon("reopen", lambda: self._reopen_channel(reason))
 
     async def close(self) -> None:
         self._closing = True
-        if self._redeclaring and not self._redeclaring.done():
-            self._redeclaring.cancel()
-        if self._connecting and not self._connecting.done():
-            self._connecting.cancel()
+        tasks = [*self._tasks.values(), *self._leaving]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.connection is not None:
             await self.connection.close()
         BROKER_CONNECTED.set(0)

@@ -5,10 +5,11 @@ from functools import lru_cache
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROVIDER_SECRET_PREFIX = "HOOKHUB_SECRET_"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # The stores the consumers can open (hookhub_consumers.store.open_store).
 STORE_URL_PREFIXES = ("sqlite:", "mongodb://", "mongodb+srv://")
@@ -30,7 +31,11 @@ class Settings(BaseSettings):
         env_prefix="HOOKHUB_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
     )
 
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # HOOKHUB_AMQP_URL: one URL, or several separated by commas for a cluster with no load
+    # balancer in front (each node's address); the broker connection fails over across them.
+    amqp_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(DEFAULT_AMQP_URL,), validation_alias="HOOKHUB_AMQP_URL"
+    )
     gateway_secret: SecretStr | None = None
     provider_secrets: dict[str, SecretStr] = Field(default_factory=_provider_secrets_from_env)
 
@@ -39,6 +44,10 @@ class Settings(BaseSettings):
     publish_timeout_s: float = 5.0
     retry_after_s: int = 5
     connect_timeout_s: float = 5.0
+    # An idle process proves the round trip to the broker this often, when /readyz asks.
+    readiness_probe_interval_s: float = Field(default=5.0, gt=0)
+    # How long a lost broker node may take to come back before the next address is tried.
+    failover_after_s: float = Field(default=3.0, ge=0)
 
     retry_delays_s: Annotated[tuple[float, ...], NoDecode] = Field(
         default=(5.0, 30.0, 300.0), validation_alias="HOOKHUB_RETRY_DELAYS"
@@ -64,18 +73,40 @@ class Settings(BaseSettings):
         # an empty gateway secret would otherwise switch the gateway check off unnoticed.
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("amqp_url")
+    @model_validator(mode="before")
     @classmethod
-    def _amqp_url_is_whole(cls, value: str) -> str:
-        # Checked here because aio-pika, given a URL it cannot parse, logs it with its password.
-        parts = urlsplit(value)
-        try:
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError:
-            port_ok = False
-        if parts.scheme not in ("amqp", "amqps") or not parts.hostname or not port_ok:
-            raise ValueError("must look like amqp://user:password@host:5672/vhost (or amqps://)")
+    def _amqp_url_is_the_variable(cls, data: object) -> object:
+        # `Settings(amqp_url=...)` means what HOOKHUB_AMQP_URL means (one URL or several),
+        # rather than being ignored as an unknown name and leaving the default broker in place.
+        if isinstance(data, dict) and "amqp_url" in data:
+            data = dict(data)
+            data["HOOKHUB_AMQP_URL"] = data.pop("amqp_url")
+        return data
+
+    @field_validator("amqp_urls", mode="before")
+    @classmethod
+    def _split_amqp_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(url.strip() for url in value.split(",") if url.strip())
         return value
+
+    @field_validator("amqp_urls")
+    @classmethod
+    def _amqp_urls_are_whole(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        # Checked here because aio-pika, given a URL it cannot parse, logs it with its password;
+        # so a bad one is named by its position, never shown.
+        if not urls:
+            raise ValueError("needs a URL such as amqp://user:password@host:5672/vhost")
+        shape = "must look like amqp://user:password@host:5672/vhost (or amqps://)"
+        bad = [position for position, url in enumerate(urls, start=1) if not _is_amqp_url(url)]
+        if bad and len(urls) == 1:
+            raise ValueError(shape)
+        if bad:
+            raise ValueError(
+                f"URL {bad[0]} of {len(urls)} {shape}; several are separated by commas"
+                " (a comma inside a password is written %2C)"
+            )
+        return urls
 
     @field_validator("store_url")
     @classmethod
@@ -94,10 +125,24 @@ class Settings(BaseSettings):
             return tuple(float(p) for p in parts)
         return value
 
+    @property
+    def amqp_url(self) -> str:
+        """The first broker address: for one-off operator commands, and a single-node broker."""
+        return self.amqp_urls[0]
+
     def provider_secret(self, provider: str) -> str | None:
         secret = self.provider_secrets.get(provider)
         value = secret.get_secret_value().strip() if secret else ""
         return value or None
+
+
+def _is_amqp_url(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    return parts.scheme in ("amqp", "amqps") and bool(parts.hostname) and port_ok
 
 
 @lru_cache

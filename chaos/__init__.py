@@ -1,0 +1,1 @@
+"""Hookhub's fault suite (`make chaos`): see chaos/README.md."""

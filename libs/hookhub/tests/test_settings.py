@@ -1,0 +1,57 @@
+"""HOOKHUB_AMQP_URL takes one broker URL or several, and never shows a password when one is bad."""
+
+import pytest
+from hookhub.settings import Settings
+from pydantic import ValidationError
+
+NODE_1 = "amqp://hookhub:s3cret@rabbit-1:5672/hookhub"
+NODE_2 = "amqp://hookhub:s3cret@rabbit-2:5672/hookhub"
+
+
+def test_one_url_is_the_only_address(monkeypatch):
+    monkeypatch.setenv("HOOKHUB_AMQP_URL", NODE_1)
+
+    settings = Settings()
+
+    assert settings.amqp_urls == (NODE_1,)
+    assert settings.amqp_url == NODE_1
+
+
+def test_a_comma_separated_list_gives_every_address_in_order_and_the_first_as_amqp_url(
+    monkeypatch,
+):
+    monkeypatch.setenv("HOOKHUB_AMQP_URL", f"{NODE_1}, {NODE_2}")
+
+    settings = Settings()
+
+    assert settings.amqp_urls == (NODE_1, NODE_2)
+    assert settings.amqp_url == NODE_1
+
+
+def test_amqp_url_given_in_code_means_what_the_variable_means(monkeypatch):
+    monkeypatch.setenv("HOOKHUB_AMQP_URL", "amqp://elsewhere/")
+
+    assert Settings(amqp_url=f"{NODE_1},{NODE_2}").amqp_urls == (NODE_1, NODE_2)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (f"{NODE_1},http://hookhub:s3cret@rabbit-2/", "URL 2 of 2 must look like amqp://"),
+        ("amqp://hookhub:s3c,ret@rabbit-1/", "a comma inside a password is written %2C"),
+        ("hookhub:s3cret@rabbit-1:5672/", "must look like amqp://"),
+        (" , ", "needs a URL"),
+    ],
+)
+def test_a_bad_address_is_named_by_position_and_its_password_never_shown(
+    monkeypatch, value, problem
+):
+    monkeypatch.setenv("HOOKHUB_AMQP_URL", value)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    [error] = raised.value.errors()
+    assert error["loc"] == ("HOOKHUB_AMQP_URL",)
+    assert problem in error["msg"]
+    assert "s3cret" not in str(raised.value) and "s3c" not in error["msg"]
