@@ -265,6 +265,79 @@ def test_kiwify_order_without_s1_is_unusable_and_says_where_it_belongs():
         normalise("kiwify", "order_approved", payload)
 
 
+# Asaas -----------------------------------------------------------------------------------------
+
+
+def test_asaas_received_payment_approves_its_external_reference_in_reais_cents():
+    assert normalise("asaas", "PAYMENT_RECEIVED", load("asaas", "PAYMENT_RECEIVED")) == (
+        PaymentUpdate("order-1001", "approved", "asaas", "pay_080225913252", 14990, "BRL")
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "outcome"),
+    [
+        ("PAYMENT_CONFIRMED", "approved"),
+        ("PAYMENT_REPROVED_BY_RISK_ANALYSIS", "declined"),
+        ("PAYMENT_REFUNDED", "refunded"),
+    ],
+)
+def test_asaas_event_maps_to_its_outcome(event: str, outcome: str):
+    update = normalise("asaas", event, load("asaas", event))
+    assert update is not None and (update.outcome, update.payment_id) == (
+        outcome,
+        "pay_080225913252",
+    )
+
+
+@pytest.mark.parametrize("event", ["PAYMENT_CREATED", "PAYMENT_OVERDUE"])
+def test_asaas_events_before_an_outcome_are_not_outcomes(event: str):
+    # An overdue boleto may still be paid: it declines nothing.
+    assert normalise("asaas", event, load("asaas", event)) is None
+
+
+def test_asaas_payment_without_external_reference_is_unusable_and_says_where_it_belongs():
+    payload = load("asaas", "PAYMENT_RECEIVED")
+    payload["payment"]["externalReference"] = None
+    with pytest.raises(UnusablePayload, match=r"no order reference at payment\.externalReference"):
+        normalise("asaas", "PAYMENT_RECEIVED", payload)
+
+
+# Pagar.me --------------------------------------------------------------------------------------
+
+
+def test_pagarme_paid_order_approves_its_code_with_the_charge_as_payment():
+    assert normalise("pagarme", "order.paid", load("pagarme", "order.paid")) == (
+        PaymentUpdate("order-1001", "approved", "pagarme", "ch_d22356Jf4WuGr8no", 14990, "BRL")
+    )
+
+
+def test_pagarme_failed_order_declines_it():
+    update = normalise("pagarme", "order.payment_failed", load("pagarme", "order.payment_failed"))
+    assert update == PaymentUpdate(
+        "order-1001", "declined", "pagarme", "ch_d22356Jf4WuGr8no", 14990, "BRL"
+    )
+
+
+def test_pagarme_refunded_charge_refunds_the_order_it_belongs_to():
+    assert normalise("pagarme", "charge.refunded", load("pagarme", "charge.refunded")) == (
+        PaymentUpdate("order-1001", "refunded", "pagarme", "ch_d22356Jf4WuGr8no", 14990, "BRL")
+    )
+
+
+def test_pagarme_pending_charge_is_not_an_outcome():
+    assert normalise("pagarme", "charge.pending", load("pagarme", "charge.pending")) is None
+
+
+def test_pagarme_order_without_a_code_is_unusable_and_says_where_it_belongs():
+    payload = load("pagarme", "order.paid")
+    del payload["data"]["code"]
+    with pytest.raises(
+        UnusablePayload, match=r"no order reference at data\.order\.code or data\.code"
+    ):
+        normalise("pagarme", "order.paid", payload)
+
+
 # Any provider ----------------------------------------------------------------------------------
 
 

@@ -1,8 +1,12 @@
 """One correctly signed webhook per provider, and the event Hookhub should make of it."""
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
+
+from hookhub.providers import body_hash_id
 
 from tests.support.signing import signed_request
 
@@ -73,4 +77,53 @@ def webhook(provider: str) -> Webhook:
         return Webhook(
             provider, body, {"event_id": uid, "event_type": "build.done"}, uid, "hmac.build.done"
         )
+    if provider == "asaas":
+        body = _odd_json(
+            f'"id":"evt_{uid}&368604920","event":"PAYMENT_RECEIVED",'
+            '"payment":{"object":"payment","id":"pay_080225913252","value":149.9}'
+        )
+        return Webhook(provider, body, {}, f"evt_{uid}&368604920", "asaas.PAYMENT_RECEIVED")
+    if provider == "pagarme":
+        body = _odd_json(f'"id":"hook_{uid}","type":"order.paid","data":{{"code":"1001"}}')
+        return Webhook(provider, body, {}, f"hook_{uid}", "pagarme.order.paid")
+    if provider == "shopify":
+        body = _odd_json('"id":820982911946154508,"name":"#1001"')
+        return Webhook(
+            provider,
+            body,
+            {"event_id": uid, "event_type": "orders/create"},
+            uid,
+            "shopify.orders.create",
+        )
+    if provider == "slack":
+        body = _odd_json(
+            f'"type":"event_callback","event_id":"Ev{uid}",'
+            '"event":{"type":"app_mention","text":"<@U0LAN0Z89> hi"}'
+        )
+        return Webhook(provider, body, {}, f"Ev{uid}", "slack.app_mention")
+    if provider == "whatsapp":
+        body = _odd_json(
+            '"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":'
+            f'[{{"value":{{"messages":[{{"id":"wamid.{uid}"}}]}},"field":"messages"}}]}}]'
+        )
+        return Webhook(provider, body, {}, body_hash_id(body), "whatsapp.messages")
+    if provider == "telegram":
+        update_id = uuid.uuid4().int % 10**9
+        body = _odd_json(f'"update_id":{update_id},"message":{{"message_id":1,"text":"/start"}}')
+        return Webhook(provider, body, {}, str(update_id), "telegram.message")
+    if provider == "discord":
+        body = _odd_json(f'"id":"{uuid.uuid4().int % 10**18}","type":2,"data":{{"name":"hi"}}')
+        return Webhook(
+            provider, body, {}, str(json.loads(body)["id"]), "discord.application_command"
+        )
+    if provider == "twilio":
+        body = urlencode(
+            {
+                "MessageSid": f"SM{uid}",
+                "SmsStatus": "received",
+                "From": "+5511999990000",
+                "Body": "Olá ☕ & até logo",
+            }
+        ).encode()
+        return Webhook(provider, body, {"event_id": uid}, uid, "twilio.received")
     raise AssertionError(f"no test webhook for provider {provider}")

@@ -3,33 +3,37 @@ with. No server and no broker; test_api_*.py check the same answers over HTTP.""
 
 import base64
 import json
+import urllib.parse
 
 import pytest
 from hookhub.events import CATALOGUE, JSON, Event
 from hookhub.providers import PROVIDERS
 from hookhub.settings import Settings
-from hub_api.ingest import (
-    Rejected,
-    check_internal_event,
-    check_webhook,
-    internal_event,
-    may_publish,
-    webhook_event,
-)
+from hub_api.ingest import Rejected, check_internal_event, internal_event, may_publish
+from hub_api.webhooks import Answer, Webhook, check_webhook, webhook_event, webhook_handshake
 from provider_webhooks import webhook
 
-from conftest import PROVIDER_SECRETS
-from tests.support.signing import Signed, signed_request
+from tests.support.signing import SECRETS, Signed, signed_request
 
-SETTINGS = Settings(provider_secrets=PROVIDER_SECRETS)
+SETTINGS = Settings(provider_secrets=SECRETS)
 CLOUDEVENTS = {"content-type": "application/cloudevents+json"}
 
 
-def ingest_webhook(provider: str, signed: Signed, settings: Settings = SETTINGS) -> Event:
+def receive_webhook(
+    provider: str, signed: Signed, settings: Settings = SETTINGS, target: str = ""
+) -> Webhook | Answer:
     enabled = check_webhook(provider, signed.headers, settings)
+    if not target and provider == "twilio":
+        target = "/webhooks/twilio?" + "&".join(f"{k}={v}" for k, v in signed.query.items())
     return webhook_event(
-        enabled, signed.headers, signed.query, signed.body, settings.timestamp_tolerance_s
+        enabled, signed.headers, signed.query, signed.body, settings.timestamp_tolerance_s, target
     )
+
+
+def ingest_webhook(provider: str, signed: Signed, settings: Settings = SETTINGS) -> Event:
+    received = receive_webhook(provider, signed, settings)
+    assert isinstance(received, Webhook), received
+    return received.event
 
 
 def ingest_event(
@@ -96,9 +100,7 @@ def test_an_unknown_provider_is_404_naming_the_known_ones():
 
 
 def test_a_provider_without_a_secret_is_404_naming_its_variable():
-    without_kiwify = Settings(
-        provider_secrets={k: v for k, v in PROVIDER_SECRETS.items() if k != "kiwify"}
-    )
+    without_kiwify = Settings(provider_secrets={k: v for k, v in SECRETS.items() if k != "kiwify"})
     hook = webhook("kiwify")
 
     status, detail = rejection(
@@ -189,10 +191,14 @@ def test_no_type_in_a_providers_namespace_may_be_published():
     assert [p for p in PROVIDERS if may_publish(f"{p}.anything")] == []
 
 
-def test_an_internal_event_not_sent_as_cloudevents_json_is_415():
+def test_an_internal_event_neither_cloudevents_json_nor_binary_mode_is_415():
     status, detail = rejection(check_internal_event, {"content-type": "text/plain"})
 
-    assert (status, detail) == (415, "events must be sent as application/cloudevents+json")
+    assert (status, detail) == (
+        415,
+        "events must be sent as application/cloudevents+json (structured mode), or with ce-* "
+        "headers (binary mode)",
+    )
 
 
 def test_an_internal_event_without_a_type_is_422():
@@ -262,3 +268,256 @@ def test_a_well_formed_order_passes_its_contract():
     order = {"order_id": "o-1", "customer": {}, "items": [], "amount": 4990, "currency": "BRL"}
 
     assert ingest_event({"type": "order.created", "data": order}).type == "order.created"
+
+
+# CloudEvents binary mode ---------------------------------------------------------------------
+
+
+def binary_event(body: bytes, content_type: str = "application/json", **attributes: str) -> Event:
+    headers = {"content-type": content_type, "ce-specversion": "1.0", "ce-source": "/ci"}
+    headers |= {f"ce-{name}": value for name, value in attributes.items()}
+    check_internal_event(headers)
+    return internal_event(body, headers, "jenkins")
+
+
+def test_a_binary_mode_event_takes_its_type_and_id_from_the_ce_headers_not_the_body():
+    body = b'{"type": "ci.misread", "id": "INJECTED", "data": {"x": 1}}'
+
+    event = binary_event(body, type="ci.pipeline.finished", id="build-42")
+
+    assert (event.type, event.id, event.source) == (
+        "ci.pipeline.finished",
+        "build-42",
+        "/events/jenkins",
+    )
+    assert (event.data, event.content_type) == (body, "application/json")
+
+
+def test_a_binary_mode_event_keeps_any_media_type_and_its_bytes():
+    event = binary_event(b"\x00\xffraw", "application/octet-stream", type="ci.blob", id="b1")
+
+    assert (event.data, event.content_type) == (b"\x00\xffraw", "application/octet-stream")
+
+
+def test_binary_mode_header_values_are_percent_decoded_as_the_binding_encodes_them():
+    event = binary_event(b"{}", type="ci.build", id="b%20%C3%A9", subject="job%2Fmain")
+
+    assert (event.id, event.subject) == ("b é", "job/main")
+
+
+def test_a_binary_mode_event_without_ce_type_is_422_naming_the_header():
+    status, detail = rejection(binary_event, b"{}", id="b1")
+
+    assert (status, detail) == (422, "not a valid CloudEvent: ce-type: Field required")
+
+
+def test_a_binary_mode_event_of_a_reserved_type_is_403():
+    status, _ = rejection(binary_event, b"{}", type="payment.approved", id="p1")
+
+    assert status == 403
+
+
+def test_a_binary_mode_order_is_held_to_its_contract():
+    status, detail = rejection(binary_event, b'{"order_id": "o-1"}', type="order.created")
+
+    assert status == 422 and "customer: Field required" in detail
+
+
+def test_a_structured_event_is_read_from_its_body_even_with_ce_headers():
+    headers = {"ce-specversion": "1.0", "ce-type": "ci.from.header"}
+
+    event = ingest_event({"type": "ci.from.body", "id": "s1"}, headers=headers)
+
+    assert (event.type, event.id) == ("ci.from.body", "s1")
+
+
+def test_a_batch_of_cloudevents_is_415_saying_to_send_each_on_its_own():
+    headers = {"content-type": "application/cloudevents-batch+json"}
+
+    status, detail = rejection(check_internal_event, headers)
+
+    assert status == 415 and "send each event in its own request" in detail
+
+
+# Forms ---------------------------------------------------------------------------------------
+
+
+def test_a_github_form_delivery_is_published_as_sent_with_its_form_content_type():
+    body = b"payload=" + urllib.parse.quote_plus('{"zen":"Keep it logically awesome."}').encode()
+    signed = signed_request(
+        "github",
+        body,
+        event_type="ping",
+        event_id="d-1",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    event = ingest_webhook("github", signed)
+
+    assert (event.type, event.id, event.data) == ("github.ping", "d-1", body)
+    assert event.content_type == "application/x-www-form-urlencoded"
+
+
+def test_a_slack_interactivity_form_takes_its_type_and_id_from_the_payload_field():
+    payload = {"type": "block_actions", "trigger_id": "13345224609.738474920.8088930838d88f008e0"}
+    body = b"payload=" + urllib.parse.quote_plus(json.dumps(payload)).encode()
+
+    event = ingest_webhook("slack", signed_request("slack", body))
+
+    assert (event.type, event.id) == ("slack.block_actions", payload["trigger_id"])
+
+
+def test_a_form_to_a_provider_that_sends_only_json_is_415():
+    signed = signed_request("telegram", b'{"update_id": 1}')
+    signed.headers["content-type"] = "application/x-www-form-urlencoded"
+
+    status, detail = rejection(ingest_webhook, "telegram", signed)
+
+    assert (status, detail) == (415, "telegram webhooks must be sent as application/json")
+
+
+def test_a_twilio_message_signed_over_another_url_is_401():
+    hook = webhook("twilio")
+    signed = signed_request("twilio", hook.body, **hook.overrides)
+
+    status, _ = rejection(receive_webhook, "twilio", signed, target="/webhooks/twilio")
+
+    assert status == 401
+
+
+# Handshakes and replies ----------------------------------------------------------------------
+
+
+def test_slack_url_verification_is_answered_with_its_challenge():
+    # Slack's documented example of the handshake
+    challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    body = (
+        '{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"' + challenge + '",'
+        '"type":"url_verification"}'
+    ).encode()
+
+    answer = receive_webhook("slack", signed_request("slack", body))
+
+    assert answer == Answer(200, "text/plain", challenge.encode())
+
+
+def test_a_forged_slack_url_verification_is_401_not_answered():
+    body = b'{"challenge":"c","type":"url_verification"}'
+
+    status, _ = rejection(receive_webhook, "slack", signed_request("slack", body, secret="x"))
+
+    assert status == 401
+
+
+def test_discord_ping_is_answered_with_pong():
+    answer = receive_webhook("discord", signed_request("discord", b'{"id":"1","type":1}'))
+
+    assert answer == Answer(200, JSON, b'{"type":1}')
+
+
+@pytest.mark.parametrize(
+    ("interaction", "event_type", "reply"),
+    [
+        (2, "discord.application_command", b'{"type":5}'),
+        (3, "discord.message_component", b'{"type":6}'),
+        (5, "discord.modal_submit", b'{"type":5}'),
+    ],
+)
+def test_a_discord_interaction_is_published_and_deferred(interaction, event_type, reply):
+    body = json.dumps({"id": "1234", "type": interaction, "token": "t"}).encode()
+
+    received = receive_webhook("discord", signed_request("discord", body))
+
+    assert isinstance(received, Webhook)
+    assert (received.event.type, received.event.id) == (event_type, "1234")
+    assert received.answer == Answer(200, JSON, reply)
+
+
+def test_asaas_gets_a_200_with_the_accepted_event():
+    hook = webhook("asaas")
+
+    received = receive_webhook("asaas", signed_request("asaas", hook.body))
+
+    assert isinstance(received, Webhook)
+    assert received.answer is not None and received.answer.status == 200
+    assert json.loads(received.answer.body) == {"id": hook.event_id, "type": hook.event_type}
+
+
+def test_providers_without_a_reply_of_their_own_get_hookhubs_202():
+    hook = webhook("stripe")
+
+    assert receive_webhook("stripe", signed_request("stripe", hook.body)).answer is None
+
+
+def test_meta_subscription_handshake_echoes_the_challenge_when_the_token_matches():
+    query = {"hub.mode": "subscribe", "hub.verify_token": SECRETS["whatsapp_verify_token"]}
+
+    answer = webhook_handshake(
+        check_webhook("whatsapp", {}, SETTINGS, "GET"),
+        query | {"hub.challenge": "1158201444"},
+        SETTINGS,
+    )
+
+    assert answer == Answer(200, "text/plain", b"1158201444")
+
+
+def test_meta_subscription_handshake_with_another_token_is_403():
+    query = {"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"}
+    enabled = check_webhook("whatsapp", {}, SETTINGS, "GET")
+
+    assert rejection(webhook_handshake, enabled, query, SETTINGS) == (
+        403,
+        "hub.verify_token does not match",
+    )
+
+
+def test_meta_subscription_handshake_without_a_configured_token_is_404_naming_the_variable():
+    settings = Settings(provider_secrets={"whatsapp": SECRETS["whatsapp"]})
+    query = {"hub.mode": "subscribe", "hub.verify_token": "t", "hub.challenge": "1"}
+    enabled = check_webhook("whatsapp", {}, settings, "GET")
+
+    status, detail = rejection(webhook_handshake, enabled, query, settings)
+
+    assert status == 404 and "HOOKHUB_SECRET_WHATSAPP_VERIFY_TOKEN" in detail
+
+
+def test_a_get_to_a_provider_without_a_get_handshake_is_405():
+    enabled = check_webhook("stripe", {}, SETTINGS, "GET")
+
+    status, _ = rejection(webhook_handshake, enabled, {"hub.mode": "subscribe"}, SETTINGS)
+
+    assert status == 405
+
+
+def test_a_handshake_of_a_provider_without_a_secret_is_404():
+    settings = Settings(provider_secrets={})
+
+    status, _ = rejection(check_webhook, "whatsapp", {}, settings, "GET")
+
+    assert status == 404
+
+
+# Types and ids from the table ----------------------------------------------------------------
+
+
+def test_a_telegram_update_is_typed_by_its_kind_and_identified_by_update_id():
+    body = b'{"update_id": 7001, "callback_query": {"id": "4382", "data": "buy"}}'
+
+    event = ingest_webhook("telegram", signed_request("telegram", body))
+
+    assert (event.type, event.id) == ("telegram.callback_query", "7001")
+
+
+def test_a_shopify_topic_becomes_dot_separated_words():
+    signed = signed_request("shopify", b"{}", event_type="orders/paid", event_id="w-1")
+
+    assert ingest_webhook("shopify", signed).type == "shopify.orders.paid"
+
+
+def test_a_whatsapp_delivery_retried_with_the_same_body_keeps_its_id():
+    hook = webhook("whatsapp")
+
+    first = ingest_webhook("whatsapp", signed_request("whatsapp", hook.body))
+    again = ingest_webhook("whatsapp", signed_request("whatsapp", hook.body))
+
+    assert first.id == again.id == hook.event_id

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from hookhub import topology
-from hookhub.providers import PROVIDERS
+from hookhub.providers import PROVIDERS, VERIFY_TOKEN_SUFFIX
 
 from .repo import KONG_YML, ROOT, kong_renderer, run_tool
 
@@ -21,6 +21,8 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 ONE_SHOTS = {"topology", "kong-config"}  # run to completion; no healthcheck
 INTERPOLATED = re.compile(r"\$\{([A-Z0-9_]+)")
+
+GET_HANDSHAKES = [n for n, p in PROVIDERS.items() if p.handshake and p.handshake.method == "GET"]
 
 
 # What the README's one-liner fills in .env.example: the stack's own keys and passwords. Provider
@@ -201,6 +203,9 @@ def test_kong_config_is_rendered_with_every_key_kong_yml_needs(stack: dict[str, 
 def test_hub_api_gets_a_secret_variable_for_every_provider(stack: dict[str, Any]) -> None:
     env = services(stack)["hub-api"]["environment"]
     assert {f"HOOKHUB_SECRET_{p.upper()}" for p in PROVIDERS} <= set(env)
+    assert {
+        f"HOOKHUB_SECRET_{p.upper()}{VERIFY_TOKEN_SUFFIX.upper()}" for p in GET_HANDSHAKES
+    } <= set(env)
     assert env["HOOKHUB_GATEWAY_SECRET"]
 
 

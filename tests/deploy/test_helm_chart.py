@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from hookhub import topology
-from hookhub.providers import PROVIDERS
+from hookhub.providers import PROVIDERS, VERIFY_TOKEN_SUFFIX
 
 from .repo import KONG_YML, ROOT, kong_renderer, load_all_yaml, run_tool
 
@@ -21,6 +21,8 @@ SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "KEY", "AMQP_URL", "STORE_URL")
 
 Manifest = dict[str, Any]
 render = kong_renderer()
+
+GET_HANDSHAKES = [n for n, p in PROVIDERS.items() if p.handshake and p.handshake.method == "GET"]
 
 
 def helm_template(chart: Path, *args: str) -> Any:
@@ -241,6 +243,7 @@ def test_hub_api_reads_the_gateway_secret_and_every_providers_secret(
         "HOOKHUB_GATEWAY_SECRET",
         "HOOKHUB_AMQP_URL",
         *(f"HOOKHUB_SECRET_{p.upper()}" for p in PROVIDERS),
+        *(f"HOOKHUB_SECRET_{p.upper()}{VERIFY_TOKEN_SUFFIX.upper()}" for p in GET_HANDSHAKES),
     }
     assert wanted <= env_names(container)
 

@@ -136,22 +136,38 @@ def events_route_exists(config: Config) -> list[str]:
     return [] if events_route(config) else ["no /events route"]
 
 
-def routes_agree_with_openapi(config: Config) -> list[str]:
-    """Every route is a POST hub-api serves; every POST hub-api serves is routed."""
+def served_operations() -> set[tuple[str, str]]:
+    """(METHOD, path) hub-api serves, `{provider}` expanded to the providers its OpenAPI document
+    lists for that operation (a GET handshake only for the providers that have one)."""
     served: set[tuple[str, str]] = set()
     for path, operations in create_app(Settings()).openapi()["paths"].items():
-        for method in operations:
+        for method, operation in operations.items():
+            providers = next(
+                (
+                    p["schema"]["enum"]
+                    for p in operation.get("parameters", [])
+                    if p["name"] == "provider" and p["in"] == "path"
+                ),
+                [],
+            )
             expanded = (
-                [path.replace("{provider}", p) for p in PROVIDERS]
+                [path.replace("{provider}", p) for p in providers]
                 if "{provider}" in path
                 else [path]
             )
             served |= {(method.upper(), p) for p in expanded}
+    return served
+
+
+def routes_agree_with_openapi(config: Config) -> list[str]:
+    """Every route's method is one hub-api serves; every POST and handshake GET it serves is
+    routed."""
+    served = served_operations()
     routed = {(m, p) for r in routes(config) for m in r.get("methods", []) for p in route_paths(r)}
-    unrouted_posts = {(m, p) for m, p in served - routed if m == "POST"}
+    ingest = {(m, p) for m, p in served - routed if m == "POST" or p.startswith("/webhooks/")}
     return [
         f"{m} {p} is routed but hub-api does not serve it" for m, p in sorted(routed - served)
-    ] + [f"hub-api serves {m} {p} but Kong does not route it" for m, p in sorted(unrouted_posts)]
+    ] + [f"hub-api serves {m} {p} but Kong does not route it" for m, p in sorted(ingest)]
 
 
 def probes_not_routed(config: Config) -> list[str]:
@@ -185,10 +201,27 @@ def every_route_authenticates(config: Config) -> list[str]:
             if needed not in plugins:
                 problems.append(f"route {route.get('name')} has no {needed}")
         key_auth = plugins.get("key-auth", {})
-        if key_auth and not key_auth.get("hide_credentials"):
+        if key_auth and not key_auth.get("hide_credentials") and not signs_url(config, route):
             problems.append(f"route {route.get('name')}: key-auth passes the key on to hub-api")
         if key_auth and key_auth.get("key_names") != [URL_KEY_NAME]:
             problems.append(f"route {route.get('name')}: key_names is not [{URL_KEY_NAME}]")
+    return problems
+
+
+def signs_url(config: Config, route: dict[str, Any]) -> bool:
+    provider = next((p for p, r in webhook_routes(config).items() if r is route), None)
+    return provider in PROVIDERS and PROVIDERS[provider].signs_url
+
+
+def url_signing_providers_get_their_url_whole(config: Config) -> list[str]:
+    """A provider that signs the URL (Twilio) needs the key and the Host that were in it."""
+    problems = []
+    for name, route in webhook_routes(config).items():
+        if name in PROVIDERS and PROVIDERS[name].signs_url:
+            if plugins_of(config, route).get("key-auth", {}).get("hide_credentials") is not False:
+                problems.append(f"{name} signs its URL: key-auth must not hide the key from it")
+            if route.get("preserve_host") is not True:
+                problems.append(f"{name} signs its URL: the route must preserve the Host")
     return problems
 
 
@@ -329,6 +362,7 @@ CHECKS: list[Callable[[Config], list[str]]] = [
     routes_agree_with_openapi,
     probes_not_routed,
     every_route_authenticates,
+    url_signing_providers_get_their_url_whole,
     key_location_fits_the_provider,
     each_key_opens_only_its_own_route,
     edge_plugins_cover_every_route,
@@ -379,6 +413,10 @@ def _key_auth(route: str) -> Callable[[Config], dict[str, Any]]:
     return lambda c: next(p for p in _route(c, route)["plugins"] if p["name"] == "key-auth")[
         "config"
     ]
+
+
+def _route_of(name: str) -> Callable[[Config], dict[str, Any]]:
+    return lambda c: _route(c, name)
 
 
 def _service_plugin(name: str) -> Callable[[Config], dict[str, Any]]:
@@ -446,6 +484,36 @@ BREAKAGES = [
         every_route_authenticates,
         "passes the key on",
         id="key-not-hidden",
+    ),
+    pytest.param(
+        _set(_key_auth("webhooks-twilio"), "hide_credentials", True),
+        url_signing_providers_get_their_url_whole,
+        "twilio signs its URL: key-auth must not hide",
+        id="url-signer-without-its-key",
+    ),
+    pytest.param(
+        lambda c: _route(c, "webhooks-twilio").pop("preserve_host"),
+        url_signing_providers_get_their_url_whole,
+        "the route must preserve the Host",
+        id="url-signer-without-its-host",
+    ),
+    pytest.param(
+        _set(_key_auth("webhooks-slack"), "hide_credentials", False),
+        every_route_authenticates,
+        "webhooks-slack: key-auth passes the key on",
+        id="key-passed-to-a-provider-that-does-not-sign-its-url",
+    ),
+    pytest.param(
+        _set(_route_of("webhooks-whatsapp"), "methods", ["POST"]),
+        routes_agree_with_openapi,
+        "serves GET /webhooks/whatsapp but Kong",
+        id="handshake-get-unrouted",
+    ),
+    pytest.param(
+        _set(_route_of("webhooks-stripe"), "methods", ["GET", "POST"]),
+        routes_agree_with_openapi,
+        "GET /webhooks/stripe is routed but hub-api",
+        id="get-routed-for-a-provider-without-a-handshake",
     ),
     pytest.param(
         _set(_key_auth("webhooks-mercadopago"), "key_in_query", False),

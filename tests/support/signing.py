@@ -2,12 +2,18 @@
 
 Every signer takes the raw body (bytes, sent untouched) and returns `Signed(headers, query, body)`,
 which unpacks as a tuple: `headers, query, body = signed_request("stripe", body)`. Overrides:
-- `secret`: sign with another secret (a wrong signature); defaults to the test hub's secret.
+- `secret`: sign with another secret (a wrong signature); defaults to the test hub's secret
+  (Discord's is the private key's seed, in hex: the hub holds the public key).
 - `timestamp_s`: the signing time in Unix seconds (a stale timestamp); defaults to now.
 - provider-specific ones where the provider puts the event id or type outside the body
-  (`event_id`, `event_type`) or signs more than the body (`request_id`, `data_id` for Mercado Pago).
+  (`event_id`, `event_type`) or signs more than the body (`request_id`, `data_id` for Mercado Pago,
+  `url` for Twilio).
+
+`SECRETS` holds every provider's test secret, and `SECRETS_ENV` the hub settings that enable them
+all (the session's hub-api in conftest enables only the first providers).
 """
 
+import base64
 import hmac
 import json
 import time
@@ -15,12 +21,31 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
 
+import nacl.signing
 import standardwebhooks
+from slack_sdk.signature import SignatureVerifier
 
 from conftest import PROVIDER_SECRETS
 
 JSON_HEADERS = {"content-type": "application/json"}
+FORM_HEADERS = {"content-type": "application/x-www-form-urlencoded"}
+DISCORD_SEED = "11" * 32  # the test application's private key; the hub holds its public key
+SECRETS: dict[str, str] = {
+    **PROVIDER_SECRETS,
+    "asaas": "test-asaas-access-token-7Hq2xVb9",
+    "pagarme": "sk_test_pagarme_secret_key",
+    "shopify": "test-shopify-client-secret",
+    "slack": "test-slack-signing-secret",
+    "whatsapp": "test-meta-app-secret",
+    "whatsapp_verify_token": "test-meta-verify-token",
+    "telegram": "test-telegram-secret-token",
+    "discord": nacl.signing.SigningKey(bytes.fromhex(DISCORD_SEED)).verify_key.encode().hex(),
+    "twilio": "test-twilio-auth-token",
+}
+SECRETS_ENV = {f"HOOKHUB_SECRET_{name.upper()}": secret for name, secret in SECRETS.items()}
+TWILIO_URL = "https://hooks.example.com/webhooks/twilio?apikey=kong-key-for-twilio"
 
 
 class Signed(NamedTuple):
@@ -52,10 +77,12 @@ def sign_github(
     secret: str = PROVIDER_SECRETS["github"],
     event_type: str = "push",
     event_id: str | None = None,
+    content_type: str = "application/json",
 ) -> Signed:
-    """X-Hub-Signature-256: sha256=<HMAC-SHA256 hex of the body>; id and type ride in headers."""
+    """X-Hub-Signature-256: sha256=<HMAC-SHA256 hex of the body>; id and type ride in headers.
+    GitHub's default content type is a form, `payload=<the JSON, URL-encoded>`."""
     headers = {
-        **JSON_HEADERS,
+        "content-type": content_type,
         "x-hub-signature-256": "sha256=" + _hmac_hex(secret, body),
         "x-github-event": event_type,
         "x-github-delivery": event_id or str(uuid.uuid4()),
@@ -144,6 +171,100 @@ def sign_hmac(
     return Signed(headers, {}, body)
 
 
+def sign_asaas(body: bytes, *, secret: str = SECRETS["asaas"]) -> Signed:
+    """asaas-access-token: the authentication token set on the webhook (no body signature)."""
+    return Signed({**JSON_HEADERS, "asaas-access-token": secret}, {}, body)
+
+
+def sign_pagarme(body: bytes, *, secret: str = SECRETS["pagarme"]) -> Signed:
+    """X-Hub-Signature: sha1=<HMAC-SHA1 hex of the body, keyed with the secret key>."""
+    headers = {**JSON_HEADERS, "x-hub-signature": "sha1=" + _hmac_hex(secret, body, "sha1")}
+    return Signed(headers, {}, body)
+
+
+def sign_shopify(
+    body: bytes,
+    *,
+    secret: str = SECRETS["shopify"],
+    event_type: str = "orders/create",
+    event_id: str | None = None,
+) -> Signed:
+    """X-Shopify-Hmac-Sha256: base64 of the HMAC-SHA256 of the body; topic and id in headers."""
+    digest = hmac.new(secret.encode(), body, "sha256").digest()
+    headers = {
+        **JSON_HEADERS,
+        "x-shopify-hmac-sha256": base64.b64encode(digest).decode(),
+        "x-shopify-topic": event_type,
+        "x-shopify-webhook-id": event_id or str(uuid.uuid4()),
+        "x-shopify-shop-domain": "hookhub-test.myshopify.com",
+    }
+    return Signed(headers, {}, body)
+
+
+def sign_slack(
+    body: bytes, *, secret: str = SECRETS["slack"], timestamp_s: int | None = None
+) -> Signed:
+    """X-Slack-Signature, made by Slack's own SDK (v0 over "v0:<ts>:<body>"); a body that is a
+    form (interactivity, slash commands) is sent as one."""
+    ts = str(_now_s(timestamp_s))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    content = JSON_HEADERS if body.lstrip().startswith(b"{") else FORM_HEADERS
+    headers = {**content, "x-slack-request-timestamp": ts, "x-slack-signature": signature or ""}
+    return Signed(headers, {}, body)
+
+
+def sign_whatsapp(body: bytes, *, secret: str = SECRETS["whatsapp"]) -> Signed:
+    """X-Hub-Signature-256: sha256=<HMAC-SHA256 hex of the body, keyed with the app secret>."""
+    return Signed(
+        {**JSON_HEADERS, "x-hub-signature-256": "sha256=" + _hmac_hex(secret, body)}, {}, body
+    )
+
+
+def sign_telegram(body: bytes, *, secret: str = SECRETS["telegram"]) -> Signed:
+    """X-Telegram-Bot-Api-Secret-Token: the secret_token given to setWebhook."""
+    return Signed({**JSON_HEADERS, "x-telegram-bot-api-secret-token": secret}, {}, body)
+
+
+def sign_discord(
+    body: bytes, *, secret: str = DISCORD_SEED, timestamp_s: int | None = None
+) -> Signed:
+    """X-Signature-Ed25519: Ed25519 of "<X-Signature-Timestamp><body>" by the app's private key."""
+    ts = str(_now_s(timestamp_s))
+    signed = nacl.signing.SigningKey(bytes.fromhex(secret)).sign(ts.encode() + body)
+    headers = {
+        **JSON_HEADERS,
+        "x-signature-ed25519": signed.signature.hex(),
+        "x-signature-timestamp": ts,
+    }
+    return Signed(headers, {}, body)
+
+
+def twilio_signature(secret: str, url: str, params: list[tuple[str, str]]) -> str:
+    """Twilio's documented scheme: base64 HMAC-SHA1 of the URL, then each POST parameter's name
+    and value, sorted by name."""
+    message = url + "".join(name + value for name, value in sorted(params))
+    return base64.b64encode(hmac.new(secret.encode(), message.encode(), "sha1").digest()).decode()
+
+
+def sign_twilio(
+    body: bytes,
+    *,
+    secret: str = SECRETS["twilio"],
+    url: str = TWILIO_URL,
+    event_id: str | None = None,
+) -> Signed:
+    """X-Twilio-Signature over the URL Twilio was given (Kong's key in its query) and the form's
+    parameters. The Host header is the URL's, as Kong passes it on (preserve_host)."""
+    parts = urlsplit(url)
+    headers = {
+        **FORM_HEADERS,
+        "host": parts.netloc,
+        "x-twilio-signature": twilio_signature(secret, url, parse_qsl(body.decode())),
+        "i-twilio-idempotency-token": event_id or str(uuid.uuid4()),
+    }
+    return Signed(headers, dict(parse_qsl(parts.query)), body)
+
+
 SIGNERS: dict[str, Callable[..., Signed]] = {
     "stripe": sign_stripe,
     "github": sign_github,
@@ -152,6 +273,14 @@ SIGNERS: dict[str, Callable[..., Signed]] = {
     "hotmart": sign_hotmart,
     "kiwify": sign_kiwify,
     "hmac": sign_hmac,
+    "asaas": sign_asaas,
+    "pagarme": sign_pagarme,
+    "shopify": sign_shopify,
+    "slack": sign_slack,
+    "whatsapp": sign_whatsapp,
+    "telegram": sign_telegram,
+    "discord": sign_discord,
+    "twilio": sign_twilio,
 }
 
 

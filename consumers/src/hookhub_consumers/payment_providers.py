@@ -48,6 +48,8 @@ class Fields:
     amount: str
     currency: str
     amount_in: Literal["minor", "major"]  # minor: integer cents; major: a decimal such as 149.9
+    # The currency when the payload names none (a provider that charges in one currency only).
+    default_currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,26 @@ _KIWIFY = Fields(
     currency="Commissions.currency|Commissions.product_base_price_currency",
     amount_in="minor",
 )
+# Asaas (API v3): externalReference is the storefront's order id, set when it created the charge.
+# Asaas charges only in reais and its payloads name no currency; value is a decimal.
+_ASAAS = Fields(
+    order_id="payment.externalReference",
+    payment_id="payment.id",
+    amount="payment.value",
+    currency="payment.currency",
+    amount_in="major",
+    default_currency="BRL",
+)
+# Pagar.me (API v5): code is the storefront's order code, given when it created the order; an
+# order event carries the order (its charge under charges), a charge event the charge (its order
+# under order). The payment id is the charge's either way. Amounts are integer cents.
+_PAGARME = Fields(
+    order_id="data.order.code|data.code",
+    payment_id="data.charges.0.id|data.id",
+    amount="data.amount",
+    currency="data.currency",
+    amount_in="minor",
+)
 # Mercado Pago: a fetched payment (GET /v1/payments/{id}); external_reference is the storefront's
 # order id, set when it created the preference or payment. transaction_amount is a decimal.
 _MERCADOPAGO = Fields(
@@ -141,6 +163,25 @@ RULES: dict[str, dict[str, Rule]] = {
         "refused": Rule("declined", _KIWIFY),
         "refunded": Rule("refunded", _KIWIFY),
         "chargedback": Rule("refunded", _KIWIFY),
+    },
+    # PAYMENT_OVERDUE is left out: a boleto past its due date may still be paid.
+    "asaas": {
+        "PAYMENT_CONFIRMED": Rule("approved", _ASAAS),  # a card payment, settled later
+        "PAYMENT_RECEIVED": Rule("approved", _ASAAS),  # the money arrived (Pix, boleto, card)
+        "PAYMENT_REPROVED_BY_RISK_ANALYSIS": Rule("declined", _ASAAS),
+        "PAYMENT_CREDIT_CARD_CAPTURE_REFUSED": Rule("declined", _ASAAS),
+        "PAYMENT_DELETED": Rule("declined", _ASAAS),
+        "PAYMENT_REFUNDED": Rule("refunded", _ASAAS),
+        "PAYMENT_CHARGEBACK_REQUESTED": Rule("refunded", _ASAAS),
+    },
+    "pagarme": {
+        "order.paid": Rule("approved", _PAGARME),
+        "order.payment_failed": Rule("declined", _PAGARME),
+        "order.canceled": Rule("declined", _PAGARME),
+        "charge.paid": Rule("approved", _PAGARME),
+        "charge.payment_failed": Rule("declined", _PAGARME),
+        "charge.refunded": Rule("refunded", _PAGARME),
+        "charge.chargedback": Rule("refunded", _PAGARME),
     },
     # Keyed by the fetched payment's status: Mercado Pago's notifications carry no outcome.
     "mercadopago": {
@@ -236,7 +277,7 @@ def _apply(provider: str, what: str, rule: Rule, payload: Any) -> PaymentUpdate 
 def _currency(provider: str, what: str, fields: Fields, payload: dict[str, Any]) -> str | None:
     value = _at(payload, fields.currency)
     if value is None:
-        return None
+        return fields.default_currency
     if not (isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha()):
         raise UnusablePayload(
             f"{provider} {what}: {_paths(fields.currency)} = {value!r} is not a currency code"

@@ -72,6 +72,24 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- $providers | uniq | toJson -}}
 {{- end -}}
 
+{{/* The providers whose platform checks the URL with a GET handshake (their Kong route allows
+     GET): hub-api also reads their verify token. */}}
+{{- define "hookhub.handshakeProviders" -}}
+{{- $providers := list -}}
+{{- range $service := (fromYaml (.Files.Get "files/kong.yml")).services -}}
+{{- range $route := $service.routes -}}
+{{- if has "GET" ($route.methods | default list) -}}
+{{- range $path := $route.paths -}}
+{{- if hasPrefix "~/webhooks/" $path -}}
+{{- $providers = append $providers ($path | trimPrefix "~/webhooks/" | trimSuffix "$") -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $providers | uniq | toJson -}}
+{{- end -}}
+
 {{/* The DECK_ variables gateway/kong.yml refers to, as gateway/render.py finds them. */}}
 {{- define "hookhub.kongVariables" -}}
 {{- $names := list -}}

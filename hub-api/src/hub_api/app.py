@@ -21,13 +21,15 @@ from hookhub.observability import log
 from hookhub.providers import PROVIDERS
 from hookhub.settings import Settings
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from pydantic import BaseModel, Field
 
-from hub_api import ingest
+from hub_api import ingest, openapi, webhooks
 from hub_api.fast_path import HubApi
-from hub_api.ingest import CORRELATION_HEADER, EVENT_MEDIA_TYPES, CloudEventIn, Rejected
+from hub_api.ingest import CORRELATION_HEADER, Rejected
+from hub_api.openapi import Accepted
+from hub_api.webhooks import Answer
 
 GATEWAY_SECRET_HEADER = "x-hookhub-gateway-secret"
+EVENT_ID_HEADER = "x-hookhub-event-id"
 CONSUMER_HEADER = "x-consumer-username"
 
 REQUESTS = Counter(
@@ -46,11 +48,6 @@ PUBLISH_SECONDS = Histogram(
 def _requests(route: str, provider: str, status: str) -> Counter:
     """The labelled counter, looked up once per label set rather than on every request."""
     return REQUESTS.labels(route, provider, status)
-
-
-class Accepted(BaseModel):
-    id: str = Field(description="The event id: the provider's own where it has one")
-    type: str = Field(description="The CloudEvents type, which is also the routing key")
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -108,6 +105,21 @@ def _refusal(
     )
 
 
+def _target(request: Request) -> str:
+    """The path and raw query string as the sender addressed them (for schemes that sign them)."""
+    target = request.scope["raw_path"].decode("latin-1")
+    if query_string := request.scope["query_string"]:
+        target += "?" + query_string.decode("latin-1")
+    return target
+
+
+def _answer(request: Request, provider: str, answer: Answer) -> Response:
+    """A handshake's answer, counted and logged; nothing was published."""
+    _requests("webhooks", provider, str(answer.status)).inc()
+    log.info("handshake.answered", provider=provider, path=request.url.path)
+    return Response(answer.body, answer.status, media_type=answer.media_type)
+
+
 def create_app(settings: Settings) -> HubApi:
     """The ASGI app. With `settings.gateway_secret` unset, requests are not checked for it (dev)."""
     broker = Broker(settings)
@@ -145,7 +157,9 @@ def create_app(settings: Settings) -> HubApi:
                 raise Rejected(401, "request did not come through the gateway")
         return headers.get(CONSUMER_HEADER)
 
-    async def publish(event: Event, route: str, provider: str) -> Response:
+    async def publish(
+        event: Event, route: str, provider: str, answer: Answer | None = None
+    ) -> Response:
         # The ids go on the lines themselves rather than through bound context vars: nothing
         # else logs while an event is published, and binding cost more than the line itself.
         ids = {"event_id": event.id, "correlation_id": event.correlation_id, "type": event.type}
@@ -164,13 +178,12 @@ def create_app(settings: Settings) -> HubApi:
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
         _requests(route, provider, "202").inc()
         log.info("event.accepted", provider=provider, **ids)
+        headers = {CORRELATION_HEADER: event.correlation_id or ""}
+        if answer is not None:  # the platform needs an answer of its own (Discord, Twilio, ...)
+            headers[EVENT_ID_HEADER] = event.id
+            return Response(answer.body, answer.status, headers, answer.media_type)
         body = Accepted(id=event.id, type=event.type).model_dump_json()
-        return Response(
-            body,
-            status_code=202,
-            media_type="application/json",
-            headers={CORRELATION_HEADER: event.correlation_id or ""},
-        )
+        return Response(body, status_code=202, media_type="application/json", headers=headers)
 
     @app.exception_handler(Rejected)
     async def answer_rejected(request: Request, exc: Rejected) -> Response:
@@ -181,62 +194,55 @@ def create_app(settings: Settings) -> HubApi:
         return _refusal(request, exc.status_code, exc.detail, exc.headers, None)
 
     @app.serve_directly
-    @app.post(
-        "/webhooks/{provider}",
-        status_code=202,
-        response_model=Accepted,
-        responses={
-            401: {"description": "not through the gateway, or missing, wrong or stale signature"},
-            404: {"description": "unknown or unconfigured provider"},
-            413: {"description": "body over the size limit"},
-            415: {"description": "not application/json"},
-            422: {"description": "no event type in the payload, or an id too long for AMQP"},
-            503: {"description": "not confirmed by the broker: send again with the same id"},
-        },
-    )
-    async def receive_webhook(provider: str, request: Request) -> Response:
+    @app.post("/webhooks/{provider}", **openapi.WEBHOOK_POST)
+    async def receive_webhook(request: Request) -> Response:
         """Verify a provider's webhook by its own signature scheme and publish it byte-for-byte.
 
         The event type is `<provider>.<the provider's event type>` and is also the routing key.
+        A bot platform's handshake (Slack's `url_verification`, Discord's PING) is answered here
+        and not published. Some platforms get the answer they need in place of the 202: a 200
+        (Asaas, Pagar.me, Slack, Meta), Discord's interaction response, Twilio's empty TwiML.
         """
+        provider = request.path_params["provider"]
         headers = _headers(request)
         through_gateway(headers)
         # Before the body is read: an unknown provider or a wrong media type costs no upload.
-        enabled = ingest.check_webhook(provider, headers, settings)
+        enabled = webhooks.check_webhook(provider, headers, settings)
         body = await _read_body(request, headers, settings.max_body_bytes)
-        event = ingest.webhook_event(
-            enabled, headers, request.query_params, body, settings.timestamp_tolerance_s
+        webhook = webhooks.webhook_event(
+            enabled,
+            headers,
+            request.query_params,
+            body,
+            settings.timestamp_tolerance_s,
+            _target(request) if enabled.spec.signs_url else "",
         )
-        return await publish(event, "webhooks", provider)
+        if isinstance(webhook, Answer):  # a handshake: answered, nothing published
+            return _answer(request, provider, webhook)
+        return await publish(webhook.event, "webhooks", provider, webhook.answer)
 
     @app.serve_directly
-    @app.post(
-        "/events",
-        status_code=202,
-        response_model=Accepted,
-        responses={
-            401: {"description": "not through the gateway"},
-            403: {"description": "the type is reserved for Hookhub's own consumers"},
-            413: {"description": "body over the size limit"},
-            415: {"description": "not CloudEvents JSON"},
-            422: {"description": "not a valid CloudEvent"},
-            503: {"description": "not confirmed by the broker: send again with the same id"},
-        },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    m: {"schema": CloudEventIn.model_json_schema()} for m in EVENT_MEDIA_TYPES
-                },
-            }
-        },
-    )
+    @app.get("/webhooks/{provider}", **openapi.WEBHOOK_GET)
+    async def answer_handshake(request: Request) -> Response:
+        """Answer a platform's subscription handshake (Meta's `hub.challenge`) with its challenge,
+        when the verify token is the one configured. Nothing is published."""
+        provider = request.path_params["provider"]
+        headers = _headers(request)
+        through_gateway(headers)
+        enabled = webhooks.check_webhook(provider, headers, settings, method="GET")
+        answer = webhooks.webhook_handshake(enabled, request.query_params, settings)
+        return _answer(request, provider, answer)
+
+    @app.serve_directly
+    @app.post("/events", **openapi.EVENTS_POST)
     async def receive_event(request: Request) -> Response:
-        """Publish an internal event given as CloudEvents JSON (structured mode).
+        """Publish an internal CloudEvent, in structured mode (CloudEvents JSON) or binary mode
+        (`ce-*` headers, the body being the data). Batched mode is refused with 415.
 
         The event's source is the caller Kong authenticated (`/events/<consumer>`), never what
-        the body claims. Types emitted by Hookhub's consumers (`payment.*`, `order.ready`, ...)
-        and provider namespaces (`stripe.*`, ...) are refused.
+        the request claims; in binary mode the body is data only and sets no attribute. Types
+        emitted by Hookhub's consumers (`payment.*`, `order.ready`, ...) and provider namespaces
+        (`stripe.*`, ...) are refused.
         """
         headers = _headers(request)
         caller = through_gateway(headers)
@@ -251,7 +257,7 @@ def create_app(settings: Settings) -> HubApi:
         """The process is up and serving."""
         return {"status": "alive"}
 
-    @app.get("/readyz", tags=["probes"], responses={503: {"description": "broker not usable"}})
+    @app.get("/readyz", tags=["probes"], **openapi.READYZ_GET)
     async def readyz() -> Response:
         """Ready while the broker connection and channel are usable and confirms arrive."""
         ready = await broker.check()
@@ -261,7 +267,7 @@ def create_app(settings: Settings) -> HubApi:
             media_type="application/json",
         )
 
-    @app.get("/metrics", tags=["probes"])
+    @app.get("/metrics", tags=["probes"], **openapi.METRICS_GET)
     async def metrics() -> Response:
         """Prometheus metrics: requests, publish latency, broker state."""
         _ = broker.ready  # refreshes the broker gauge

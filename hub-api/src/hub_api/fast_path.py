@@ -9,9 +9,10 @@ What a route served directly does NOT get, so that nothing added later is silent
 - Middleware of any kind: `app.add_middleware(...)`, `@app.middleware("http")`, and Starlette's own
   error middleware. CORS, GZip, tracing, timing or a request id added that way apply only to the
   other routes; give the ingest routes the same in their endpoint, or drop `serve_directly`.
-- Dependencies and parameter parsing: the endpoint is awaited as
-  `endpoint(request=<Request>, **path_params)`. `Depends(...)`, `dependencies=[...]` on the route
-  or router, and query, header and body parameters are neither solved nor validated.
+- Dependencies and parameter parsing: the endpoint is awaited as `endpoint(request=<Request>)`
+  and reads its path parameters from `request.path_params`. `Depends(...)`, `dependencies=[...]`
+  on the route or router, and path, query, header and body parameters are neither solved nor
+  validated (so they are documented by the route's `openapi_extra`, not its signature).
 - Response handling: the endpoint must return a `Response`; `response_model` and `status_code`
   only document it.
 - Error handling: an exception it raises is answered by the app's exception handler for its class
@@ -21,7 +22,7 @@ What a route served directly does NOT get, so that nothing added later is silent
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
@@ -54,6 +55,7 @@ class HubApi(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            allowed: set[str] = set()
             for route in self._routes_served_directly():
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:
@@ -61,11 +63,29 @@ class HubApi(FastAPI):
                     scope["app"] = self
                     await self._serve(route, Request(scope, receive), send)
                     return
+                if match is Match.PARTIAL:  # the path, with another method
+                    allowed |= route.methods or set()
+            if allowed:
+                # Starlette would name only the first route's methods; one path may have several.
+                await self._refuse_method(scope, receive, send, allowed)
+                return
         await super().__call__(scope, receive, send)
+
+    async def _refuse_method(
+        self, scope: Scope, receive: Receive, send: Send, allowed: set[str]
+    ) -> None:
+        scope["app"] = self
+        request = Request(scope, receive)
+        error = HTTPException(405, "Method Not Allowed", {"Allow": ", ".join(sorted(allowed))})
+        handler = self._exception_handler(error)
+        if handler is None:
+            raise error
+        response = await handler(request, error)
+        await response(scope, receive, send)
 
     async def _serve(self, route: APIRoute, request: Request, send: Send) -> None:
         try:
-            response = await route.endpoint(request=request, **request.path_params)
+            response = await route.endpoint(request=request)
         except Exception as exc:
             handler = self._exception_handler(exc)
             if handler is None:

@@ -1,35 +1,33 @@
-"""What may come in, and the event it becomes: a provider's webhook or an internal CloudEvent.
+"""What may come in, and the event it becomes: an internal CloudEvent (a provider's webhook is
+`hub_api.webhooks`), and the rules both share.
 
-Plain functions over headers, query and body, with no web framework and no broker, so every rule is
-tested in memory. A request that breaks a rule raises `Rejected`: hub-api answers with its status
-and detail, and publishes nothing. An `Event` returned here can be published as it is.
+Plain functions over headers and body, with no web framework and no broker, so every rule is tested
+in memory. A request that breaks a rule raises `Rejected`: hub-api answers with its status and
+detail, and publishes nothing. An `Event` returned here can be published as it is.
 """
 
 import base64
 import binascii
 import json
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from hookhub import contracts, events
 from hookhub.events import Event
-from hookhub.providers import (
-    PROVIDERS,
-    Provider,
-    SignatureError,
-    SignedRequest,
-    body_hash_id,
-    locate,
-    needs_json,
-)
-from hookhub.settings import Settings
+from hookhub.providers import PROVIDERS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CORRELATION_HEADER = "x-correlation-id"
-WEBHOOK_MEDIA_TYPES = ("application/json",)
-EVENT_MEDIA_TYPES = ("application/cloudevents+json", "application/json")
+STRUCTURED = "application/cloudevents+json"
+BATCHED = "application/cloudevents-batch+json"
+EVENT_MEDIA_TYPES = (STRUCTURED, "application/json")
+# Binary mode (the CloudEvents HTTP binding): the attributes ride in ce-* headers, the body is data.
+BINARY_PREFIX = "ce-"
+BINARY_MARKER = "ce-specversion"
+# Not attributes in binary mode: the body is the data, Content-Type its datacontenttype.
+NOT_ATTRIBUTES = frozenset({"data", "data_base64", "datacontenttype"})
 # message_id, correlation_id and content_type are AMQP short strings; a longer one cannot be sent.
 MAX_SHORT_STRING_BYTES = 255
 
@@ -61,7 +59,13 @@ class CloudEventIn(BaseModel):
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(default_factory=events.new_event_id, min_length=1, max_length=200)
-    type: str
+    # The pattern is checked by the validator (for its message); here it goes into the schema.
+    type: str = Field(
+        json_schema_extra={
+            "pattern": f"^{events.TYPE_PATTERN.pattern}$",
+            "maxLength": events.MAX_TYPE_LENGTH,
+        }
+    )
     subject: str | None = None
     datacontenttype: str = events.JSON
     data: Any = None
@@ -88,104 +92,62 @@ def may_publish(event_type: str) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class EnabledProvider:
-    """A provider this hub takes webhooks from, and the secret it verifies them with."""
-
-    spec: Provider
-    secret: str
-
-
-def check_webhook(provider: str, headers: Mapping[str, str], settings: Settings) -> EnabledProvider:
-    """The refusals a webhook gets before its body is read (so they cost no upload): an unknown
-    or disabled provider, a body that is not JSON."""
-    spec = PROVIDERS.get(provider)
-    if spec is None:
-        raise Rejected(404, f"unknown provider '{provider}'; known: {', '.join(PROVIDERS)}")
-    secret = settings.provider_secret(provider)
-    if secret is None:
-        raise Rejected(
-            404,
-            f"provider '{provider}' is not enabled here: set HOOKHUB_SECRET_{provider.upper()}",
-        )
-    if _media_type(headers) not in WEBHOOK_MEDIA_TYPES:
-        raise Rejected(415, f"{provider} webhooks must be sent as application/json")
-    return EnabledProvider(spec, secret)
-
-
-def webhook_event(
-    provider: EnabledProvider,
-    headers: Mapping[str, str],
-    query: Mapping[str, str],
-    body: bytes,
-    timestamp_tolerance_s: float,
-) -> Event:
-    """A webhook (that passed `check_webhook`) verified by its provider's own signature scheme, as
-    the event to publish: the body byte-for-byte, of type `<provider>.<the provider's event
-    type>`. `headers` are keyed by lower-case name."""
-    spec = provider.spec
-    try:
-        spec.verify(SignedRequest(headers, query, body), provider.secret, timestamp_tolerance_s)
-    except SignatureError as exc:
-        raise Rejected(401, f"signature rejected: {exc}") from None
-    payload: Any = None
-    if needs_json(spec):
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
-            raise Rejected(400, "body is not valid JSON") from None
-    provider_type = locate(spec.event_type, headers, payload)
-    if provider_type is None:
-        raise Rejected(422, f"no event type found at {spec.event_type}")
-    event_type = f"{spec.name}.{provider_type}"
-    if not events.is_valid_type(event_type):
-        raise Rejected(422, f"event type '{event_type}' is not a valid routing key")
-    return _sendable(
-        Event(
-            id=locate(spec.event_id, headers, payload) or body_hash_id(body),
-            source=f"/webhooks/{spec.name}",
-            type=event_type,
-            data=body,
-            content_type=events.JSON,
-            correlation_id=headers.get(CORRELATION_HEADER) or str(uuid.uuid4()),
-            traceparent=headers.get("traceparent"),
-        )
-    )
-
-
 def check_internal_event(headers: Mapping[str, str]) -> None:
-    """The refusal an internal event gets before its body is read: not CloudEvents JSON."""
-    if _media_type(headers) not in EVENT_MEDIA_TYPES:
-        raise Rejected(415, "events must be sent as application/cloudevents+json")
+    """The refusal an internal event gets before its body is read: a batch, or neither
+    CloudEvents JSON (structured mode) nor `ce-*` headers (binary mode)."""
+    given = media_type(headers)
+    if given == BATCHED:
+        # A batch could only be published in part when the broker fails midway, and a 202
+        # promises the whole: each event gets its own request, its own 202 or refusal.
+        raise Rejected(
+            415,
+            f"batched CloudEvents ({BATCHED}) are not accepted: send each event in its own "
+            "request, in structured or binary mode",
+        )
+    if given not in EVENT_MEDIA_TYPES and not is_binary_mode(headers):
+        raise Rejected(
+            415,
+            f"events must be sent as {STRUCTURED} (structured mode), or with ce-* headers "
+            "(binary mode)",
+        )
+
+
+def is_binary_mode(headers: Mapping[str, str]) -> bool:
+    """CloudEvents binary mode: a `ce-specversion` header and no structured media type."""
+    return BINARY_MARKER in headers and media_type(headers) != STRUCTURED
 
 
 def internal_event(body: bytes, headers: Mapping[str, str], caller: str | None) -> Event:
     """A CloudEvent (that passed `check_internal_event`) sent to /events by `caller`, whom the
     gateway authenticated, as the event to publish. Its source is the caller's, never what the
-    body claims."""
-    try:
-        cloud_event = CloudEventIn.model_validate_json(body)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        raise Rejected(422, f"not a valid CloudEvent: {problems}") from None
+    request claims. In binary mode the attributes come from the `ce-*` headers only and the body,
+    whatever it holds, is the data, byte-for-byte."""
+    binary = is_binary_mode(headers)
+    if binary:
+        cloud_event = _validated(lambda: CloudEventIn.model_validate(_ce_headers(headers)), "ce-")
+    else:
+        cloud_event = _validated(lambda: CloudEventIn.model_validate_json(body), "")
     if not may_publish(cloud_event.type):
         raise Rejected(
             403,
             f"type '{cloud_event.type}' is reserved for Hookhub's own events",
             event_id=cloud_event.id,
         )
-    data = _event_data(cloud_event)
+    if binary:
+        data = body
+        content_type = headers.get("content-type", "").strip() or "application/octet-stream"
+    else:
+        data = _event_data(cloud_event)
+        content_type = _event_content_type(cloud_event)
     if problem := contracts.violation(cloud_event.type, data):
         raise Rejected(422, problem, event_id=cloud_event.id)
-    return _sendable(
+    return sendable(
         Event(
             id=cloud_event.id,
             source=f"/events/{caller or 'anonymous'}",
             type=cloud_event.type,
             data=data,
-            content_type=_event_content_type(cloud_event),
+            content_type=content_type,
             subject=cloud_event.subject,
             correlation_id=headers.get(CORRELATION_HEADER) or str(uuid.uuid4()),
             traceparent=headers.get("traceparent"),
@@ -193,11 +155,32 @@ def internal_event(body: bytes, headers: Mapping[str, str], caller: str | None) 
     )
 
 
-def _media_type(headers: Mapping[str, str]) -> str:
+def _ce_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The attributes of a binary-mode event: its ce-* headers, percent-decoded as the binding
+    encodes them; data and datacontenttype are never attributes there (the body and its type)."""
+    return {
+        name[len(BINARY_PREFIX) :]: unquote(value)
+        for name, value in headers.items()
+        if name.startswith(BINARY_PREFIX) and name[len(BINARY_PREFIX) :] not in NOT_ATTRIBUTES
+    }
+
+
+def _validated(validate: Callable[[], CloudEventIn], prefix: str) -> CloudEventIn:
+    try:
+        return validate()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{prefix}{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise Rejected(422, f"not a valid CloudEvent: {problems}") from None
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    """The request's media type, lower-cased, without parameters."""
     return headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _sendable(event: Event) -> Event:
+def sendable(event: Event) -> Event:
     """The event, once its strings are known to fit in AMQP properties."""
     if problem := _unsendable(event):
         raise Rejected(422, problem, event_id=event.id)
@@ -230,7 +213,7 @@ def _event_data(cloud_event: CloudEventIn) -> bytes:
             raise Rejected(422, "send data or data_base64, not both", event_id=cloud_event.id)
         try:
             return base64.b64decode(cloud_event.data_base64, validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: a character outside ASCII
             raise Rejected(
                 422, "data_base64 is not valid base64", event_id=cloud_event.id
             ) from None

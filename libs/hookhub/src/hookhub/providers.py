@@ -1,200 +1,157 @@
-"""The webhook providers Hookhub accepts, as one table, and the signature schemes they use.
+"""The webhook providers Hookhub accepts, as one table: one row a provider.
 
-Everything here is pure: a scheme takes the raw request and the secret and either returns or raises
-`SignatureError`. hub-api, the Kong config tests and the payments consumer all read `PROVIDERS`.
+A row says how the provider signs (a scheme from `hookhub.signatures`), what it sends (media types),
+where its event id and type are, how its key reaches Kong, and, for bots, the handshake hub-api
+answers itself and the reply the platform expects. hub-api, the Kong config tests, the chart and
+the payments consumer all read `PROVIDERS`.
 """
 
+import functools
 import hashlib
-import hmac
-import math
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-import standardwebhooks
-import stripe
+from hookhub.signatures import (
+    Scheme,
+    token_header,
+    verify_discord,
+    verify_hmac,
+    verify_hub_signature_256,
+    verify_kiwify,
+    verify_mercadopago,
+    verify_pagarme,
+    verify_shopify,
+    verify_slack,
+    verify_standard_webhooks,
+    verify_stripe,
+    verify_twilio,
+)
 
-
-class SignatureError(Exception):
-    """The request is not provably from the provider: missing, wrong or stale signature."""
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+# A GET handshake's token is its own secret, apart from the signing one (Meta's "verify token").
+VERIFY_TOKEN_SUFFIX = "_verify_token"
 
 
 @dataclass(frozen=True, slots=True)
-class SignedRequest:
-    """What a scheme may look at: lower-cased headers, query parameters and the raw body."""
+class Handshake:
+    """A request by which the platform checks the endpoint: hub-api answers it, publishes nothing.
 
-    headers: Mapping[str, str]
-    query: Mapping[str, str]
-    body: bytes
+    It is this handshake when the locator `when` finds `equals`. The answer echoes what `echo`
+    finds (the challenge), or is `body`. A GET handshake carries no signature: its `token` locator
+    must find the provider's verify token (`HOOKHUB_SECRET_<PROVIDER>_VERIFY_TOKEN`)."""
 
-
-Scheme = Callable[[SignedRequest, str, int], None]
-
-
-def _require(request: SignedRequest, header: str) -> str:
-    value = request.headers.get(header)
-    if not value:
-        raise SignatureError(f"missing {header} header")
-    return value
+    method: Literal["GET", "POST"]
+    when: str
+    equals: str
+    echo: str = ""
+    body: bytes = b""
+    media_type: str = "text/plain"
+    token: str = ""
 
 
-def _check_timestamp(timestamp: str, tolerance_s: int) -> None:
-    try:
-        seconds = float(timestamp)
-    except ValueError:
-        raise SignatureError("timestamp is not a number") from None
-    if not math.isfinite(seconds):
-        raise SignatureError("timestamp is not a number")
-    if seconds > 1e12:  # some providers send milliseconds
-        seconds /= 1000
-    if abs(time.time() - seconds) > tolerance_s:
-        raise SignatureError(f"timestamp is outside the {tolerance_s}s tolerance")
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer the platform needs once its event is confirmed, where Hookhub's usual
+    `202 {"id", "type"}` will not do: another status, or a body of its own (`body`, or
+    `bodies[<what the locator `by` finds>]`). The event id rides in `X-Hookhub-Event-Id`."""
 
-
-def _hmac_hex(secret: str, message: bytes, digest: str = "sha256") -> str:
-    return hmac.new(secret.encode(), message, digest).hexdigest()
-
-
-def _same(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected.encode(), given.encode())
-
-
-def verify_stripe(request: SignedRequest, secret: str, tolerance_s: int) -> None:
-    header = _require(request, "stripe-signature")
-    if not header.isascii():  # the library's compare_digest raises TypeError on anything else
-        raise SignatureError("Stripe-Signature is not ASCII")
-    try:
-        stripe.WebhookSignature.verify_header(request.body, header, secret, tolerance_s)
-    except stripe.SignatureVerificationError as exc:
-        raise SignatureError(f"Stripe-Signature: {exc.user_message or exc}") from None
-    except UnicodeDecodeError:  # the library decodes the body before checking it
-        raise SignatureError("Stripe-Signature: the body is not UTF-8") from None
-
-
-def verify_github(request: SignedRequest, secret: str, tolerance_s: int) -> None:
-    # GitHub signs no timestamp; a replayed delivery keeps its X-GitHub-Delivery id, which the
-    # consumers deduplicate.
-    given = _require(request, "x-hub-signature-256")
-    if not _same("sha256=" + _hmac_hex(secret, request.body), given):
-        raise SignatureError("X-Hub-Signature-256 does not match the body")
-
-
-def verify_standard_webhooks(request: SignedRequest, secret: str, tolerance_s: int) -> None:
-    # The library signs; the tolerance is ours (its verify() has a fixed 5 minutes), so
-    # HOOKHUB_TIMESTAMP_TOLERANCE_S holds for every provider. Svix sends svix-* names.
-    msg_id, timestamp, signatures = (
-        request.headers.get(name) or request.headers.get(name.replace("webhook-", "svix-"))
-        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-    )
-    if not (msg_id and timestamp and signatures):
-        raise SignatureError("needs webhook-id, webhook-timestamp and webhook-signature headers")
-    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 11:
-        raise SignatureError("webhook-timestamp is not a number of seconds")
-    _check_timestamp(timestamp, tolerance_s)
-    try:
-        expected = standardwebhooks.Webhook(secret).sign(
-            msg_id, datetime.fromtimestamp(int(timestamp), UTC), request.body.decode()
-        )
-    except UnicodeDecodeError:
-        raise SignatureError("webhook-signature: the body is not UTF-8") from None
-    # Space-separated "<version>,<base64>" signatures, one per secret during a rotation.
-    if not any(_same(expected, given) for given in signatures.split()):
-        raise SignatureError("webhook-signature does not match")
-
-
-def verify_mercadopago(request: SignedRequest, secret: str, tolerance_s: int) -> None:
-    # x-signature: "ts=<unix>,v1=<hex>", HMAC-SHA256 over the manifest
-    # "id:<data.id>;request-id:<x-request-id>;ts:<ts>;" (parts whose value is absent are left out).
-    parts = dict(
-        item.strip().split("=", 1)
-        for item in _require(request, "x-signature").split(",")
-        if "=" in item
-    )
-    ts, given = parts.get("ts"), parts.get("v1")
-    if not ts or not given:
-        raise SignatureError("x-signature needs ts and v1")
-    _check_timestamp(ts, tolerance_s)
-    data_id = request.query.get("data.id", "")
-    if data_id.isalnum():
-        data_id = data_id.lower()
-    manifest = ""
-    if data_id:
-        manifest += f"id:{data_id};"
-    if request_id := request.headers.get("x-request-id"):
-        manifest += f"request-id:{request_id};"
-    manifest += f"ts:{ts};"
-    if not _same(_hmac_hex(secret, manifest.encode()), given):
-        raise SignatureError("x-signature does not match")
-
-
-def verify_hottok(request: SignedRequest, secret: str, tolerance_s: int) -> None:
-    # Hotmart sends a shared token, not a signature over the body.
-    if not _same(secret, _require(request, "x-hotmart-hottok")):
-        raise SignatureError("X-Hotmart-Hottok does not match")
-
-
-def verify_kiwify(request: SignedRequest, secret: str, tolerance_s: int) -> None:
-    # Kiwify appends ?signature=<HMAC-SHA1 hex of the body, keyed with the webhook token>.
-    given = request.query.get("signature")
-    if not given:
-        raise SignatureError("missing signature query parameter")
-    if not _same(_hmac_hex(secret, request.body, "sha1"), given):
-        raise SignatureError("signature does not match the body")
-
-
-def verify_hmac(request: SignedRequest, secret: str, tolerance_s: int) -> None:
-    # Hookhub's generic scheme for senders without one of their own:
-    # X-Hookhub-Signature: sha256=<HMAC-SHA256 hex of "<X-Hookhub-Timestamp>.<body>">
-    ts = _require(request, "x-hookhub-timestamp")
-    given = _require(request, "x-hookhub-signature")
-    _check_timestamp(ts, tolerance_s)
-    if not _same("sha256=" + _hmac_hex(secret, ts.encode() + b"." + request.body), given):
-        raise SignatureError("X-Hookhub-Signature does not match")
+    status: int = 200
+    media_type: str = JSON
+    body: bytes | None = None  # None: Hookhub's {"id", "type"}
+    by: str = ""
+    bodies: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Provider:
-    """One webhook provider. Locators say where the event id and type are: `header:<name>` or
-    `json:<dotted.path>`, alternatives separated by `|`; an id found nowhere is the body's hash."""
+    """One webhook provider. Locators say where the event id and type are: `header:<name>`,
+    `query:<name>`, `form:<field>`, `json:<dotted.path>` (list items by index: `entry.0.id`) or
+    `json-key-other-than:<key>` (the name of the body's other top-level key), alternatives
+    separated by `|`; an id found nowhere is the body's hash."""
 
     name: str
     verify: Scheme
     event_id: str
     event_type: str
+    # Where the proof of origin travels (locators), the first being the signature itself: the
+    # OpenAPI document lists these, and a request without the first is refused with 401.
+    proof: tuple[str, ...] = ()
     # Kong: the provider can only be given a URL (no custom header), so its key rides in ?apikey=
     key_in_query: bool = False
     payment: bool = False  # the payments consumer reads this provider's events
+    media_types: tuple[str, ...] = (JSON,)
+    form_json: str = ""  # the form field holding a JSON document (GitHub's and Slack's `payload`)
+    # The provider's type as it sends it → the name in Hookhub's type (Discord's numbers).
+    type_names: Mapping[str, str] = field(default_factory=dict)
+    handshake: Handshake | None = None
+    reply: Reply | None = None
+    # The signature covers the URL, Kong's key included: Kong passes the key and the Host on.
+    signs_url: bool = False
 
+
+DISCORD_INTERACTIONS = {
+    "2": "application_command",
+    "3": "message_component",
+    "4": "autocomplete",
+    "5": "modal_submit",
+}
+# Discord shows "interaction failed" unless it gets an interaction response within 3 s: a command
+# or a modal is deferred (the consumer follows up with the interaction token), a component's
+# message is left as it is, an autocomplete gets no choices.
+DISCORD_DEFERRED = {
+    "2": b'{"type":5}',
+    "3": b'{"type":6}',
+    "4": b'{"type":8,"data":{"choices":[]}}',
+    "5": b'{"type":5}',
+}
 
 PROVIDERS: dict[str, Provider] = {
     p.name: p
     for p in (
-        Provider("stripe", verify_stripe, "json:id", "json:type", key_in_query=True, payment=True),
+        Provider(
+            "stripe",
+            verify_stripe,
+            "json:id",
+            "json:type",
+            proof=("header:stripe-signature",),
+            key_in_query=True,
+            payment=True,
+        ),
         Provider(
             "github",
-            verify_github,
+            verify_hub_signature_256,
             "header:x-github-delivery",
             "header:x-github-event",
+            proof=("header:x-hub-signature-256",),
             key_in_query=True,
+            media_types=(JSON, FORM),  # a form is GitHub's default: payload=<the JSON>
         ),
         Provider(
             "standardwebhooks",
             verify_standard_webhooks,
             "header:webhook-id|header:svix-id",
             "json:type",
+            proof=("header:webhook-signature", "header:webhook-timestamp", "header:webhook-id"),
         ),
         Provider(
             "mercadopago",
             verify_mercadopago,
             "json:id",
             "json:action|json:type",
+            proof=("header:x-signature", "header:x-request-id"),
             key_in_query=True,
             payment=True,
         ),
         Provider(
-            "hotmart", verify_hottok, "json:id", "json:event", key_in_query=True, payment=True
+            "hotmart",
+            token_header("x-hotmart-hottok"),
+            "json:id",
+            "json:event",
+            proof=("header:x-hotmart-hottok",),
+            key_in_query=True,
+            payment=True,
         ),
         Provider(
             "kiwify",
@@ -203,39 +160,170 @@ PROVIDERS: dict[str, Provider] = {
             # would be dropped as a duplicate. Without an event id the body's hash is the id.
             "json:webhook_event_id",
             "json:webhook_event_type|json:order_status",
+            proof=("query:signature",),
             key_in_query=True,
             payment=True,
         ),
-        Provider("hmac", verify_hmac, "header:x-hookhub-event-id", "header:x-hookhub-event-type"),
+        Provider(
+            "asaas",
+            token_header("asaas-access-token"),
+            "json:id",
+            "json:event",
+            proof=("header:asaas-access-token",),
+            key_in_query=True,
+            payment=True,
+            reply=Reply(status=200),  # Asaas counts only a 200 as delivered
+        ),
+        Provider(
+            "pagarme",
+            verify_pagarme,
+            "json:id",
+            "json:type",
+            proof=("header:x-hub-signature",),
+            key_in_query=True,
+            payment=True,
+            reply=Reply(status=200),
+        ),
+        Provider(
+            "shopify",
+            verify_shopify,
+            "header:x-shopify-webhook-id",
+            "header:x-shopify-topic",  # orders/create becomes shopify.orders.create
+            proof=("header:x-shopify-hmac-sha256",),
+            key_in_query=True,
+        ),
+        Provider(
+            "slack",
+            verify_slack,
+            "json:event_id|json:trigger_id|form:trigger_id",
+            "json:event.type|json:type|form:command",
+            proof=("header:x-slack-signature", "header:x-slack-request-timestamp"),
+            key_in_query=True,
+            media_types=(JSON, FORM),  # Events API: JSON; interactivity and slash commands: forms
+            form_json="payload",
+            handshake=Handshake("POST", "json:type", "url_verification", echo="json:challenge"),
+            reply=Reply(status=200),
+        ),
+        Provider(
+            "whatsapp",  # Meta's WhatsApp Cloud API (Instagram and Messenger sign the same way)
+            verify_hub_signature_256,
+            "",  # Meta gives no delivery id; a retry sends the same body, so its hash serves
+            "json:entry.0.changes.0.field|json:object",
+            proof=("header:x-hub-signature-256",),
+            key_in_query=True,
+            handshake=Handshake(
+                "GET",
+                "query:hub.mode",
+                "subscribe",
+                echo="query:hub.challenge",
+                token="query:hub.verify_token",
+            ),
+            reply=Reply(status=200),
+        ),
+        Provider(
+            "telegram",
+            token_header("x-telegram-bot-api-secret-token"),
+            "json:update_id",
+            "json-key-other-than:update_id",  # message, callback_query, ...
+            proof=("header:x-telegram-bot-api-secret-token",),
+            key_in_query=True,
+        ),
+        Provider(
+            "discord",
+            verify_discord,
+            "json:id",
+            "json:type",
+            proof=("header:x-signature-ed25519", "header:x-signature-timestamp"),
+            key_in_query=True,
+            type_names=DISCORD_INTERACTIONS,
+            handshake=Handshake("POST", "json:type", "1", body=b'{"type":1}', media_type=JSON),
+            reply=Reply(status=200, by="json:type", bodies=DISCORD_DEFERRED),
+        ),
+        Provider(
+            "twilio",
+            verify_twilio,
+            "header:i-twilio-idempotency-token",
+            "form:MessageStatus|form:SmsStatus|form:CallStatus",
+            proof=("header:x-twilio-signature",),
+            key_in_query=True,
+            media_types=(FORM,),
+            # An empty TwiML answer: no reply message, nothing more for Twilio to do.
+            reply=Reply(
+                status=200,
+                media_type="text/xml",
+                body=b'<?xml version="1.0" encoding="UTF-8"?><Response/>',
+            ),
+            signs_url=True,
+        ),
+        Provider(
+            "hmac",
+            verify_hmac,
+            "header:x-hookhub-event-id",
+            "header:x-hookhub-event-type",
+            proof=("header:x-hookhub-signature", "header:x-hookhub-timestamp"),
+        ),
     )
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """Where locators look: lower-cased headers, the query, a form body's fields and the JSON
+    document (the body, or a form's `form_json` field); None where there is none."""
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    form: Mapping[str, str]
+    payload: Any
+
+
 def value_at(payload: Any, path: str) -> Any:
-    """The value at a dotted path in parsed JSON (`data.object.id`), None where it leads nowhere."""
+    """The value at a dotted path in parsed JSON (`data.object.id`, `entry.0.id` for a list's
+    first item), None where it leads nowhere."""
     value = payload
     for key in path.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, dict):
+            value = value.get(key)
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return None
     return value
 
 
-def locate(locator: str, headers: Mapping[str, str], payload: Any) -> str | None:
-    """The first non-empty value a locator finds in the headers or the parsed JSON body."""
-    for alternative in locator.split("|"):
+def locate(locator: str, received: Received) -> str | None:
+    """The first non-empty value a locator finds."""
+    for alternative in locator.split("|") if locator else ():
         where, _, path = alternative.partition(":")
         value: Any = None
         if where == "header":
-            value = headers.get(path)
+            value = received.headers.get(path)
+        elif where == "query":
+            value = received.query.get(path)
+        elif where == "form":
+            value = received.form.get(path)
         elif where == "json":
-            value = value_at(payload, path)
-        if value not in (None, "") and not isinstance(value, dict | list):
+            value = value_at(received.payload, path)
+        elif where == "json-key-other-than" and isinstance(received.payload, dict):
+            value = next((key for key in received.payload if key != path), None)
+        if value not in (None, "") and not isinstance(value, dict | list | bool):
             return str(value)
     return None
 
 
 def body_hash_id(body: bytes) -> str:
+    """The id of an event its provider gives none: a retry of the same body keeps it."""
     return hashlib.sha256(body).hexdigest()[:32]
 
 
-def needs_json(provider: Provider) -> bool:
-    return "json:" in provider.event_id + provider.event_type
+@functools.cache
+def reads_body(provider: str) -> bool:
+    """Whether a provider's webhooks must be parsed (JSON or form) to find what Hookhub needs;
+    the others are published without parsing."""
+    spec = PROVIDERS[provider]
+    locators = [spec.event_id, spec.event_type]
+    if spec.handshake is not None and spec.handshake.method == "POST":
+        locators += [spec.handshake.when, spec.handshake.echo]
+    if spec.reply is not None:
+        locators.append(spec.reply.by)
+    return any(where in loc for loc in locators for where in ("json", "form:"))
