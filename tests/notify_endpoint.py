@@ -19,6 +19,12 @@ class Received:
         return json.loads(self.body)
 
 
+class _Server(ThreadingHTTPServer):
+    # A consumer POSTs up to its prefetch at once; the default backlog of 5 would reset some.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class NotifyEndpoint:
     """Records every POST; answers 200 unless told otherwise for an event type."""
 
@@ -45,7 +51,7 @@ class NotifyEndpoint:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

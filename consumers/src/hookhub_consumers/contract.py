@@ -7,24 +7,26 @@ Handlers and the runtime both import this module; neither imports the other.
 """
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
 from hookhub.events import Event
 from hookhub.settings import Settings
 
+from hookhub_consumers.records import Order, Ticket
 from hookhub_consumers.retries import Permanent
-from hookhub_consumers.store import Marker, Store
+from hookhub_consumers.store import Store
 
 
 @dataclass
 class Outcome:
-    """What handling an event decided: events to emit, and how to save the state change with
-    the marker and the outbox (`save(store, marker, outbox)`, one atomic store write)."""
+    """What handling an event decided: the aggregate's new state (read from the store, changed;
+    none when nothing changes) and the events to emit. The runtime saves the state with the
+    event's marker and the events (its outbox) in one atomic write, then publishes them."""
 
+    state: Order | Ticket | None = None
     emit: list[Event] = field(default_factory=list)
-    save: Callable[[Store, Marker, Sequence[str]], Awaitable[bool]] | None = None
 
 
 @dataclass

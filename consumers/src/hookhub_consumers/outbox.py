@@ -27,23 +27,33 @@ class Outbox:
         self.broker = broker
         self.relay_interval_s = relay_interval_s
 
-    async def publish(self, marker: Marker, follow_ups: list[Event]) -> bool:
-        """Publish the saved follow-ups, then forget them; False when the broker did not confirm
-        them all (they stay saved, and the relay sends them)."""
-        for follow_up in follow_ups:
-            try:
-                await self.broker.publish(follow_up)
-            except BrokerUnavailable as error:
-                log.warning("outbox.deferred", follow_up=follow_up.type, error=str(error))
+    async def publish(self, follow_ups: list[Event]) -> bool:
+        """Publish saved follow-ups, with their confirms in flight together; False when the
+        broker did not confirm them all (they stay saved, and the relay sends them)."""
+        results = await asyncio.gather(
+            *(self.broker.publish(follow_up) for follow_up in follow_ups), return_exceptions=True
+        )
+        for follow_up, result in zip(follow_ups, results, strict=True):
+            if isinstance(result, BrokerUnavailable):
+                log.warning("outbox.deferred", follow_up=follow_up.type, error=str(result))
                 return False
-        if follow_ups:
-            await self.store.sent(marker)
+            if isinstance(result, BaseException):
+                raise result
         return True
 
     async def publish_pending(self, marker: Marker) -> bool:
-        """Publish what is still saved under this marker (left by a crash or another copy)."""
+        """Publish what is still saved under this marker (left by a crash or another copy);
+        True when something went out, to be forgotten."""
         pending = await self.store.pending(marker)
-        return await self.publish(marker, [Event.from_json(text) for text in pending])
+        return bool(pending) and await self.publish([Event.from_json(text) for text in pending])
+
+    async def forget(self, marker: Marker) -> None:
+        """Drop the marker's published outbox; if the store fails now, the relay publishes it
+        again later (a repeat downstream drops by its id)."""
+        try:
+            await self.store.sent(marker)
+        except Exception as error:
+            log.warning("outbox.not_forgotten", error=f"{type(error).__name__}: {error}")
 
     async def relay(self, stop: asyncio.Event) -> None:
         """Until `stop` is set: publish what publishing after the commit left behind, now (what
@@ -52,8 +62,10 @@ class Outbox:
         while not stop.is_set():
             try:
                 for marker in await self.store.unsent(self.consumer, saved_before):
-                    if not await self.publish_pending(marker):
+                    pending = [Event.from_json(text) for text in await self.store.pending(marker)]
+                    if not await self.publish(pending):
                         break  # the broker refuses: wait for the next round
+                    await self.forget(marker)
                     log.info("outbox.relayed", consumer=self.consumer, event_key=marker.event_key)
             except Exception as error:  # the store is down: the next round tries again
                 log.warning("outbox.relay_failed", error=f"{type(error).__name__}: {error}")

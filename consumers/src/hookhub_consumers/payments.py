@@ -50,7 +50,7 @@ async def order_created(event: Event, ctx: Context) -> Outcome:
         currency=created.currency,
         updated_at=datetime.now(UTC),
     )
-    return Outcome(save=lambda store, marker, outbox: store.save_order(updated, marker, outbox))
+    return Outcome(state=updated)
 
 
 async def provider_webhook(event: Event, ctx: Context) -> Outcome:
@@ -99,10 +99,7 @@ async def provider_webhook(event: Event, ctx: Context) -> Outcome:
             "version": order.version + 1,
         },
     )
-    return Outcome(
-        emit=[payment_event],
-        save=lambda store, marker, outbox: store.save_order(paid, marker, outbox),
-    )
+    return Outcome(state=paid, emit=[payment_event])
 
 
 def _mercadopago(ctx: Context) -> MercadoPagoClient:

@@ -44,10 +44,7 @@ async def advance_ticket(event: Event, ctx: Context) -> Outcome:
     data = {"order_id": order_id}
     if new_status == "cancelled":
         data["reason"] = "payment refunded"
-    return Outcome(
-        emit=[emitted(event, ctx.consumer, emits, data)],
-        save=lambda store, marker, outbox: store.save_ticket(changed, marker, outbox),
-    )
+    return Outcome(state=changed, emit=[emitted(event, ctx.consumer, emits, data)])
 
 
 # One step per binding of the production queue (topology.CONSUMER_BINDINGS, checked by a test).

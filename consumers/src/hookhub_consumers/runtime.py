@@ -11,6 +11,7 @@ decided in one place (`_settle_failure`).
 """
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -35,10 +36,11 @@ from tenacity import (
 )
 
 from hookhub_consumers import retries
+from hookhub_consumers.acks import Acks
 from hookhub_consumers.contract import Context, Handler, Steps
 from hookhub_consumers.outbox import Outbox
 from hookhub_consumers.probes import StoreCheck, serve_probes
-from hookhub_consumers.store import ConcurrentUpdate, Marker, Store, open_store
+from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Store, open_store
 
 MESSAGES = Counter(
     "hookhub_consumer_messages_total",
@@ -76,6 +78,7 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._relay: asyncio.Task[None] | None = None
         self._in_hand: set[asyncio.Task[None]] = set()
+        self._acks = Acks()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # event key → lock, its users
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
@@ -107,6 +110,7 @@ class Consumer:
         # a notification POSTed but not yet marked would be POSTed again on redelivery; so the
         # work runs in a task of its own that finishes its effects (the ack then fails, and the
         # redelivery finds the marker).
+        self._acks.received(message)
         task = asyncio.create_task(self.process(message))
         self._in_hand.add(task)
         task.add_done_callback(self._in_hand.discard)
@@ -125,6 +129,7 @@ class Consumer:
             ):
                 reason = f"not a Hookhub event: {error}"
                 await self._settle_failure(message, retries.Permanent(reason))
+                self._acks.settled(message)
             return
         marker = Marker.of(self.name, event.source, event.id)
         with structlog.contextvars.bound_contextvars(
@@ -135,20 +140,24 @@ class Consumer:
         ):
             started = time.perf_counter()
             try:
-                outcome_name = await self._handle(event, marker)
+                outcome_name, published = await self._handle(event, marker)
             except Exception as error:  # every failure is settled here, none escapes
                 await self._settle_failure(message, error)
+                self._acks.settled(message)
                 return
             finally:
                 HANDLE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             MESSAGES.labels(self.name, outcome_name).inc()
             log.info("event.processed", outcome=outcome_name)
-            await _settle(message.ack())
+            self._acks.ack(message)
+            if published:  # after the ack: forgetting the outbox is not on the ack's path
+                await self.outbox.forget(marker)
 
-    async def _handle(self, event: Event, marker: Marker) -> str:
-        # Two copies of one event in hand at once (a provider's retry, a re-published follow-up)
-        # would both pass the marker check; one at a time, the second finds the first's marker.
-        async with self._one_at_a_time(marker.event_key):
+    async def _handle(self, event: Event, marker: Marker) -> tuple[str, bool]:
+        # The events of one order (its subject) are applied one at a time, in the order they
+        # arrived (asyncio's locks are fair), and so are two copies of one event in hand at once
+        # (a provider's retry, a re-published follow-up): the second finds the first's marker.
+        async with self._one_at_a_time(event.subject or marker.event_key):
             return await self._handle_once(event, marker)
 
     @asynccontextmanager
@@ -165,34 +174,30 @@ class Consumer:
             else:
                 self._locks[key] = (lock, users - 1)
 
-    async def _handle_once(self, event: Event, marker: Marker) -> str:
+    async def _handle_once(self, event: Event, marker: Marker) -> tuple[str, bool]:
+        """The outcome's name, and whether follow-ups were published (their outbox then to be
+        forgotten)."""
         store = self.context.store
         if await store.is_processed(marker):
-            await self.outbox.publish_pending(marker)  # what a crash after the commit left
-            return "duplicate"
+            # What a crash after the commit (or another copy) left unsent.
+            return "duplicate", await self.outbox.publish_pending(marker)
         step = self._step_for(event.type)
         for attempt in range(1, CONFLICT_RETRIES + 1):
             outcome = await step(event, self.context)
             # The follow-ups are saved with the state change (the outbox) and published only
             # after the commit: a decision that loses the race to another event's is never sent.
-            outbox = [follow_up.to_json() for follow_up in outcome.emit]
+            # The save joins those of the other messages in hand (group commit).
+            outbox = tuple(follow_up.to_json() for follow_up in outcome.emit)
             try:
-                if outcome.save is not None:
-                    saved = await outcome.save(store, marker, outbox)
-                elif outbox:
-                    raise RuntimeError(f"{self.name}: a handler that emits must save its state")
-                else:
-                    saved = await store.mark_processed(marker)
+                saved = await store.save(Change(marker, outcome.state, outbox))
             except ConcurrentUpdate:
                 if attempt == CONFLICT_RETRIES:
                     raise
                 continue
             if not saved:  # another delivery of this event saved first: send what it left
-                await self.outbox.publish_pending(marker)
-                return "duplicate"
+                return "duplicate", await self.outbox.publish_pending(marker)
             # Saved, so done: follow-ups the broker does not confirm now are the relay's.
-            await self.outbox.publish(marker, outcome.emit)
-            return "processed"
+            return "processed", bool(outcome.emit) and await self.outbox.publish(outcome.emit)
         raise AssertionError("unreachable")
 
     def _step_for(self, event_type: str) -> Handler:
@@ -266,6 +271,7 @@ class Consumer:
                 pass
         if self._in_hand:
             await asyncio.wait(self._in_hand, timeout=30)
+        await self._acks.flush()
         if self._relay is not None:
             await self._relay
         await self.broker.close()
@@ -321,6 +327,10 @@ async def run_consumers(
         ]
         for consumer in consumers:
             await consumer.start()
+        # What start-up built lives as long as the process: frozen out of the collector, it is
+        # not walked again by every full collection (as in hub-api).
+        gc.collect()
+        gc.freeze()
         probes = None
         if probe_port is not None:
             store_writable = StoreCheck(store)

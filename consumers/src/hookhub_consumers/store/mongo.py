@@ -18,6 +18,7 @@ other marking alone, could both pass that check; the runtime skips an event alre
 handling it, so that takes a redelivery racing the first delivery and deciding differently.)
 """
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, fields
@@ -30,7 +31,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from hookhub_consumers.records import Delivery, Order, Ticket
-from hookhub_consumers.store.base import ConcurrentUpdate, Marker, Store
+from hookhub_consumers.store.base import (
+    ConcurrentUpdate,
+    Marker,
+    Sent,
+    Store,
+    Write,
+    Written,
+)
 
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
 ORDERS, TICKETS, DELIVERIES, MARKERS = "orders", "tickets", "deliveries", "markers"
@@ -64,6 +72,7 @@ class MongoStore(Store):
     with a database object you built (then closing the store leaves its client open)."""
 
     def __init__(self, database: AsyncDatabase, client: AsyncMongoClient | None = None):
+        super().__init__()
         self._db = database
         self._client = client  # owned: closed by close()
         self._indexes_created = False
@@ -92,6 +101,27 @@ class MongoStore(Store):
             if await (await self._collection(name)).find_one(found_by, {"_id": 1}):
                 return True
         return False
+
+    async def write(self, writes: Sequence[Write]) -> list[Written]:
+        # Each write is one atomic single-document write of its own (see the module's
+        # docstring), so a group is those writes in flight together on the client's pool.
+        results = await asyncio.gather(*map(self._write_one, writes), return_exceptions=True)
+        for result in results:
+            if not isinstance(result, bool | Exception):  # CancelledError and the like
+                raise result
+        return list(results)  # type: ignore[arg-type]
+
+    async def _write_one(self, write: Write) -> bool:
+        if isinstance(write, Sent):
+            await self._sent(write.marker)
+            return True
+        if write.state is None:
+            return await self._mark(write.marker)
+        name = ORDERS if isinstance(write.state, Order) else TICKETS
+        state = write.state
+        return await self._save(
+            name, state.order_id, state.version, _state(state), write.marker, write.outbox
+        )
 
     async def _save(
         self,
@@ -153,14 +183,6 @@ class MongoStore(Store):
             updated_at=_utc(document["updated_at"]),
         )
 
-    async def save_order(self, order: Order, marker: Marker, outbox: Sequence[str] = ()) -> bool:
-        saved = await self._save(
-            ORDERS, order.order_id, order.version, _state(order), marker, outbox
-        )
-        if saved:
-            order.version += 1
-        return saved
-
     async def get_ticket(self, order_id: str) -> Ticket | None:
         document = await (await self._collection(TICKETS)).find_one({"_id": order_id})
         if document is None:
@@ -172,14 +194,6 @@ class MongoStore(Store):
             updated_at=_utc(document["updated_at"]),
         )
 
-    async def save_ticket(self, ticket: Ticket, marker: Marker, outbox: Sequence[str] = ()) -> bool:
-        saved = await self._save(
-            TICKETS, ticket.order_id, ticket.version, _state(ticket), marker, outbox
-        )
-        if saved:
-            ticket.version += 1
-        return saved
-
     async def pending(self, marker: Marker) -> list[str]:
         key = _key(marker)
         for name in AGGREGATES:
@@ -190,7 +204,7 @@ class MongoStore(Store):
                 return [e["event"] for e in document[OUTBOX] if e["marker"] == key]
         return []
 
-    async def sent(self, marker: Marker) -> None:
+    async def _sent(self, marker: Marker) -> None:
         key = _key(marker)
         for name in AGGREGATES:
             await (await self._collection(name)).update_many(
@@ -233,7 +247,7 @@ class MongoStore(Store):
     async def is_processed(self, marker: Marker) -> bool:
         return await self._marked(_key(marker))
 
-    async def mark_processed(self, marker: Marker) -> bool:
+    async def _mark(self, marker: Marker) -> bool:
         key = _key(marker)
         if await self._marked(key):
             return False

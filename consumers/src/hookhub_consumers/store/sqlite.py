@@ -4,28 +4,40 @@ Processes coordinate through SQLite's own file locks. WAL lets readers go on whi
 writes. Every write starts with BEGIN IMMEDIATE, which takes the write lock up front (waiting up to
 BUSY_TIMEOUT_S for it): a deferred transaction that read first and then tried to write could fail
 at once with "database is locked", because SQLite cannot wait for a lock upgrade without risking a
-deadlock. A state change and its marker commit in that one transaction.
+deadlock.
+
+Each store has two connections, each in a thread of its own: one writes, one reads, so reads never
+wait behind a write's sync to disk. A call is one trip to that thread, whatever it runs: a whole
+group of changes is one transaction, one fsync, with a savepoint around each change so that one
+that fails (a stale version) is rolled back alone.
 """
 
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from hookhub_consumers.records import Delivery, Order, Ticket
-from hookhub_consumers.store.base import ConcurrentUpdate, Marker, Store
+from hookhub_consumers.store.base import (
+    ConcurrentUpdate,
+    Marker,
+    Sent,
+    Store,
+    Write,
+    Written,
+)
 
 URL_PREFIX = "sqlite:///"
 # Long enough to wait out another process's write transaction (each takes milliseconds), short
 # enough that a stuck process shows up as an error instead of a silent hang.
 BUSY_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -87,36 +99,254 @@ def _time_text(at: datetime) -> str:
     return utc.isoformat(timespec="milliseconds")
 
 
-# Every statement's cursor is closed before the next one: a SELECT left open would hold on to its
-# read snapshot, and SQLite refuses to commit while a statement is in progress.
-async def _one(db: aiosqlite.Connection, sql: str, parameters: tuple) -> aiosqlite.Row | None:
-    rows = await db.execute_fetchall(sql, parameters)
-    return next(iter(rows), None)
-
-
-async def _changed(db: aiosqlite.Connection, sql: str, parameters: tuple) -> int:
-    """Run a write; the number of rows it changed."""
-    async with db.execute(sql, parameters) as cursor:
-        return cursor.rowcount
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def _locked(error: BaseException) -> bool:
     return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 
-def _json_or_null(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+def _open(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: the sqlite3 module opens no transactions of its own; we say BEGIN.
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        db.row_factory = sqlite3.Row
+        # Switching a new file to WAL needs it alone, and SQLite answers "locked" at once,
+        # without waiting out the busy timeout, while another connection is opening it too.
+        for attempt in Retrying(
+            retry=retry_if_exception(_locked),
+            stop=stop_after_delay(BUSY_TIMEOUT_S),
+            wait=wait_random_exponential(multiplier=0.01, max=0.2),
+            reraise=True,
+        ):
+            with attempt:
+                db.execute("PRAGMA journal_mode=WAL").fetchall()
+        # synchronous stays FULL (the default): a consumer acks an event once its effect is
+        # committed, so a commit must survive a power cut, which NORMAL does not promise in WAL.
+        db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+class _Connection:
+    """One sqlite3 connection, opened and used in a thread of its own. Calls made while the
+    thread is busy are run together in its next trip: with many messages in hand, their reads
+    cost one hand-over to the thread and back, not one each."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{name}")
+        self._db: sqlite3.Connection | None = None
+        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` in the connection's thread."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((work, future))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain(), name=f"{self._thread}-drain")
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queued:
+            trip, self._queued = self._queued, []
+            outcomes = await loop.run_in_executor(self._thread, self._call, [w for w, _ in trip])
+            for (_, future), (ok, value) in zip(trip, outcomes, strict=True):
+                if future.done():  # its caller was cancelled
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _call(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        for work in works:
+            try:
+                if self._db is None:
+                    self._db = _open(self.path)
+                outcomes.append((True, work(self._db)))
+            except Exception as error:  # this call's alone: the others of the trip go on
+                outcomes.append((False, error))
+        return outcomes
+
+    async def close(self) -> None:
+        def close(_: sqlite3.Connection) -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        if self._db is not None:
+            await self.run(close)
+        self._thread.shutdown(wait=True)
+
+
+def _transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work` in one write transaction: committed when it returns, rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _write_group(db: sqlite3.Connection, writes: Sequence[Write]) -> list[Written]:
+    """Every write in one transaction, each inside a savepoint so that it fails alone."""
+    results: list[Written] = []
+    for write in writes:
+        db.execute("SAVEPOINT one_write")
+        try:
+            result = _apply(db, write)
+        except Exception as error:  # ConcurrentUpdate, or a value SQLite cannot hold
+            db.execute("ROLLBACK TO one_write")
+            results.append(error)
+        else:
+            results.append(result)
+        db.execute("RELEASE one_write")
+    return results
+
+
+def _apply(db: sqlite3.Connection, write: Write) -> bool:
+    if isinstance(write, Sent):
+        db.execute(
+            "DELETE FROM outbox WHERE consumer = ? AND event_key = ?",
+            (write.marker.consumer, write.marker.event_key),
+        )
+        return True
+    marker = write.marker
+    inserted = db.execute(
+        "INSERT INTO markers (consumer, event_key, processed_at) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (marker.consumer, marker.event_key, _time_text(datetime.now(UTC))),
+    ).rowcount
+    if not inserted:
+        return False  # this event was handled before: nothing is written
+    if write.state is not None:
+        _save_state(db, write.state)
+    db.executemany(
+        "INSERT INTO outbox (consumer, event_key, seq, event) VALUES (?, ?, ?, ?)",
+        [(marker.consumer, marker.event_key, seq, e) for seq, e in enumerate(write.outbox)],
+    )
+    return True
+
+
+def _row(state: Order | Ticket) -> tuple[str, dict[str, Any]]:
+    """The table and the columns a state is kept in (all but the version)."""
+    if isinstance(state, Order):
+        return "orders", {
+            "order_id": state.order_id,
+            "status": state.status,
+            "amount": state.amount,
+            "currency": state.currency,
+            "customer": _json_or_null(state.customer),
+            "items": json.dumps(state.items),
+            "provider": state.provider,
+            "payment_id": state.payment_id,
+            "updated_at": _time_text(state.updated_at),
+        }
+    return "tickets", {
+        "order_id": state.order_id,
+        "status": state.status,
+        "updated_at": _time_text(state.updated_at),
+    }
+
+
+def _save_state(db: sqlite3.Connection, state: Order | Ticket) -> None:
+    """The state at its version + 1; ConcurrentUpdate when the stored one is not its version."""
+    table, row = _row(state)
+    if state.version == 0:
+        columns, placeholders = ", ".join(row), ", ".join("?" * len(row))
+        changed = db.execute(
+            f"INSERT INTO {table} ({columns}, version) VALUES ({placeholders}, 1)"
+            " ON CONFLICT (order_id) DO NOTHING",
+            tuple(row.values()),
+        ).rowcount
+    else:
+        changes = {k: v for k, v in row.items() if k != "order_id"}
+        changed = db.execute(
+            f"UPDATE {table} SET {', '.join(f'{k} = ?' for k in changes)},"
+            " version = version + 1 WHERE order_id = ? AND version = ?",
+            (*changes.values(), state.order_id, state.version),
+        ).rowcount
+    if changed != 1:
+        what = table.removesuffix("s")
+        raise ConcurrentUpdate(
+            f"{what} '{state.order_id}' was saved by someone else since version {state.version}"
+        )
+
+
+def _order(row: sqlite3.Row) -> Order:
+    return Order(
+        order_id=row["order_id"],
+        status=row["status"],
+        amount=row["amount"],
+        currency=row["currency"],
+        customer=None if row["customer"] is None else json.loads(row["customer"]),
+        items=json.loads(row["items"]),
+        provider=row["provider"],
+        payment_id=row["payment_id"],
+        version=row["version"],
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+def _ticket(row: sqlite3.Row) -> Ticket:
+    return Ticket(
+        order_id=row["order_id"],
+        status=row["status"],
+        version=row["version"],
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        url=row["url"],
+        attempt=row["attempt"],
+        status_code=row["status_code"],
+        error=row["error"],
+        delivered=bool(row["delivered"]),
+        at=datetime.fromisoformat(row["at"]),
+    )
+
+
+def _record_delivery(db: sqlite3.Connection, delivery: Delivery) -> None:
+    outcome = (delivery.status_code, delivery.error, delivery.delivered, _time_text(delivery.at))
+    attempt = (delivery.event_id, delivery.url, delivery.attempt)
+    replaced = db.execute(
+        "UPDATE deliveries SET status_code = ?, error = ?, delivered = ?, at = ?"
+        " WHERE event_id = ? AND url = ? AND attempt = ?",
+        (*outcome, *attempt),
+    ).rowcount
+    if not replaced:
+        db.execute(
+            "INSERT INTO deliveries"
+            " (event_id, url, attempt, event_type, status_code, error, delivered, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*attempt, delivery.event_type, *outcome),
+        )
 
 
 class SQLiteStore(Store):
     """The store in one SQLite file; open as many as you like on the same file, in any process."""
 
     def __init__(self, path: Path):
+        super().__init__()
         self.path = path
-        self._db: aiosqlite.Connection | None = None
-        # One connection per store, shared by the process's coroutines: they take turns, so one
-        # coroutine's statements never land inside another's open transaction.
-        self._turn = asyncio.Lock()
+        self._writer = _Connection(path, "writer")
+        self._reader = _Connection(path, "reader")
 
     @classmethod
     def from_url(cls, url: str) -> "SQLiteStore":
@@ -128,249 +358,68 @@ class SQLiteStore(Store):
             )
         return cls(Path(url.removeprefix(URL_PREFIX)))
 
-    async def _open(self) -> aiosqlite.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: the sqlite3 module opens no transactions of its own; we say BEGIN.
-        db = await aiosqlite.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            db.row_factory = aiosqlite.Row
-            # Switching a new file to WAL needs it alone, and SQLite answers "locked" at once,
-            # without waiting out the busy timeout, while another connection is opening it too.
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_locked),
-                stop=stop_after_delay(BUSY_TIMEOUT_S),
-                wait=wait_random_exponential(multiplier=0.01, max=0.2),
-                reraise=True,
-            ):
-                with attempt:
-                    await db.execute_fetchall("PRAGMA journal_mode=WAL")
-            # synchronous stays FULL (the default): a consumer acks an event once its effect is
-            # committed, so a commit must survive a power cut, which NORMAL does not promise in WAL.
-            await db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
-        except BaseException:
-            await db.close()  # its worker thread would otherwise keep the process alive
-            raise
-        return db
+    async def _read(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
+        return await self._reader.run(lambda db: db.execute(sql, parameters).fetchall())
 
-    @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._turn:
-            if self._db is None:
-                self._db = await self._open()
-            yield self._db
-
-    @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: committed when the block returns, rolled back if it raises."""
-        async with self._reading() as db:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                await db.rollback()
-                raise
-            await db.commit()
-
-    async def _insert_marker(self, db: aiosqlite.Connection, marker: Marker) -> bool:
-        return 1 == await _changed(
-            db,
-            "INSERT INTO markers (consumer, event_key, processed_at) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            (marker.consumer, marker.event_key, _time_text(datetime.now(UTC))),
+    async def write(self, writes: Sequence[Write]) -> list[Written]:
+        return await self._writer.run(
+            lambda db: _transaction(db, lambda db: _write_group(db, writes))
         )
-
-    async def _save(
-        self,
-        table: str,
-        row: dict[str, Any],
-        version: int,
-        marker: Marker,
-        what: str,
-        outbox: Sequence[str],
-    ) -> bool:
-        """Write `row` (keyed by order_id) at `version + 1` with the marker and the outbox, in
-        one transaction."""
-        async with self._writing() as db:
-            if not await self._insert_marker(db, marker):
-                return False  # nothing was written, so committing the empty transaction is moot
-            if version == 0:
-                columns, placeholders = ", ".join(row), ", ".join("?" * len(row))
-                changed = await _changed(
-                    db,
-                    f"INSERT INTO {table} ({columns}, version) VALUES ({placeholders}, 1)"
-                    " ON CONFLICT (order_id) DO NOTHING",
-                    tuple(row.values()),
-                )
-            else:
-                changes = {k: v for k, v in row.items() if k != "order_id"}
-                changed = await _changed(
-                    db,
-                    f"UPDATE {table} SET {', '.join(f'{k} = ?' for k in changes)},"
-                    " version = version + 1 WHERE order_id = ? AND version = ?",
-                    (*changes.values(), row["order_id"], version),
-                )
-            if changed != 1:
-                # Raising rolls the marker back too: the event is handled again from a fresh read.
-                raise ConcurrentUpdate(
-                    f"{what} '{row['order_id']}' was saved by someone else since version {version}"
-                )
-            await db.executemany(
-                "INSERT INTO outbox (consumer, event_key, seq, event) VALUES (?, ?, ?, ?)",
-                [(marker.consumer, marker.event_key, seq, e) for seq, e in enumerate(outbox)],
-            )
-        return True
 
     async def get_order(self, order_id: str) -> Order | None:
-        async with self._reading() as db:
-            row = await _one(db, "SELECT * FROM orders WHERE order_id = ?", (order_id,))
-        if row is None:
-            return None
-        return Order(
-            order_id=row["order_id"],
-            status=row["status"],
-            amount=row["amount"],
-            currency=row["currency"],
-            customer=None if row["customer"] is None else json.loads(row["customer"]),
-            items=json.loads(row["items"]),
-            provider=row["provider"],
-            payment_id=row["payment_id"],
-            version=row["version"],
-            updated_at=datetime.fromisoformat(row["updated_at"]),
-        )
-
-    async def save_order(self, order: Order, marker: Marker, outbox: Sequence[str] = ()) -> bool:
-        row = {
-            "order_id": order.order_id,
-            "status": order.status,
-            "amount": order.amount,
-            "currency": order.currency,
-            "customer": _json_or_null(order.customer),
-            "items": json.dumps(order.items),
-            "provider": order.provider,
-            "payment_id": order.payment_id,
-            "updated_at": _time_text(order.updated_at),
-        }
-        saved = await self._save("orders", row, order.version, marker, "order", outbox)
-        if saved:
-            order.version += 1
-        return saved
+        rows = await self._read("SELECT * FROM orders WHERE order_id = ?", (order_id,))
+        return _order(rows[0]) if rows else None
 
     async def get_ticket(self, order_id: str) -> Ticket | None:
-        async with self._reading() as db:
-            row = await _one(db, "SELECT * FROM tickets WHERE order_id = ?", (order_id,))
-        if row is None:
-            return None
-        return Ticket(
-            order_id=row["order_id"],
-            status=row["status"],
-            version=row["version"],
-            updated_at=datetime.fromisoformat(row["updated_at"]),
-        )
-
-    async def save_ticket(self, ticket: Ticket, marker: Marker, outbox: Sequence[str] = ()) -> bool:
-        row = {
-            "order_id": ticket.order_id,
-            "status": ticket.status,
-            "updated_at": _time_text(ticket.updated_at),
-        }
-        saved = await self._save("tickets", row, ticket.version, marker, "ticket", outbox)
-        if saved:
-            ticket.version += 1
-        return saved
+        rows = await self._read("SELECT * FROM tickets WHERE order_id = ?", (order_id,))
+        return _ticket(rows[0]) if rows else None
 
     async def pending(self, marker: Marker) -> list[str]:
-        async with self._reading() as db:
-            rows = await db.execute_fetchall(
-                "SELECT event FROM outbox WHERE consumer = ? AND event_key = ? ORDER BY seq",
-                (marker.consumer, marker.event_key),
-            )
+        rows = await self._read(
+            "SELECT event FROM outbox WHERE consumer = ? AND event_key = ? ORDER BY seq",
+            (marker.consumer, marker.event_key),
+        )
         return [row["event"] for row in rows]
-
-    async def sent(self, marker: Marker) -> None:
-        async with self._writing() as db:
-            await db.execute(
-                "DELETE FROM outbox WHERE consumer = ? AND event_key = ?",
-                (marker.consumer, marker.event_key),
-            )
 
     async def unsent(self, consumer: str, saved_before: datetime) -> list[Marker]:
         # The marker is written in the outbox's own transaction, so its time is the outbox's.
-        async with self._reading() as db:
-            rows = await db.execute_fetchall(
-                "SELECT DISTINCT outbox.event_key FROM outbox JOIN markers"
-                " USING (consumer, event_key) WHERE consumer = ? AND processed_at < ?",
-                (consumer, _time_text(saved_before)),
-            )
+        rows = await self._read(
+            "SELECT DISTINCT outbox.event_key FROM outbox JOIN markers"
+            " USING (consumer, event_key) WHERE consumer = ? AND processed_at < ?",
+            (consumer, _time_text(saved_before)),
+        )
         return [Marker(consumer, row["event_key"]) for row in rows]
 
     async def record_delivery(self, delivery: Delivery) -> None:
-        outcome = (
-            delivery.status_code,
-            delivery.error,
-            delivery.delivered,
-            _time_text(delivery.at),
+        await self._writer.run(
+            lambda db: _transaction(db, lambda db: _record_delivery(db, delivery))
         )
-        attempt = (delivery.event_id, delivery.url, delivery.attempt)
-        async with self._writing() as db:
-            replaced = await _changed(
-                db,
-                "UPDATE deliveries SET status_code = ?, error = ?, delivered = ?, at = ?"
-                " WHERE event_id = ? AND url = ? AND attempt = ?",
-                (*outcome, *attempt),
-            )
-            if not replaced:
-                await _changed(
-                    db,
-                    "INSERT INTO deliveries"
-                    " (event_id, url, attempt, event_type, status_code, error, delivered, at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*attempt, delivery.event_type, *outcome),
-                )
 
     async def deliveries(self, event_id: str | None = None) -> list[Delivery]:
-        query = "SELECT * FROM deliveries"
-        parameters: tuple[str, ...] = ()
-        if event_id is not None:
-            query += " WHERE event_id = ?"
-            parameters = (event_id,)
-        async with self._reading() as db:
-            rows = await db.execute_fetchall(query + " ORDER BY at, id", parameters)
-        return [
-            Delivery(
-                event_id=row["event_id"],
-                event_type=row["event_type"],
-                url=row["url"],
-                attempt=row["attempt"],
-                status_code=row["status_code"],
-                error=row["error"],
-                delivered=bool(row["delivered"]),
-                at=datetime.fromisoformat(row["at"]),
-            )
-            for row in rows
-        ]
+        where, parameters = (
+            ("WHERE event_id = ?", (event_id,)) if event_id is not None else ("", ())
+        )
+        rows = await self._read(f"SELECT * FROM deliveries {where} ORDER BY at, id", parameters)
+        return [_delivery(row) for row in rows]
 
     async def is_processed(self, marker: Marker) -> bool:
-        async with self._reading() as db:
-            found = await _one(
-                db,
-                "SELECT 1 FROM markers WHERE consumer = ? AND event_key = ?",
-                (marker.consumer, marker.event_key),
-            )
-            return found is not None
-
-    async def mark_processed(self, marker: Marker) -> bool:
-        async with self._writing() as db:
-            return await self._insert_marker(db, marker)
+        rows = await self._read(
+            "SELECT 1 FROM markers WHERE consumer = ? AND event_key = ?",
+            (marker.consumer, marker.event_key),
+        )
+        return bool(rows)
 
     async def check_writable(self) -> None:
-        async with self._writing() as db:
-            await db.execute(
-                "INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)",
-                (_time_text(datetime.now(UTC)),),
+        now = _time_text(datetime.now(UTC))
+        await self._writer.run(
+            lambda db: _transaction(
+                db,
+                lambda db: db.execute(
+                    "INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", (now,)
+                ),
             )
+        )
 
     async def close(self) -> None:
-        async with self._turn:
-            if self._db is not None:
-                await self._db.close()
-                self._db = None
+        await self._writer.close()
+        await self._reader.close()

@@ -263,9 +263,13 @@ def publish(
     console.print(json.dumps({"id": event.id, "type": event.type}))
 
 
-def register_plugins(target: typer.Typer) -> None:
-    """Add the commands that installed packages register under `hookhub.commands`."""
-    for plugin in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda p: p.name):
+def register_plugins(target: typer.Typer, invoked: str | None = None) -> None:
+    """Add the commands that installed packages register under `hookhub.commands`: only the
+    one invoked when it is one of them (`hookhub consume` need not import FastAPI), else all."""
+    plugins = sorted(entry_points(group=COMMAND_PLUGINS), key=lambda p: p.name)
+    if any(plugin.name == invoked for plugin in plugins):
+        plugins = [plugin for plugin in plugins if plugin.name == invoked]
+    for plugin in plugins:
         try:
             plugin.load()(target)
         except Exception as error:  # one broken package must not take the operator commands
@@ -273,7 +277,7 @@ def register_plugins(target: typer.Typer) -> None:
 
 
 def main() -> None:
-    register_plugins(app)
+    register_plugins(app, invoked=sys.argv[1] if len(sys.argv) > 1 else None)
     app()
 
 
