@@ -23,7 +23,7 @@ test: install broker tools  ## the whole test suite, against the real broker
 tools: install  ## deck, docker-compose, helm and kubernetes-validate for the deployment checks (tests/deploy)
 	@scripts/install-tools
 
-bench: install broker  ## ingest and consumer benchmarks, side by side with their baselines
+bench: install broker  ## ingest, consumer and end-to-end benchmarks, side by side with their baselines
 	@scripts/apt-install wrk
 	$(VENV)/python bench/run.py
 

@@ -1,7 +1,8 @@
 """`make bench`: Hookhub's benchmarks, each side by side with its baselines.
 
-    .venv/bin/python bench/run.py [--only ingest|consumer] [--duration-s 10] [--warmup-s 2]
+    .venv/bin/python bench/run.py [--only ingest|consumer|e2e] [--duration-s 10] [--warmup-s 2]
                                   [--connections 64] [--body-bytes 1024] [--events 5000]
+                                  [--rates 100,300,500,1000] [--drain-s 30]
 
 Each section is a module with `async def run(options) -> dict`: it prints its own table and
 returns what goes to bench/results/<section>-<UTC timestamp>.json. To add one, import it and add
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import consumer
+import e2e
 import ingest
 from report import console, write_json
 from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
@@ -24,7 +26,18 @@ from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
 SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "ingest": ingest.run,
     "consumer": consumer.run,
+    "e2e": e2e.run,
 }
+
+
+def _rates(text: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("whole orders per second, e.g. 100,300,1000") from None
+    if not rates or min(rates) < 1:
+        raise argparse.ArgumentTypeError("every rate must be at least 1 order per second")
+    return rates
 
 
 def parse_args(argv: list[str]) -> tuple[list[str], Options]:
@@ -55,6 +68,19 @@ def parse_args(argv: list[str]) -> tuple[list[str], Options]:
         help="consumer section: events pre-loaded for each consumer to work through",
     )
     parser.add_argument(
+        "--rates",
+        type=_rates,
+        default=e2e.DEFAULT_RATES,
+        help="e2e section: offered orders/s, comma-separated, each for the warm-up and the window",
+    )
+    parser.add_argument(
+        "--drain-s",
+        type=float,
+        default=e2e.DEFAULT_DRAIN_S,
+        help="e2e section: how long the hub may take to catch up after each rate before its "
+        "backlog is purged",
+    )
+    parser.add_argument(
         "--amqp-url",
         default=DEFAULT_ADMIN_URL,
         help="the local broker; the bench makes a vhost of its own there and deletes it after",
@@ -72,6 +98,8 @@ def parse_args(argv: list[str]) -> tuple[list[str], Options]:
         body_bytes=args.body_bytes,
         admin_url=args.amqp_url,
         events=args.events,
+        rates=args.rates,
+        drain_s=args.drain_s,
     )
     return args.only or list(SECTIONS), options
 

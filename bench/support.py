@@ -174,3 +174,5 @@ class Options:
     body_bytes: int
     admin_url: str
     events: int  # messages each consumer case works through
+    rates: tuple[int, ...] = ()  # e2e: offered orders per second, one after the other
+    drain_s: float = 30.0  # e2e: how long the hub may take to catch up after each rate
