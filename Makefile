@@ -20,7 +20,7 @@ run: install broker  ## the whole hub on this machine: API on :8000 and every co
 test: install broker tools  ## the whole test suite, against the real broker
 	$(VENV)/pytest
 
-tools: install  ## deck, docker-compose, helm and kubernetes-validate for the deployment checks (tests/deploy)
+tools: install  ## deck, docker-compose, helm, kubernetes-validate, promtool and checkov for the deployment checks (tests/deploy)
 	@scripts/install-tools
 
 bench: install broker  ## ingest, consumer and end-to-end benchmarks, side by side with their baselines

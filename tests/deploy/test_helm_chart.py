@@ -10,23 +10,26 @@ import pytest
 from hookhub import topology
 from hookhub.providers import PROVIDERS, VERIFY_TOKEN_SUFFIX
 
+from .chart import (
+    CHART,
+    Manifest,
+    component,
+    deployments,
+    helm_template,
+    is_hook,
+    kubernetes_validate,
+    of_kind,
+    pod,
+    pod_spec,
+)
 from .repo import KONG_YML, ROOT, kong_renderer, load_all_yaml, run_tool
 
-CHART = ROOT / "helm" / "hookhub"
-RELEASE = "hookhub"
-# Kubernetes 1.35: the version of the helm/kubectl layer the tools come from
-KUBERNETES_VERSION = "1.35.0"
 SERVICES = ("hub-api", "kong", *topology.CONSUMERS)
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "KEY", "AMQP_URL", "STORE_URL")
 
-Manifest = dict[str, Any]
 render = kong_renderer()
 
 GET_HANDSHAKES = [n for n, p in PROVIDERS.items() if p.handshake and p.handshake.method == "GET"]
-
-
-def helm_template(chart: Path, *args: str) -> Any:
-    return run_tool("helm", "template", RELEASE, str(chart), *args)
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +42,6 @@ def rendered_text() -> str:
 @pytest.fixture(scope="module")
 def manifests(rendered_text: str) -> list[Manifest]:
     return load_all_yaml(rendered_text)
-
-
-def of_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
-    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
-
-
-def component(manifest: Manifest) -> str:
-    labels = manifest["spec"]["template"]["metadata"]["labels"]
-    return labels["app.kubernetes.io/component"]
-
-
-def deployments(manifests: list[Manifest]) -> dict[str, Manifest]:
-    return {component(d): d for d in of_kind(manifests, "Deployment").values()}
-
-
-def pod(deployment: Manifest) -> dict[str, Any]:
-    return deployment["spec"]["template"]["spec"]
-
-
-def kubernetes_validate(path: Path) -> Any:
-    return run_tool("kubernetes-validate", "--strict", "-k", KUBERNETES_VERSION, str(path))
 
 
 # --- the tools -----------------------------------------------------------------------------------
@@ -130,7 +112,7 @@ def hardening_problems(deployment: Manifest) -> list[str]:
         if not resources.get("requests") or not resources.get("limits", {}).get("memory"):
             problems.append(f"{where}: no resource requests and memory limit")
     for container in spec["containers"]:
-        for probe in ("livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             if probe not in container:
                 problems.append(f"{name}/{container['name']}: no {probe}")
     return problems
@@ -194,7 +176,7 @@ def test_only_kong_may_reach_hub_api(manifests: list[Manifest]) -> None:
 
 
 def test_a_policy_admitting_everyone_is_caught(manifests: list[Manifest]) -> None:
-    (policy,) = of_kind(manifests, "NetworkPolicy").values()
+    policy = of_kind(manifests, "NetworkPolicy")["hookhub-hub-api"]
     open_policy = {**policy, "spec": {**policy["spec"], "ingress": [{"ports": [{"port": 8000}]}]}}
     assert {"anything": True} in admitted_to_hub_api([open_policy])
 
@@ -285,8 +267,8 @@ def test_hooks_use_nothing_the_release_creates_after_them(manifests: list[Manife
         for m in manifests
         if "helm.sh/hook" not in m["metadata"].get("annotations", {})
     }
-    for hook in (m for m in manifests if "helm.sh/hook" in m["metadata"].get("annotations", {})):
-        account = hook["spec"]["template"]["spec"].get("serviceAccountName")
+    for hook in (m for m in manifests if is_hook(m) and m["kind"] in ("Job", "Pod")):
+        account = pod_spec(hook).get("serviceAccountName")
         assert ("ServiceAccount", account) not in created_later, hook["metadata"]["name"]
 
 

@@ -28,6 +28,20 @@ SIZE_UNIT_BYTES = {"bytes": 1, "kilobytes": 2**10, "megabytes": 2**20}
 # The config fields of Kong 3.x's bundled plugins that this file may use. Debian's decK (1.4)
 # checks entities but not plugin configs, so a typo here would only surface when Kong starts.
 PLUGIN_FIELDS: dict[str, set[str]] = {
+    # Kong 3.9's fields, less the deprecated ones (endpoint, header_type, batch_*)
+    "opentelemetry": {
+        "traces_endpoint",
+        "logs_endpoint",
+        "headers",
+        "resource_attributes",
+        "queue",
+        "connect_timeout",
+        "send_timeout",
+        "read_timeout",
+        "http_response_header_for_traceid",
+        "sampling_rate",
+        "propagation",
+    },
     "key-auth": {
         "key_names",
         "key_in_header",

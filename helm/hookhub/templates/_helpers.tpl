@@ -1,16 +1,24 @@
 {{/* Names, labels and the pieces every workload shares. */}}
 
+{{- define "hookhub.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Every resource's name prefix. 50 characters at most: "-notifications" must still fit in 63. */}}
 {{- define "hookhub.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- $name := include "hookhub.name" . -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 50 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
 {{/* Labels of one component: (dict "root" $ "component" "hub-api") */}}
 {{- define "hookhub.selectorLabels" -}}
-app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/name: {{ include "hookhub.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
@@ -22,9 +30,14 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 
-{{/* An image of ours: (dict "root" $ "name" "hookhub-api") */}}
+{{/* An image of ours: (dict "root" $ "name" "hookhub-api"), by its digest when one is given. */}}
 {{- define "hookhub.image" -}}
+{{- $digest := get (.root.Values.image.digest | default dict) .name -}}
+{{- if $digest -}}
+{{- printf "%s/%s@%s" .root.Values.image.registry .name $digest -}}
+{{- else -}}
 {{- printf "%s/%s:%s" .root.Values.image.registry .name (.root.Values.image.tag | default .root.Chart.AppVersion | toString) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "hookhub.serviceAccountName" -}}
@@ -123,6 +136,7 @@ apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
   name: {{ include "hookhub.fullname" .root }}-{{ .component }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "hookhub.labels" . | nindent 4 }}
 spec:
@@ -149,6 +163,7 @@ apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
   name: {{ include "hookhub.fullname" .root }}-{{ .component }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "hookhub.labels" . | nindent 4 }}
 spec:
@@ -156,4 +171,95 @@ spec:
   selector:
     matchLabels:
       {{- include "hookhub.selectorLabels" . | nindent 6 }}
+{{- end -}}
+
+{{/* Where a pod may run: (dict "root" $ "component" NAME "values" .Values.hubApi). A spread
+     constraint given without a labelSelector spreads this component's own pods. */}}
+{{- define "hookhub.scheduling" -}}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.topologySpreadConstraints }}
+{{- $own := dict "labelSelector" (dict "matchLabels" (include "hookhub.selectorLabels" $ | fromYaml)) }}
+{{- $constraints := list }}
+{{- range . }}
+{{- $constraints = append $constraints (merge (deepCopy .) $own) }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $constraints | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The OpenTelemetry exporter's settings, when tracing is on (tracing.otlpEndpoint). */}}
+{{- define "hookhub.tracingEnv" -}}
+{{- if .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .Values.tracing.otlpEndpoint | quote }}
+{{- range $name, $value := .Values.tracing.env }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Whether a consumer scales on its queue depth: KEDA asked for and its CRDs installed. */}}
+{{- define "hookhub.kedaActive" -}}
+{{- if and .Values.consumers.keda.enabled (.Capabilities.APIVersions.Has "keda.sh/v1alpha1/ScaledObject") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* NetworkPolicy pieces. An egress rule to some peers on TCP ports: (dict "to" PEERS "ports"
+     PORTS); no peers means any address (a broker or database outside the cluster). */}}
+{{- define "hookhub.egressTo" -}}
+- ports:
+    {{- range .ports }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+  {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* The egress every Hookhub pod needs: DNS, and the OTLP collector when tracing is on. */}}
+{{- define "hookhub.egressBase" -}}
+- ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+  {{- with .Values.networkPolicy.dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- if .Values.tracing.otlpEndpoint }}
+{{ include "hookhub.egressTo" .Values.networkPolicy.otlp }}
+{{- end }}
+{{- end -}}
+
+{{/* Ingress for the metrics scrapers (networkPolicy.metricsFrom) on one port: (dict "root" $
+     "port" PORT); nothing when no scraper is named. */}}
+{{- define "hookhub.metricsIngress" -}}
+{{- with .root.Values.networkPolicy.metricsFrom }}
+- from:
+    {{- toYaml . | nindent 4 }}
+  ports:
+    - {protocol: TCP, port: {{ $.port }}}
+{{- end }}
+{{- end -}}
+
+{{/* The metadata every resource of ours starts with: (dict "root" $ "component" NAME "name" SUFFIX) */}}
+{{- define "hookhub.metadata" -}}
+name: {{ include "hookhub.fullname" .root }}-{{ .name | default .component }}
+namespace: {{ .root.Release.Namespace }}
+labels:
+  {{- include "hookhub.labels" . | nindent 2 }}
 {{- end -}}
