@@ -82,6 +82,8 @@ async def missing_effect(sent: Sent, store: Store, receipts: Receipts) -> str | 
     order = await store.get_order(sent.order_id)
     if sent.kind == "order":  # only order.created brings the customer
         return None if order is not None and order.customer else "payments"
+    if order is not None and order.status == "held":
+        return None  # waiting for an order.created never applied, whose own check says why
     if order is None or order.status != "approved":
         return "payments"
     if await store.get_ticket(sent.order_id) is None:
@@ -199,7 +201,7 @@ async def duplicate_effects(sent: list[Sent], store: Store, received: list[Recei
     for order_id in {s.order_id for s in sent}:
         order = await store.get_order(order_id)
         if order is not None:
-            applied = (order.customer is not None) + (order.status == "approved")
+            applied = (order.customer is not None) + (order.status in ("approved", "held"))
             repeats += max(0, order.version - applied)
     return repeats
 

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import httpx
 import pytest
 import standardwebhooks
 from hookhub.events import EXCHANGE, Event
-from hookhub.topology import CONSUMERS
+from hookhub.topology import CONSUMERS, work_queue
 from hookhub_consumers.store import open_store
 
 from conftest import GATEWAY_SECRET, HubProcess, free_port, fresh_vhost, hub_env, wait_http_ready
@@ -29,6 +30,8 @@ from tests.support.signing import signed_request
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"notify-secret-for-the-tests").decode()
 RETRY_DELAYS_S = (1.0, 2.0)
+# The deadlines of the hub that tests them (`deadline_hub`): test-sized.
+DEADLINE_S = 2.0
 
 
 @dataclass
@@ -65,7 +68,25 @@ class Hub:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    tmp = tmp_path_factory.mktemp("hub")
+    with running_hub(tmp_path_factory.mktemp("hub")) as hub:
+        yield hub
+
+
+@pytest.fixture(scope="module")
+def deadline_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """A hub of its own whose deadlines are test-sized: the deadlines of the other hub's orders
+    (a day) would stand ahead of these in its deadline queues."""
+    deadlines = {
+        f"HOOKHUB_{name}_TIMEOUT_S": f"{DEADLINE_S:g}"
+        for name in ("ORDER_PAYMENT", "PAYMENT_ORDER", "PRODUCTION")
+    }
+    with running_hub(tmp_path_factory.mktemp("deadline-hub"), **deadlines) as hub:
+        yield hub
+
+
+@contextmanager
+def running_hub(tmp: Path, **extra_env: str) -> Iterator[Hub]:
+    """hub-api and the three consumers, in a vhost of their own, with a fresh store."""
     endpoint = NotifyEndpoint()
     with fresh_vhost() as amqp_url, FakeMercadoPago() as mercadopago:
         store_url = f"sqlite:///{tmp}/hookhub.db"
@@ -78,6 +99,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             HOOKHUB_NOTIFY_TIMEOUT_S="3",
             HOOKHUB_MERCADOPAGO_API_URL=mercadopago.url,
             HOOKHUB_MERCADOPAGO_ACCESS_TOKEN=DEFAULT_ACCESS_TOKEN,
+            **extra_env,
         )
         port = free_port()
         api = HubProcess(["api", "--port", str(port)], env, tmp / "api.log")
@@ -96,8 +118,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 @pytest.fixture
 async def client(hub: Hub):
-    headers = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "x-consumer-username": "storefront"}
-    async with httpx.AsyncClient(base_url=hub.api_url, headers=headers, timeout=10) as client:
+    async with api_client(hub) as client:
         yield client
 
 
@@ -106,6 +127,25 @@ async def store(hub: Hub):
     store = open_store(hub.store_url)
     yield store
     await store.close()
+
+
+@pytest.fixture
+async def deadline_client(deadline_hub: Hub):
+    async with api_client(deadline_hub) as client:
+        yield client
+
+
+@pytest.fixture
+async def deadline_store(deadline_hub: Hub):
+    store = open_store(deadline_hub.store_url)
+    yield store
+    await store.close()
+
+
+def api_client(hub: Hub) -> httpx.AsyncClient:
+    """A client of hub-api as the storefront, through the gateway as Kong would call it."""
+    headers = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "x-consumer-username": "storefront"}
+    return httpx.AsyncClient(base_url=hub.api_url, headers=headers, timeout=10)
 
 
 async def eventually(check, timeout_s: float = 20, interval_s: float = 0.05):
@@ -154,7 +194,11 @@ async def create_order(client: httpx.AsyncClient, order_id: str, amount: int = 4
 
 
 def stripe_event(
-    order_id: str, type: str = "payment_intent.succeeded", event_id: str | None = None
+    order_id: str,
+    type: str = "payment_intent.succeeded",
+    event_id: str | None = None,
+    amount: int = 4990,
+    currency: str = "brl",
 ) -> bytes:
     intent = f"pi_{order_id}"
     if type == "charge.refunded":
@@ -162,19 +206,32 @@ def stripe_event(
             "id": f"ch_{order_id}",
             "object": "charge",
             "payment_intent": intent,
-            "amount": 4990,
-            "amount_refunded": 4990,
+            "amount": amount,
+            "amount_refunded": amount,
             "refunded": True,
-            "currency": "brl",
+            "currency": currency,
             "metadata": {"order_id": order_id},
+        }
+    elif type == "charge.dispute.created":
+        # Stripe's own object: no metadata of the storefront's, only the payment it disputes.
+        obj = {
+            "id": f"dp_{order_id}",
+            "object": "dispute",
+            "charge": f"ch_{order_id}",
+            "payment_intent": intent,
+            "amount": amount,
+            "currency": currency,
+            "metadata": {},
+            "reason": "fraudulent",
+            "status": "needs_response",
         }
     else:
         obj = {
             "id": intent,
             "object": "payment_intent",
-            "amount": 4990,
-            "amount_received": 4990,
-            "currency": "brl",
+            "amount": amount,
+            "amount_received": amount,
+            "currency": currency,
             "status": "succeeded",
             "metadata": {"order_id": order_id},
         }
@@ -242,6 +299,7 @@ async def test_an_order_is_paid_produced_and_ready_with_signed_notifications(hub
         "currency": "BRL",
         "customer": None,
         "version": 2,  # order.created saved version 1
+        "overpaid": 0,
     }
     assert verified(ready)["data"] == {"order_id": order_id}
     order = await store.get_order(order_id)
@@ -300,6 +358,12 @@ async def test_the_same_webhook_delivered_twice_makes_one_payment_and_one_notifi
 async def test_a_consumer_killed_mid_work_loses_nothing_and_duplicates_nothing(hub, client, store):
     orders = [new_order_id() for _ in range(150)]
     webhooks = [stripe_event(order_id) for order_id in orders]
+    await asyncio.gather(*(create_order(client, order_id) for order_id in orders))
+
+    async def all_created() -> bool:
+        return all([await store.get_order(order_id) for order_id in orders])
+
+    await eventually(all_created, timeout_s=60)
     hub.consumers["payments"].process.send_signal(signal.SIGSTOP)  # hold it: work piles up
     try:
         await asyncio.gather(*(post_stripe(client, w) for w in webhooks))
@@ -596,3 +660,190 @@ async def test_conflicting_outcomes_for_one_order_notify_only_the_changes_that_w
         versions = [version for version, _ in notified]
         assert versions == list(range(2, order.version + 1)), (order_id, notified)
         assert notified[-1][1] == "payment.approved"
+
+
+# Money that adds up: reconciliation, payment before order, deadlines, chargebacks
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "reason"),
+    [
+        (1, "usd", "paid in USD, the order is in BRL"),
+        (4000, "brl", "paid 4000, the order is 4990 (BRL minor units)"),
+    ],
+    ids=["wrong-currency", "short-amount"],
+)
+async def test_money_that_does_not_settle_the_order_never_reaches_production_and_notifies(
+    hub, client, store, amount, currency, reason
+):
+    order_id = new_order_id()
+    await create_order(client, order_id, amount=4990)
+    await post_stripe(client, stripe_event(order_id, amount=amount, currency=currency))
+
+    [mismatched] = hub.endpoint.wait_for("payment.mismatched", order_id)
+    data = verified(mismatched)["data"]
+    assert (data["amount"], data["currency"], data["order_amount"], data["order_currency"]) == (
+        amount,
+        currency.upper(),
+        4990,
+        "BRL",
+    )
+    assert data["reason"] == reason
+    await asyncio.sleep(1.5)  # room for production to act, were it told
+    assert await store.get_ticket(order_id) is None
+    assert hub.endpoint.of("payment.approved", order_id) == []
+    assert (await store.get_order(order_id)).status == "mismatched"
+
+
+async def test_payment_then_order_ends_as_order_then_payment_does(hub, client, store):
+    paid_first, ordered_first = new_order_id(), new_order_id()
+    await post_stripe(client, stripe_event(paid_first))
+    held = await eventually(lambda: store.get_order(paid_first))
+    assert held.status == "held"
+    await asyncio.sleep(1)  # held: nothing approved, nothing produced
+    assert hub.endpoint.of("payment.approved", paid_first) == []
+    assert await store.get_ticket(paid_first) is None
+
+    await create_order(client, paid_first)
+    await create_order(client, ordered_first)
+    await eventually(lambda: store.get_order(ordered_first))
+    await post_stripe(client, stripe_event(ordered_first))
+
+    notified = {}
+    for order_id in (paid_first, ordered_first):
+        [approved] = hub.endpoint.wait_for("payment.approved", order_id)
+        notified[order_id] = verified(approved)["data"]
+        assert (await eventually(lambda: store.get_ticket(order_id))).status == "queued"  # noqa: B023
+    first, second = await store.get_order(paid_first), await store.get_order(ordered_first)
+    for field_name in ("status", "amount", "currency", "paid_amount", "paid_currency", "version"):
+        assert getattr(first, field_name) == getattr(second, field_name), field_name
+    assert first.status == "approved"
+    ids = ("order_id", "payment_id")
+    assert {k: v for k, v in notified[paid_first].items() if k not in ids} == {
+        k: v for k, v in notified[ordered_first].items() if k not in ids
+    }
+
+
+async def test_a_refund_that_overtakes_its_approval_wins_and_nothing_is_produced(
+    hub, client, store
+):
+    order_id = new_order_id()
+    await create_order(client, order_id)
+    await eventually(lambda: store.get_order(order_id))
+    await post_stripe(client, stripe_event(order_id, "charge.refunded"))
+    hub.endpoint.wait_for("payment.refunded", order_id)
+
+    await post_stripe(client, stripe_event(order_id))  # the approval, arriving late
+    await post_stripe(client, stripe_event(order_id, "charge.refunded"))  # and the refund again
+
+    await asyncio.sleep(1.5)
+    assert (await store.get_order(order_id)).status == "refunded"
+    assert hub.endpoint.of("payment.approved", order_id) == []
+    assert len(hub.endpoint.of("payment.refunded", order_id)) == 1
+    assert (await store.get_ticket(order_id)).status == "cancelled"
+
+
+async def test_a_chargeback_after_the_order_is_ready_cancels_the_ticket_and_notifies(
+    hub, client, store
+):
+    order_id = new_order_id()
+    await create_order(client, order_id)
+    await post_stripe(client, stripe_event(order_id))
+    await eventually(lambda: store.get_ticket(order_id))
+    await post_event(client, "production.finished", {"order_id": order_id})
+    hub.endpoint.wait_for("order.ready", order_id)
+
+    # A dispute names only the payment: payments finds the order by it.
+    await post_stripe(client, stripe_event(order_id, "charge.dispute.created"))
+
+    [charged_back] = hub.endpoint.wait_for("payment.charged_back", order_id)
+    [cancelled] = hub.endpoint.wait_for("production.cancelled", order_id)
+    assert verified(charged_back)["data"]["payment_id"] == f"pi_{order_id}"
+    assert verified(cancelled)["data"] == {"order_id": order_id, "reason": "payment charged back"}
+    assert (await store.get_order(order_id)).status == "charged_back"
+    assert (await store.get_ticket(order_id)).status == "cancelled"
+
+
+async def test_an_unpaid_order_expires_after_its_deadline_though_payments_restarted_meanwhile(
+    deadline_hub, deadline_client, deadline_store
+):
+    hub, order_id = deadline_hub, new_order_id()
+    await create_order(deadline_client, order_id)
+    created = await eventually(lambda: deadline_store.get_order(order_id))
+    assert created.status == "pending"
+    set_at = time.monotonic()
+    assert await asyncio.to_thread(hub.consumers["payments"].stop) == 0
+
+    await asyncio.sleep(max(0.0, set_at + DEADLINE_S + 1 - time.monotonic()))
+    # Due while no payments process runs: the deadline waits in the work queue, nowhere else.
+    assert await queue_depth(hub, work_queue("payments")) == 1
+    assert (await deadline_store.get_order(order_id)).status == "pending"
+    hub.start_consumer("payments")
+
+    [expired] = hub.endpoint.wait_for("order.expired", order_id)
+    assert verified(expired)["data"] | {"customer": None} == {
+        "order_id": order_id,
+        "amount": 4990,
+        "currency": "BRL",
+        "customer": None,
+        "version": 2,
+    }
+    assert (await deadline_store.get_order(order_id)).status == "expired"
+
+
+async def test_a_paid_orders_deadline_changes_nothing(
+    deadline_hub, deadline_client, deadline_store
+):
+    hub, order_id = deadline_hub, new_order_id()
+    await create_order(deadline_client, order_id)
+    await post_stripe(deadline_client, stripe_event(order_id))
+    hub.endpoint.wait_for("payment.approved", order_id)
+
+    await asyncio.sleep(DEADLINE_S + 1.5)
+    assert (await deadline_store.get_order(order_id)).status == "approved"
+    assert hub.endpoint.of("order.expired", order_id) == []
+
+
+async def test_a_payment_whose_order_never_comes_is_surfaced_by_an_event_and_a_metric(
+    deadline_hub, deadline_client, deadline_store
+):
+    hub, order_id = deadline_hub, new_order_id()
+    await post_stripe(deadline_client, stripe_event(order_id))
+
+    [missing] = hub.endpoint.wait_for("payment.order_missing", order_id, timeout_s=DEADLINE_S + 15)
+    data = verified(missing)["data"]
+    assert (data["payment_id"], data["amount"], data["currency"]) == (f"pi_{order_id}", 4990, "BRL")
+    assert (await deadline_store.get_order(order_id)).status == "order_missing"
+    assert await deadline_store.get_ticket(order_id) is None
+    probe = f"http://127.0.0.1:{hub.probe_ports['payments']}/metrics"
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(probe)).text
+    [count] = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("hookhub_payments_order_missing_total ")
+    ]
+    assert count >= 1
+
+
+async def test_a_ticket_not_finished_in_time_is_flagged_and_can_still_finish(
+    deadline_hub, deadline_client, deadline_store
+):
+    hub, order_id = deadline_hub, new_order_id()
+    await create_order(deadline_client, order_id)
+    await post_stripe(deadline_client, stripe_event(order_id))
+
+    [overdue] = hub.endpoint.wait_for("production.overdue", order_id, timeout_s=DEADLINE_S + 15)
+    assert verified(overdue)["data"] == {"order_id": order_id}
+    assert (await deadline_store.get_ticket(order_id)).status == "overdue"
+    await post_event(deadline_client, "production.finished", {"order_id": order_id})
+    hub.endpoint.wait_for("order.ready", order_id)
+    assert (await deadline_store.get_ticket(order_id)).status == "ready"
+
+
+async def queue_depth(hub: Hub, queue: str) -> int:
+    connection = await aio_pika.connect(hub.env["HOOKHUB_AMQP_URL"])
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0

@@ -15,6 +15,7 @@ from hookhub_consumers.mercadopago import (
     ProviderUnavailable,
 )
 from hookhub_consumers.payment_providers import (
+    RULES,
     PaymentUpdate,
     UnusablePayload,
     needs_fetch,
@@ -61,10 +62,24 @@ def test_stripe_full_charge_refund_refunds_the_payment_intent_it_belongs_to():
     )
 
 
-def test_stripe_partial_refund_is_not_an_outcome_for_the_order():
+def test_stripe_partial_refund_says_how_much_has_been_refunded_so_far():
     payload = load("stripe", "charge.refunded")
     payload["data"]["object"].update(amount_refunded=4990, refunded=False)
-    assert normalise("stripe", "charge.refunded", payload) is None
+    assert normalise("stripe", "charge.refunded", payload) == (
+        PaymentUpdate(
+            "order-1001", "refunded", "stripe", "pi_3PkR2bKx9Yt1aB0c1a2b3c4d", 4990, "BRL"
+        )
+    )
+
+
+def test_stripe_dispute_charges_back_the_payment_intent_and_names_no_order():
+    # A dispute is Stripe's own object, without the storefront's metadata: payments finds the
+    # order by the payment.
+    assert normalise(
+        "stripe", "charge.dispute.created", load("stripe", "charge.dispute.created")
+    ) == (
+        PaymentUpdate(None, "charged_back", "stripe", "pi_3PkR2bKx9Yt1aB0c1a2b3c4d", 14990, "BRL")
+    )
 
 
 def test_stripe_paid_checkout_session_approves_the_order():
@@ -75,6 +90,30 @@ def test_stripe_paid_checkout_session_approves_the_order():
             "order-1001", "approved", "stripe", "pi_3PkS0aKx9Yt1aB0c0z9x8c7v", 14990, "BRL"
         )
     )
+
+
+@pytest.mark.parametrize(
+    ("provider", "event_type"),
+    [
+        ("stripe", "charge.dispute.created"),
+        ("stripe", "charge.dispute.funds_withdrawn"),
+        ("hotmart", "PURCHASE_CHARGEBACK"),
+        ("kiwify", "chargeback"),
+        ("kiwify", "chargedback"),
+        ("asaas", "PAYMENT_CHARGEBACK_REQUESTED"),
+        ("pagarme", "charge.chargedback"),
+        ("mercadopago", "charged_back"),
+    ],
+)
+def test_every_providers_chargeback_is_a_chargeback_not_a_refund(provider, event_type):
+    assert RULES[provider][event_type].outcome == "charged_back"
+
+
+def test_stripe_dispute_of_a_charge_without_a_payment_intent_names_the_charge():
+    payload = load("stripe", "charge.dispute.created")
+    del payload["data"]["object"]["payment_intent"]
+    update = normalise("stripe", "charge.dispute.created", payload)
+    assert update is not None and update.payment_id == "ch_3PkR2bKx9Yt1aB0c1e5f6g7h"
 
 
 def test_stripe_unpaid_checkout_session_waits_for_its_async_payment():
@@ -142,7 +181,7 @@ def test_mercadopago_approved_payment_approves_its_external_reference_in_minor_u
         ("rejected", "declined"),
         ("cancelled", "declined"),
         ("refunded", "refunded"),
-        ("charged_back", "refunded"),
+        ("charged_back", "charged_back"),
     ],
 )
 def test_mercadopago_payment_status_maps_to_its_outcome(status: str, outcome: str):
@@ -202,7 +241,7 @@ def test_hotmart_approved_purchase_approves_the_order_named_by_xcod():
         ("PURCHASE_COMPLETE", "approved"),
         ("PURCHASE_CANCELED", "declined"),
         ("PURCHASE_REFUNDED", "refunded"),
-        ("PURCHASE_CHARGEBACK", "refunded"),
+        ("PURCHASE_CHARGEBACK", "charged_back"),
     ],
 )
 def test_hotmart_purchase_event_maps_to_its_outcome(event: str, outcome: str):
@@ -240,7 +279,11 @@ def test_kiwify_approved_order_approves_the_order_named_by_s1_with_cents_as_sent
 
 @pytest.mark.parametrize(
     ("event", "outcome"),
-    [("order_rejected", "declined"), ("order_refunded", "refunded"), ("chargeback", "refunded")],
+    [
+        ("order_rejected", "declined"),
+        ("order_refunded", "refunded"),
+        ("chargeback", "charged_back"),
+    ],
 )
 def test_kiwify_event_maps_to_its_outcome(event: str, outcome: str):
     update = normalise("kiwify", event, load("kiwify", event))

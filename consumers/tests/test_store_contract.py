@@ -90,6 +90,9 @@ def full_order() -> Order:
         items=[{"sku": "MUG-01", "quantity": 2, "price": 4990}, {"sku": "TEE-M", "quantity": 1}],
         provider="mercadopago",
         payment_id="pay-123",
+        paid_amount=130_00,
+        paid_currency="BRL",
+        refunded_amount=10,
         updated_at=A_TIME,
     )
 
@@ -126,6 +129,29 @@ async def test_a_ticket_round_trips_with_every_field(store: Store):
 async def test_an_order_or_ticket_never_saved_is_none(store: Store):
     assert await store.get_order("nope") is None
     assert await store.get_ticket("nope") is None
+
+
+async def test_an_order_is_found_by_the_payment_that_paid_it(store: Store):
+    await store.save_order(full_order(), marker("evt-1"))
+    await store.save_order(Order("ord-2", provider="stripe", payment_id="pi_2"), marker("evt-2"))
+
+    assert await store.order_of_payment("mercadopago", "pay-123") == await store.get_order("ord-1")
+    assert (await store.order_of_payment("stripe", "pi_2")).order_id == "ord-2"
+
+
+async def test_a_payment_id_of_another_provider_or_none_saved_finds_no_order(store: Store):
+    await store.save_order(full_order(), marker("evt-1"))
+
+    assert await store.order_of_payment("stripe", "pay-123") is None
+    assert await store.order_of_payment("mercadopago", "pay-999") is None
+
+
+async def test_an_order_without_a_payment_yet_keeps_its_payment_fields_empty(store: Store):
+    await store.save_order(Order("ord-1", amount=4990, currency="BRL"), marker())
+
+    got = await store.get_order("ord-1")
+
+    assert (got.paid_amount, got.paid_currency, got.refunded_amount) == (None, None, 0)
 
 
 async def test_times_come_back_in_utc_to_the_millisecond(store: Store):

@@ -2,13 +2,14 @@
 
 A handler computes; the runtime acts. It is handed the event and a `Context` (settings, the store
 to read, the process's HTTP client, its consumer's name) and returns an `Outcome`: the events to
-emit and how to save the state change. It raises `retries.Retry` or `retries.Permanent` to fail.
+emit and how to save the state change; among the events, deadlines (`deadline`), which come back
+to the same consumer when due. It raises `retries.Retry` or `retries.Permanent` to fail.
 Handlers and the runtime both import this module; neither imports the other.
 """
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 from hookhub.events import Event
@@ -27,6 +28,9 @@ class Outcome:
 
     state: Order | Ticket | None = None
     emit: list[Event] = field(default_factory=list)
+    # Called once the state is saved, never when it was not (a repeat, a lost race): the place
+    # for an effect outside the store that must count each decision once, such as a metric.
+    on_saved: Callable[[], None] | None = None
 
 
 @dataclass
@@ -53,9 +57,24 @@ def event_json(event: Event) -> dict:
     return data
 
 
+def order_id_of(event: Event) -> str:
+    """The `order_id` of the event's data, or a permanent failure saying it has none."""
+    order_id = event_json(event).get("order_id")
+    if not isinstance(order_id, str) or not order_id:
+        raise Permanent(f"{event.type}: data has no order_id")
+    return order_id
+
+
 def emitted(cause: Event, consumer: str, type: str, data: dict) -> Event:
     """A domain event `consumer` emits because of `cause` (handlers pass `ctx.consumer`)."""
     body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
     return cause.follow_up(
         type=type, source=f"/consumers/{consumer}", data=body, subject=data.get("order_id")
     )
+
+
+def deadline(cause: Event, consumer: str, type: str, order_id: str, after_s: float) -> Event:
+    """A deadline `consumer` sets itself because of `cause`: an event of `type` about the order,
+    handed back to the consumer's step for `type` once `after_s` have passed. It waits in the
+    broker (`topology.deadline_queue`), so it survives restarts of every process."""
+    return replace(emitted(cause, consumer, type, {"order_id": order_id}), delay_s=after_s)

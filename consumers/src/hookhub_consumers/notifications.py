@@ -93,4 +93,14 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
 
 # What gets delivered: one step per binding of the notifications queue
 # (topology.CONSUMER_BINDINGS, checked by a test).
-STEPS: Steps = dict.fromkeys(("payment.*", "order.ready", "production.cancelled", "ci.#"), deliver)
+STEPS: Steps = dict.fromkeys(
+    (
+        "payment.*",
+        "order.ready",
+        "order.expired",
+        "production.cancelled",
+        "production.overdue",
+        "ci.#",
+    ),
+    deliver,
+)

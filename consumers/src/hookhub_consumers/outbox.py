@@ -9,8 +9,10 @@ so a follow-up published twice (by the relay and a redelivery) is one event down
 """
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from hookhub import topology
 from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event
 from hookhub.observability import log
@@ -31,7 +33,7 @@ class Outbox:
         """Publish saved follow-ups, with their confirms in flight together; False when the
         broker did not confirm them all (they stay saved, and the relay sends them)."""
         results = await asyncio.gather(
-            *(self.broker.publish(follow_up) for follow_up in follow_ups), return_exceptions=True
+            *(self._publish_one(follow_up) for follow_up in follow_ups), return_exceptions=True
         )
         for follow_up, result in zip(follow_ups, results, strict=True):
             if isinstance(result, BrokerUnavailable):
@@ -40,6 +42,15 @@ class Outbox:
             if isinstance(result, BaseException):
                 raise result
         return True
+
+    async def _publish_one(self, follow_up: Event) -> None:
+        if follow_up.delay_s is None:
+            await self.broker.publish(follow_up)
+            return
+        # A deadline goes straight to its queue, whose TTL hands it back to this consumer.
+        queue = topology.deadline_queue(self.consumer, follow_up.type)
+        left_s = time_left_s(follow_up, datetime.now(UTC))
+        await self.broker.publish_to_queue(replace(follow_up, delay_s=left_s).to_message(), queue)
 
     async def publish_pending(self, marker: Marker) -> bool:
         """Publish what is still saved under this marker (left by a crash or another copy);
@@ -76,3 +87,10 @@ class Outbox:
             # Only outboxes at least one interval old: the handler that saved a newer one is
             # publishing it right now.
             saved_before = datetime.now(UTC) - timedelta(seconds=self.relay_interval_s)
+
+
+def time_left_s(deadline: Event, now: datetime) -> float:
+    """What is left of a deadline's delay at `now`: one published late (the relay's, after the
+    broker was away or the process died) is still due when it was set to be."""
+    assert deadline.delay_s is not None
+    return max(0.0, deadline.delay_s - (now - deadline.time).total_seconds())

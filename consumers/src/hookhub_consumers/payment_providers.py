@@ -11,6 +11,9 @@ All of it is pure and read from one table, `RULES`: per provider and event type 
 per payment status) the outcome, and where the payload keeps the storefront's order reference, the
 provider's payment id, the amount and the currency. A payment event that lacks what the table says
 it must carry raises `UnusablePayload`, which retrying cannot fix.
+
+The amount of an approval is what was paid; of a refund, what has been refunded so far (the
+payments consumer tells a partial refund from a full one by it).
 """
 
 from dataclasses import dataclass, replace
@@ -20,7 +23,7 @@ from typing import Any, Literal
 from babel.numbers import get_currency_precision
 from hookhub.providers import value_at
 
-Outcome = Literal["approved", "declined", "refunded"]
+Outcome = Literal["approved", "declined", "refunded", "charged_back"]
 
 
 class UnusablePayload(ValueError):
@@ -31,7 +34,7 @@ class UnusablePayload(ValueError):
 class PaymentUpdate:
     """What a provider says happened to an order's payment."""
 
-    order_id: str
+    order_id: str | None  # None: the payload names only the payment (see Fields.order_by_payment)
     outcome: Outcome
     provider: str
     payment_id: str
@@ -50,6 +53,9 @@ class Fields:
     amount_in: Literal["minor", "major"]  # minor: integer cents; major: a decimal such as 149.9
     # The currency when the payload names none (a provider that charges in one currency only).
     default_currency: str | None = None
+    # The payload may lack the order reference (a Stripe dispute names only the payment): the
+    # order is then the one this payment paid.
+    order_by_payment: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,13 @@ _STRIPE_CHARGE = replace(
     _STRIPE_INTENT,
     payment_id="data.object.payment_intent|data.object.id",
     amount="data.object.amount_refunded",
+)
+# A dispute is Stripe's own object: it carries no metadata of the storefront's, only the charge and
+# the PaymentIntent it disputes. Stripe takes the disputed amount back when the dispute opens.
+_STRIPE_DISPUTE = replace(
+    _STRIPE_INTENT,
+    payment_id="data.object.payment_intent|data.object.charge",
+    order_by_payment=True,
 )
 _STRIPE_SESSION = replace(
     _STRIPE_INTENT,
@@ -130,15 +143,19 @@ _MERCADOPAGO = Fields(
     amount_in="major",
 )
 
-# A chargeback takes the money back like a refund does, so the saga compensates the same way.
+# A chargeback takes the money back like a refund does, and the saga compensates the same way; it
+# has an outcome of its own so that people are told which it was.
 RULES: dict[str, dict[str, Rule]] = {
     "stripe": {
         "payment_intent.succeeded": Rule(
             "approved", replace(_STRIPE_INTENT, amount="data.object.amount_received")
         ),
         "payment_intent.payment_failed": Rule("declined", _STRIPE_INTENT),
-        # Fired for partial refunds too; only a full refund undoes the order.
-        "charge.refunded": Rule("refunded", _STRIPE_CHARGE, only_if=("data.object.refunded", True)),
+        # Fired for partial refunds too: amount_refunded is the total refunded so far.
+        "charge.refunded": Rule("refunded", _STRIPE_CHARGE),
+        "charge.dispute.created": Rule("charged_back", _STRIPE_DISPUTE),
+        # Repeats the dispute's news for payments whose funds leave later: a no-op after it.
+        "charge.dispute.funds_withdrawn": Rule("charged_back", _STRIPE_DISPUTE),
         "checkout.session.completed": Rule(
             "approved", _STRIPE_SESSION, only_if=("data.object.payment_status", "paid")
         ),
@@ -151,18 +168,18 @@ RULES: dict[str, dict[str, Rule]] = {
         "PURCHASE_CANCELED": Rule("declined", _HOTMART),
         "PURCHASE_EXPIRED": Rule("declined", _HOTMART),
         "PURCHASE_REFUNDED": Rule("refunded", _HOTMART),
-        "PURCHASE_CHARGEBACK": Rule("refunded", _HOTMART),
+        "PURCHASE_CHARGEBACK": Rule("charged_back", _HOTMART),
     },
     # hub-api takes Kiwify's type from webhook_event_type, else order_status: both are listed.
     "kiwify": {
         "order_approved": Rule("approved", _KIWIFY),
         "order_rejected": Rule("declined", _KIWIFY),
         "order_refunded": Rule("refunded", _KIWIFY),
-        "chargeback": Rule("refunded", _KIWIFY),
+        "chargeback": Rule("charged_back", _KIWIFY),
         "paid": Rule("approved", _KIWIFY),
         "refused": Rule("declined", _KIWIFY),
         "refunded": Rule("refunded", _KIWIFY),
-        "chargedback": Rule("refunded", _KIWIFY),
+        "chargedback": Rule("charged_back", _KIWIFY),
     },
     # PAYMENT_OVERDUE is left out: a boleto past its due date may still be paid.
     "asaas": {
@@ -172,7 +189,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "PAYMENT_CREDIT_CARD_CAPTURE_REFUSED": Rule("declined", _ASAAS),
         "PAYMENT_DELETED": Rule("declined", _ASAAS),
         "PAYMENT_REFUNDED": Rule("refunded", _ASAAS),
-        "PAYMENT_CHARGEBACK_REQUESTED": Rule("refunded", _ASAAS),
+        "PAYMENT_CHARGEBACK_REQUESTED": Rule("charged_back", _ASAAS),
     },
     "pagarme": {
         "order.paid": Rule("approved", _PAGARME),
@@ -181,7 +198,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "charge.paid": Rule("approved", _PAGARME),
         "charge.payment_failed": Rule("declined", _PAGARME),
         "charge.refunded": Rule("refunded", _PAGARME),
-        "charge.chargedback": Rule("refunded", _PAGARME),
+        "charge.chargedback": Rule("charged_back", _PAGARME),
     },
     # Keyed by the fetched payment's status: Mercado Pago's notifications carry no outcome.
     "mercadopago": {
@@ -189,7 +206,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "rejected": Rule("declined", _MERCADOPAGO),
         "cancelled": Rule("declined", _MERCADOPAGO),
         "refunded": Rule("refunded", _MERCADOPAGO),
-        "charged_back": Rule("refunded", _MERCADOPAGO),
+        "charged_back": Rule("charged_back", _MERCADOPAGO),
     },
 }
 FETCHED_PROVIDERS = frozenset({"mercadopago"})
@@ -255,7 +272,7 @@ def _apply(provider: str, what: str, rule: Rule, payload: Any) -> PaymentUpdate 
             return None
     fields = rule.fields
     order_id = _text(_at(payload, fields.order_id))
-    if order_id is None:
+    if order_id is None and not fields.order_by_payment:
         raise UnusablePayload(
             f"{provider} {what}: no order reference at {_paths(fields.order_id)} "
             "(the storefront must put its order id there)"

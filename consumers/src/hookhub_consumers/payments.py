@@ -1,105 +1,291 @@
-"""payments: keeps each order's payment state and turns providers' webhooks into payment events.
+"""payments: each order's payment state, from the storefront's orders and the providers' webhooks.
 
-order.created              → the order's details (status pending, unless a payment came first)
-<provider>.<type> webhooks → normalised (payment_providers) → payment.approved|declined|refunded
+order.created              → the order is pending (its payment deadline set), or the payment
+                             held for it is reconciled now
+<provider>.<type> webhooks → normalised (payment_providers), reconciled with the order
+                             (reconciliation) → payment.approved | mismatched | declined | refunded
+                             | partially_refunded | charged_back; held when the order is not known
+deadline.order_payment     → an order still unpaid expires → order.expired
+deadline.payment_order     → a payment still without its order is surfaced → payment.order_missing
+
+Where the saga can go is one table, TRANSITIONS; the steps below turn an event into what happened
+to the order, ask the table, and say what to save, announce and wait for.
 """
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Literal
 
 from hookhub import contracts
 from hookhub.contracts import OrderCreated
 from hookhub.events import Event
 from hookhub.providers import PROVIDERS
+from prometheus_client import Counter
 
 from hookhub_consumers import payment_providers
-from hookhub_consumers.contract import Context, Outcome, Steps, emitted, event_json
+from hookhub_consumers.contract import (
+    Context,
+    Outcome,
+    Steps,
+    deadline,
+    emitted,
+    event_json,
+    order_id_of,
+)
 from hookhub_consumers.mercadopago import MercadoPagoClient, ProviderUnavailable
+from hookhub_consumers.payment_providers import PaymentUpdate
+from hookhub_consumers.reconciliation import Verdict, reconcile, refund_is_partial
 from hookhub_consumers.records import Order, PaymentStatus
 from hookhub_consumers.retries import Permanent, Retry
 
-# Which payment outcome may follow which state; anything else is stale or repeated and ignored.
-TRANSITIONS: dict[PaymentStatus, set[str]] = {
-    "pending": {"approved", "declined", "refunded"},
-    # A refund is final from any state: one that overtook the approval of a second card must
-    # still win over that approval when it arrives late.
-    "declined": {"approved", "refunded"},
-    "approved": {"refunded"},
-    "refunded": set(),
+ORDER_MISSING = Counter(
+    "hookhub_payments_order_missing_total",
+    "Payments held for an order that had not arrived within HOOKHUB_PAYMENT_ORDER_TIMEOUT_S",
+)
+
+# What happened to an order: the table's inputs.
+Happening = Literal[
+    "order",  # order.created, and no payment is waiting for it
+    "paid",  # money that settles the order (reconciliation.reconcile)
+    "mismatch",  # money that does not: short, or in another currency
+    "paid_early",  # money approved for an order not created yet: held until it is
+    "declined",
+    "refunded",  # refunds now add up to the whole payment (or the provider did not say how much)
+    "partly_refunded",  # refunds so far leave part of the payment with the merchant
+    "charged_back",  # a dispute or chargeback took the money back
+    "payment_due",  # deadline.order_payment: the order's time to be paid is up
+    "order_due",  # deadline.payment_order: a held payment's time to meet its order is up
+]
+
+# (the order's status, what happened) → (its new status, the event that announces it, if any).
+# None is an order not saved yet. Whatever is not here changes nothing: a repeat, a stale or
+# reordered event, a deadline that fires after the order moved on.
+TRANSITIONS: dict[tuple[PaymentStatus | None, Happening], tuple[PaymentStatus, str | None]] = {
+    (None, "order"): ("pending", None),
+    ("pending", "paid"): ("approved", "payment.approved"),
+    ("pending", "mismatch"): ("mismatched", "payment.mismatched"),
+    ("pending", "declined"): ("declined", "payment.declined"),
+    ("pending", "payment_due"): ("expired", "order.expired"),
+    # The customer may pay with another card until the deadline.
+    ("declined", "paid"): ("approved", "payment.approved"),
+    ("declined", "mismatch"): ("mismatched", "payment.mismatched"),
+    ("declined", "payment_due"): ("expired", "order.expired"),
+    # Money for an order that expired settles nothing: a person refunds it or revives the order.
+    ("expired", "paid"): ("mismatched", "payment.mismatched"),
+    ("expired", "mismatch"): ("mismatched", "payment.mismatched"),
+    # A payment before its order is held, said nothing of, and reconciled once the order comes.
+    (None, "paid_early"): ("held", None),
+    ("held", "paid"): ("approved", "payment.approved"),
+    ("held", "mismatch"): ("mismatched", "payment.mismatched"),
+    ("held", "order_due"): ("order_missing", "payment.order_missing"),
+    ("order_missing", "paid"): ("approved", "payment.approved"),
+    ("order_missing", "mismatch"): ("mismatched", "payment.mismatched"),
+    # Compensation: production cancels on payment.refunded and payment.charged_back. A partial
+    # refund is announced, and production goes on: the customer keeps the goods.
+    ("approved", "refunded"): ("refunded", "payment.refunded"),
+    ("approved", "partly_refunded"): ("approved", "payment.partially_refunded"),
+    ("approved", "charged_back"): ("charged_back", "payment.charged_back"),
+    ("mismatched", "refunded"): ("refunded", "payment.refunded"),
+    ("mismatched", "partly_refunded"): ("mismatched", "payment.partially_refunded"),
+    ("mismatched", "charged_back"): ("charged_back", "payment.charged_back"),
+    ("order_missing", "refunded"): ("refunded", "payment.refunded"),
+    ("order_missing", "charged_back"): ("charged_back", "payment.charged_back"),
+    # A refund or chargeback is final from any state: one that overtook the approval (of a second
+    # card, say) must still win over that approval when it arrives late. Before the order is
+    # known there is nothing to announce or undo.
+    ("pending", "refunded"): ("refunded", "payment.refunded"),
+    ("pending", "charged_back"): ("charged_back", "payment.charged_back"),
+    ("declined", "refunded"): ("refunded", "payment.refunded"),
+    ("declined", "charged_back"): ("charged_back", "payment.charged_back"),
+    (None, "refunded"): ("refunded", None),
+    (None, "charged_back"): ("charged_back", None),
+    ("held", "refunded"): ("refunded", None),
+    ("held", "charged_back"): ("charged_back", None),
 }
+# Entering a status sets its deadline: (the deadline's type, the setting that holds its delay).
+DEADLINES: dict[PaymentStatus, tuple[str, str]] = {
+    "pending": ("deadline.order_payment", "order_payment_timeout_s"),
+    "held": ("deadline.payment_order", "payment_order_timeout_s"),
+}
+# What a deadline, once due, says happened.
+DEADLINE_HAPPENINGS: dict[str, Happening] = {
+    "deadline.order_payment": "payment_due",
+    "deadline.payment_order": "order_due",
+}
+EXPIRED_REASON = "the order had expired"
 
 
-def next_status(current: PaymentStatus, outcome: str) -> PaymentStatus | None:
-    """The order's new payment status after `outcome`, or None when it changes nothing."""
-    return outcome if outcome in TRANSITIONS[current] else None  # type: ignore[return-value]
+def next_status(
+    current: PaymentStatus | None, happening: Happening
+) -> tuple[PaymentStatus, str | None] | None:
+    """The order's new status and the event announcing it, or None when nothing changes."""
+    return TRANSITIONS.get((current, happening))
+
+
+def settling(order: Order) -> tuple[Happening, Verdict]:
+    """What the payment recorded on a known order amounts to, and the reconciliation's verdict."""
+    assert order.amount is not None and order.currency is not None
+    verdict = reconcile(order.amount, order.currency, order.paid_amount, order.paid_currency)
+    return ("paid" if verdict.settles else "mismatch"), verdict
 
 
 async def order_created(event: Event, ctx: Context) -> Outcome:
-    """Keep what the storefront says of the order."""
+    """Keep what the storefront says of the order; settle a payment that came first."""
     try:
         created = contracts.parse(OrderCreated, event.type, event.data)
     except contracts.ContractViolation as exc:  # hub-api refuses it; a publisher went around
         raise Permanent(str(exc)) from None
-    order = await ctx.store.get_order(created.order_id) or Order(created.order_id)
-    # A payment may have arrived first: keep its status, add what the storefront knows.
-    updated = replace(
-        order,
+    saved = await ctx.store.get_order(created.order_id)
+    order = replace(
+        saved or Order(created.order_id),
         customer=created.customer,
         items=created.items,
         amount=created.amount,
-        currency=created.currency,
+        currency=created.currency.upper(),
         updated_at=datetime.now(UTC),
     )
-    return Outcome(state=updated)
+    current = saved.status if saved else None
+    if current in ("held", "order_missing"):
+        happening, verdict = settling(order)
+        return _move(event, ctx, current, order, happening, verdict)
+    # Saved even when its status stays (an order.created sent again, or one whose payment was
+    # refunded before it came): the storefront's details are news.
+    return _move(event, ctx, current, order, "order") or Outcome(state=order)
 
 
 async def provider_webhook(event: Event, ctx: Context) -> Outcome:
-    """Turn a payment provider's webhook into the order's payment outcome."""
+    """Turn a payment provider's webhook into what happened to the order's payment."""
+    update = await _payment_update(event, ctx)
+    if update is None:  # not about a payment outcome (e.g. payment_intent.created)
+        return Outcome()
+    if update.order_id is not None:
+        saved = await ctx.store.get_order(update.order_id)
+    else:
+        saved = await ctx.store.order_of_payment(update.provider, update.payment_id)
+        if saved is None:
+            raise Permanent(
+                f"{event.type}: names no order, and no order was paid by {update.provider} "
+                f"payment {update.payment_id}"
+            )
+    current = saved.status if saved else None
+    order, happening, verdict = applying(saved or Order(str(update.order_id)), update)
+    return _move(event, ctx, current, order, happening, verdict, update) or Outcome()
+
+
+def applying(order: Order, update: PaymentUpdate) -> tuple[Order, Happening, Verdict | None]:
+    """The order with the update's facts recorded, what the update amounts to for it, and the
+    reconciliation's verdict when it is money to check against a known order."""
+    order = replace(
+        order,
+        provider=update.provider,
+        payment_id=update.payment_id,
+        updated_at=datetime.now(UTC),
+    )
+    if update.outcome == "approved":
+        order = replace(order, paid_amount=update.amount, paid_currency=update.currency)
+        if order.amount is None:  # no order.created yet
+            return order, "paid_early", None
+        happening, verdict = settling(order)
+        return order, happening, verdict
+    if update.outcome == "refunded":
+        refunded = order.paid_amount if update.amount is None else update.amount
+        order = replace(order, refunded_amount=max(order.refunded_amount, refunded or 0))
+        partial = refund_is_partial(order.paid_amount, update.amount)
+        return order, ("partly_refunded" if partial else "refunded"), None
+    return order, update.outcome, None
+
+
+async def deadline_passed(event: Event, ctx: Context) -> Outcome:
+    """A deadline set earlier is due: it moves the order only if the order is still waiting."""
+    saved = await ctx.store.get_order(order_id_of(event))
+    if saved is None:
+        return Outcome()
+    order = replace(saved, updated_at=datetime.now(UTC))
+    return _move(event, ctx, saved.status, order, DEADLINE_HAPPENINGS[event.type]) or Outcome()
+
+
+def _move(
+    cause: Event,
+    ctx: Context,
+    current: PaymentStatus | None,
+    order: Order,
+    happening: Happening,
+    verdict: Verdict | None = None,
+    update: PaymentUpdate | None = None,
+) -> Outcome | None:
+    """The outcome of the table's move for `happening`: `order` (its facts already updated) in
+    its new status, the event announcing it, the deadline it starts; None when the table has no
+    such move."""
+    move = next_status(current, happening)
+    if move is None:
+        return None
+    status, announced = move
+    moved = replace(order, status=status)
+    emit = []
+    if announced is not None:
+        data = _announcement(announced, moved, current, verdict, update)
+        emit.append(emitted(cause, ctx.consumer, announced, data))
+    if status != current and status in DEADLINES:
+        deadline_type, timeout = DEADLINES[status]
+        after_s = getattr(ctx.settings, timeout)
+        emit.append(deadline(cause, ctx.consumer, deadline_type, moved.order_id, after_s))
+    on_saved = ORDER_MISSING.inc if status == "order_missing" else None
+    return Outcome(state=moved, emit=emit, on_saved=on_saved)
+
+
+def _announcement(
+    announced: str,
+    order: Order,
+    previous: PaymentStatus | None,
+    verdict: Verdict | None,
+    update: PaymentUpdate | None,
+) -> dict:
+    # The order's version once this is saved: notifications may arrive out of order (retries,
+    # parallel deliveries), and a receiver keeps the highest.
+    version = order.version + 1
+    if announced == "order.expired":
+        return {
+            "order_id": order.order_id,
+            "amount": order.amount,
+            "currency": order.currency,
+            "customer": order.customer,
+            "version": version,
+        }
+    paid = order.paid_amount is not None
+    data = {
+        "order_id": order.order_id,
+        "provider": order.provider,
+        "payment_id": order.payment_id,
+        # What was paid; for a decline, what was tried.
+        "amount": order.paid_amount if paid or update is None else update.amount,
+        "currency": order.paid_currency if paid or update is None else update.currency,
+        "customer": order.customer,
+        "version": version,
+    }
+    if announced == "payment.approved":
+        data["overpaid"] = verdict.overpaid if verdict else 0
+    elif announced == "payment.mismatched":
+        reason = EXPIRED_REASON if previous == "expired" else verdict and verdict.reason
+        data |= {"order_amount": order.amount, "order_currency": order.currency, "reason": reason}
+    elif announced in ("payment.refunded", "payment.partially_refunded"):
+        data["refunded_amount"] = order.refunded_amount
+    return data
+
+
+async def _payment_update(event: Event, ctx: Context) -> PaymentUpdate | None:
+    """What the provider's webhook says of a payment (fetched first for Mercado Pago)."""
     provider, _, provider_type = event.type.partition(".")
     payload = event_json(event)
     try:
         payment_id = payment_providers.needs_fetch(provider, payload)
-        if payment_id is not None:
-            resource = await _mercadopago(ctx).get_payment(payment_id)
-            update = payment_providers.normalise_mercadopago_payment(resource)
-        else:
-            update = payment_providers.normalise(provider, provider_type, payload)
+        if payment_id is None:
+            return payment_providers.normalise(provider, provider_type, payload)
+        resource = await _mercadopago(ctx).get_payment(payment_id)
+        return payment_providers.normalise_mercadopago_payment(resource)
     except ProviderUnavailable as exc:
         raise Retry(str(exc)) from None
     except payment_providers.UnusablePayload as exc:
         raise Permanent(f"{event.type}: {exc}") from None
-    if update is None:  # not about a payment outcome (e.g. payment_intent.created)
-        return Outcome()
-    order = await ctx.store.get_order(update.order_id) or Order(update.order_id)
-    status = next_status(order.status, update.outcome)
-    if status is None:
-        return Outcome()
-    paid = replace(
-        order,
-        status=status,
-        provider=update.provider,
-        payment_id=update.payment_id,
-        amount=order.amount if order.amount is not None else update.amount,
-        currency=order.currency or update.currency,
-        updated_at=datetime.now(UTC),
-    )
-    payment_event = emitted(
-        event,
-        ctx.consumer,
-        f"payment.{status}",
-        {
-            "order_id": paid.order_id,
-            "provider": update.provider,
-            "payment_id": update.payment_id,
-            "amount": update.amount,
-            "currency": update.currency,
-            "customer": paid.customer,
-            # The order's version once this is saved: notifications may arrive out of order
-            # (retries, parallel deliveries), and a receiver keeps the highest.
-            "version": order.version + 1,
-        },
-    )
-    return Outcome(state=paid, emit=[payment_event])
 
 
 def _mercadopago(ctx: Context) -> MercadoPagoClient:
@@ -114,8 +300,10 @@ def _mercadopago(ctx: Context) -> MercadoPagoClient:
     )
 
 
-# One step per binding of the payments queue (topology.CONSUMER_BINDINGS, checked by a test).
+# One step per binding of the payments queue and per deadline it sets
+# (topology.CONSUMER_BINDINGS and CONSUMER_DEADLINES, checked by a test).
 STEPS: Steps = {
     "order.created": order_created,
     **{f"{p.name}.#": provider_webhook for p in PROVIDERS.values() if p.payment},
+    **dict.fromkeys(DEADLINE_HAPPENINGS, deadline_passed),
 }

@@ -7,8 +7,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-PaymentStatus = Literal["pending", "approved", "declined", "refunded"]
-TicketStatus = Literal["queued", "ready", "cancelled"]
+# The order's place in the saga (payments.TRANSITIONS moves it): waiting for its money
+# (pending, declined), money waiting for its order (held, order_missing), settled (approved),
+# stopped (mismatched, expired) or compensated (refunded, charged_back).
+PaymentStatus = Literal[
+    "pending",
+    "declined",
+    "held",
+    "order_missing",
+    "approved",
+    "mismatched",
+    "expired",
+    "refunded",
+    "charged_back",
+]
+TicketStatus = Literal["queued", "overdue", "ready", "cancelled"]
 
 
 def _now() -> datetime:
@@ -21,12 +34,15 @@ class Order:
 
     order_id: str
     status: PaymentStatus = "pending"
-    amount: int | None = None  # minor units
+    amount: int | None = None  # minor units; the order's, as order.created says it (None before)
     currency: str | None = None
     customer: dict[str, Any] | None = None
     items: list[Any] = field(default_factory=list)
     provider: str | None = None
     payment_id: str | None = None
+    paid_amount: int | None = None  # minor units the provider approved, in paid_currency
+    paid_currency: str | None = None
+    refunded_amount: int = 0  # minor units refunded so far, in paid_currency
     version: int = 0  # managed by the store: the version this copy was read at
     updated_at: datetime = field(default_factory=_now)
 

@@ -196,6 +196,8 @@ class Consumer:
                 continue
             if not saved:  # another delivery of this event saved first: send what it left
                 return "duplicate", await self.outbox.publish_pending(marker)
+            if outcome.on_saved is not None:
+                outcome.on_saved()
             # Saved, so done: follow-ups the broker does not confirm now are the relay's.
             return "processed", bool(outcome.emit) and await self.outbox.publish(outcome.emit)
         raise AssertionError("unreachable")
@@ -278,8 +280,8 @@ class Consumer:
 
 
 def steps_disagreeing(name: str, steps: Steps) -> set[str]:
-    """The bindings of `name`'s work queue without a handler step, and steps bound to nothing."""
-    return set(topology.CONSUMER_BINDINGS.get(name, ())) ^ set(steps)
+    """The bindings and deadlines of `name` without a handler step, and steps for neither."""
+    return set(topology.handled_types(name)) ^ set(steps)
 
 
 def _channel_gone(message: AbstractIncomingMessage) -> bool:

@@ -55,3 +55,18 @@ def test_a_bad_address_is_named_by_position_and_its_password_never_shown(
     assert error["loc"] == ("HOOKHUB_AMQP_URL",)
     assert problem in error["msg"]
     assert "s3cret" not in str(raised.value) and "s3c" not in error["msg"]
+
+
+def test_the_deadlines_default_to_a_day_an_hour_and_three_days():
+    settings = Settings()
+
+    assert settings.order_payment_timeout_s == 86400
+    assert settings.payment_order_timeout_s == 3600
+    assert settings.production_timeout_s == 3 * 86400
+
+
+def test_a_deadline_longer_than_a_message_ttl_can_be_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("HOOKHUB_ORDER_PAYMENT_TIMEOUT_S", str(60 * 86400))
+
+    with pytest.raises(ValidationError, match="order_payment_timeout_s"):
+        Settings()

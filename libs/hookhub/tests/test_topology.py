@@ -1,11 +1,16 @@
 """The topology as data: names and arguments, checked without a broker."""
 
 import pytest
+from hookhub.events import CATALOGUE
 from hookhub.topology import (
+    CONSUMER_BINDINGS,
+    CONSUMER_DEADLINES,
     CONSUMERS,
     all_queues,
     binding_matches,
     dead_letter_queue,
+    deadline_queue,
+    handled_types,
     retry_queue,
     work_queue,
 )
@@ -30,6 +35,28 @@ def test_retry_queues_wait_their_delay_then_return_to_work_and_work_parks_in_the
             retry = QUEUES[retry_queue(consumer, delay_s)].arguments
             assert retry["x-message-ttl"] == int(delay_s * 1000)
             assert retry["x-dead-letter-routing-key"] == work_queue(consumer)
+
+
+def test_deadline_queues_hold_each_message_for_its_own_ttl_then_hand_it_to_their_consumer():
+    for consumer, deadlines in CONSUMER_DEADLINES.items():
+        for deadline_type in deadlines:
+            spec = QUEUES[deadline_queue(consumer, deadline_type)]
+            assert spec.name == f"hookhub.{consumer}.{deadline_type}"
+            assert spec.arguments["x-dead-letter-routing-key"] == work_queue(consumer)
+            assert "x-message-ttl" not in spec.arguments  # each deadline carries its delay
+            assert spec.bindings == ()  # never on the exchange
+
+
+def test_deadlines_are_catalogued_as_their_consumers_own_and_bound_by_no_one():
+    for consumer, deadlines in CONSUMER_DEADLINES.items():
+        assert set(handled_types(consumer)) == {*CONSUMER_BINDINGS[consumer], *deadlines}
+        for deadline_type in deadlines:
+            assert CATALOGUE[deadline_type][0] == consumer
+            assert not any(
+                binding_matches(key, deadline_type)
+                for keys in CONSUMER_BINDINGS.values()
+                for key in keys
+            )
 
 
 @pytest.mark.parametrize(

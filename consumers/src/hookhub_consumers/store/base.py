@@ -140,6 +140,10 @@ class Store(ABC):
     async def get_order(self, order_id: str) -> Order | None: ...
 
     @abstractmethod
+    async def order_of_payment(self, provider: str, payment_id: str) -> Order | None:
+        """The order whose recorded payment this is (a dispute names only the payment)."""
+
+    @abstractmethod
     async def get_ticket(self, order_id: str) -> Ticket | None: ...
 
     @abstractmethod

@@ -58,6 +58,27 @@ def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
+def _order(document: dict[str, Any] | None) -> Order | None:
+    if document is None:
+        return None
+    return Order(
+        order_id=document["_id"],
+        status=document["status"],
+        amount=document["amount"],
+        currency=document["currency"],
+        customer=document["customer"],
+        items=document["items"],
+        provider=document["provider"],
+        payment_id=document["payment_id"],
+        # Fields added later: a document saved before has none of them until its next save.
+        paid_amount=document.get("paid_amount"),
+        paid_currency=document.get("paid_currency"),
+        refunded_amount=document.get("refunded_amount", 0),
+        version=document["version"],
+        updated_at=_utc(document["updated_at"]),
+    )
+
+
 def _state(aggregate: Order | Ticket) -> dict[str, Any]:
     """The fields a save writes: all but the key and the version, which the store manages."""
     return {
@@ -91,6 +112,9 @@ class MongoStore(Store):
                 await self._db[aggregate].create_index(f"{OUTBOX}.marker", name="by_outbox")
             await self._db[DELIVERIES].create_index(
                 [("event_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)], name="by_event"
+            )
+            await self._db[ORDERS].create_index(
+                [("provider", ASCENDING), ("payment_id", ASCENDING)], name="by_payment"
             )
             self._indexes_created = True
         return self._db[name]
@@ -167,21 +191,11 @@ class MongoStore(Store):
         )
 
     async def get_order(self, order_id: str) -> Order | None:
-        document = await (await self._collection(ORDERS)).find_one({"_id": order_id})
-        if document is None:
-            return None
-        return Order(
-            order_id=document["_id"],
-            status=document["status"],
-            amount=document["amount"],
-            currency=document["currency"],
-            customer=document["customer"],
-            items=document["items"],
-            provider=document["provider"],
-            payment_id=document["payment_id"],
-            version=document["version"],
-            updated_at=_utc(document["updated_at"]),
-        )
+        return _order(await (await self._collection(ORDERS)).find_one({"_id": order_id}))
+
+    async def order_of_payment(self, provider: str, payment_id: str) -> Order | None:
+        found = {"provider": provider, "payment_id": payment_id}
+        return _order(await (await self._collection(ORDERS)).find_one(found))
 
     async def get_ticket(self, order_id: str) -> Ticket | None:
         document = await (await self._collection(TICKETS)).find_one({"_id": order_id})

@@ -52,8 +52,12 @@ CREATE TABLE IF NOT EXISTS orders (
     provider   TEXT,
     payment_id TEXT,
     version    INTEGER NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    paid_amount     INTEGER,
+    paid_currency   TEXT,
+    refunded_amount INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS orders_by_payment ON orders (provider, payment_id);
 CREATE TABLE IF NOT EXISTS tickets (
     order_id   TEXT PRIMARY KEY,
     status     TEXT NOT NULL,
@@ -91,6 +95,15 @@ CREATE TABLE IF NOT EXISTS markers (
     PRIMARY KEY (consumer, event_key)
 ) WITHOUT ROWID;
 """
+# Columns added to a table after it was first made: SCHEMA has them for a new file, and a file
+# an older version made gets them when it is opened (ALTER TABLE ... ADD COLUMN).
+ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    "orders": {
+        "paid_amount": "INTEGER",
+        "paid_currency": "TEXT",
+        "refunded_amount": "INTEGER NOT NULL DEFAULT 0",
+    },
+}
 
 
 def _time_text(at: datetime) -> str:
@@ -128,10 +141,21 @@ def _open(path: Path) -> sqlite3.Connection:
         # synchronous stays FULL (the default): a consumer acks an event once its effect is
         # committed, so a commit must survive a power cut, which NORMAL does not promise in WAL.
         db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+        _transaction(db, _add_missing_columns)
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    # In a write transaction: of two processes opening an old file at once, the second finds
+    # the columns the first added.
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
 
 def _open_reader(path: Path) -> sqlite3.Connection:
@@ -262,6 +286,9 @@ def _row(state: Order | Ticket) -> tuple[str, dict[str, Any]]:
             "items": json.dumps(state.items),
             "provider": state.provider,
             "payment_id": state.payment_id,
+            "paid_amount": state.paid_amount,
+            "paid_currency": state.paid_currency,
+            "refunded_amount": state.refunded_amount,
             "updated_at": _time_text(state.updated_at),
         }
     return "tickets", {
@@ -305,6 +332,9 @@ def _order(row: sqlite3.Row) -> Order:
         items=json.loads(row["items"]),
         provider=row["provider"],
         payment_id=row["payment_id"],
+        paid_amount=row["paid_amount"],
+        paid_currency=row["paid_currency"],
+        refunded_amount=row["refunded_amount"],
         version=row["version"],
         updated_at=datetime.fromisoformat(row["updated_at"]),
     )
@@ -384,6 +414,13 @@ class SQLiteStore(Store):
 
     async def get_order(self, order_id: str) -> Order | None:
         rows = await self._read("SELECT * FROM orders WHERE order_id = ?", (order_id,))
+        return _order(rows[0]) if rows else None
+
+    async def order_of_payment(self, provider: str, payment_id: str) -> Order | None:
+        rows = await self._read(
+            "SELECT * FROM orders WHERE provider = ? AND payment_id = ? LIMIT 1",
+            (provider, payment_id),
+        )
         return _order(rows[0]) if rows else None
 
     async def get_ticket(self, order_id: str) -> Ticket | None:

@@ -38,15 +38,29 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "production.finished": ("internal", "the workshop finished an order (data: order_id)"),
     "ci.*": ("internal", "a CI pipeline reports (free-form data, delivered as is)"),
-    "payment.approved": ("payments", "a provider approved the order's payment"),
+    "payment.approved": ("payments", "the order is paid: the amount covers it, same currency"),
     "payment.declined": ("payments", "a provider declined the order's payment"),
-    "payment.refunded": ("payments", "a provider refunded the order's payment"),
+    "payment.mismatched": (
+        "payments",
+        "money that does not settle the order (short, another currency, or after it expired)",
+    ),
+    "payment.refunded": ("payments", "the order's payment was refunded in full"),
+    "payment.partially_refunded": ("payments", "part of the payment was refunded"),
+    "payment.charged_back": ("payments", "the payment was disputed or charged back"),
+    "payment.order_missing": ("payments", "a payment whose order did not arrive in time"),
+    "order.expired": ("payments", "the order was not paid in time"),
     "production.queued": ("production", "a ticket was queued for a paid order"),
-    "production.cancelled": ("production", "a ticket was cancelled after a refund"),
+    "production.cancelled": ("production", "a ticket was cancelled after a refund or chargeback"),
+    "production.overdue": ("production", "a ticket was not finished in time"),
     "order.ready": ("production", "the order is finished and ready"),
+    # Deadlines: delayed messages a consumer sends itself, never on the exchange.
+    "deadline.order_payment": ("payments", "the order's time to be paid is up"),
+    "deadline.payment_order": ("payments", "a held payment's time to meet its order is up"),
+    "deadline.production": ("production", "a ticket's time in production is up"),
 }
-# Notifications delivers every payment.*, so the payments consumer owns the whole namespace.
-CONSUMER_NAMESPACES = ("payment",)
+# Notifications delivers every payment.*, so the payments consumer owns the whole namespace; and
+# deadlines are the consumers' own.
+CONSUMER_NAMESPACES = ("payment", "deadline")
 
 FOLLOW_UP_NAMESPACE = uuid.UUID("6f1c7f8e-3f0a-4a57-9a43-4b8d3b1f2c10")
 
@@ -72,6 +86,8 @@ class Event:
     subject: str | None = None
     correlation_id: str | None = None
     traceparent: str | None = None
+    # A deadline's delay: the broker holds the message this long (its TTL) before it is due.
+    delay_s: float | None = None
 
     @property
     def routing_key(self) -> str:
@@ -104,6 +120,7 @@ class Event:
             timestamp=self.time,
             message_type=self.type,
             app_id=APP_ID,
+            expiration=None if self.delay_s is None else str(round(self.delay_s * 1000)),
         )
 
     def to_message(self) -> aio_pika.Message:
@@ -119,6 +136,7 @@ class Event:
             delivery_mode=properties.delivery_mode,
             app_id=properties.app_id,
             headers=properties.headers,
+            expiration=self.delay_s,
         )
 
     @classmethod
@@ -158,6 +176,7 @@ class Event:
                 "subject": self.subject,
                 "correlation_id": self.correlation_id,
                 "traceparent": self.traceparent,
+                "delay_s": self.delay_s,
             }
         )
 
@@ -189,4 +208,5 @@ class Event:
             content_type=JSON,
             time=datetime.now(UTC),
             subject=subject if subject is not None else self.subject,
+            delay_s=None,
         )

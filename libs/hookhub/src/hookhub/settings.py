@@ -13,6 +13,8 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # The stores the consumers can open (hookhub_consumers.store.open_store).
 STORE_URL_PREFIXES = ("sqlite:", "mongodb://", "mongodb+srv://")
+# A deadline rides as a message's TTL, which RabbitMQ keeps in 32 bits of milliseconds.
+MAX_DEADLINE_S = (2**32 - 1) / 1000
 
 
 def _provider_secrets_from_env() -> dict[str, SecretStr]:
@@ -56,6 +58,10 @@ class Settings(BaseSettings):
     delivery_limit: int = 20
     # How often a consumer publishes follow-ups that publishing after the commit left saved.
     outbox_relay_interval_s: float = Field(default=10.0, gt=0)
+    # The saga's deadlines (delayed messages through the broker: topology.CONSUMER_DEADLINES).
+    order_payment_timeout_s: float = Field(default=86400.0, gt=0, le=MAX_DEADLINE_S)
+    payment_order_timeout_s: float = Field(default=3600.0, gt=0, le=MAX_DEADLINE_S)
+    production_timeout_s: float = Field(default=3 * 86400.0, gt=0, le=MAX_DEADLINE_S)
     store_url: str = "sqlite:///var/hookhub.db"
     notify_url: str | None = None
     notify_secret: SecretStr | None = None

@@ -5,6 +5,9 @@
                         ▼                           │            (TTL, dead-letters back to work)
                    hookhub.unrouted                 └ exhausted/permanent ▶ hookhub.<consumer>.dlq
 
+    a consumer's deadline ──▶ hookhub.<consumer>.deadline.<name> ──expired──▶ hookhub.<consumer>
+                              (the message's own TTL; nobody consumes it)
+
 Every name comes from the functions below; nothing else spells a queue name.
 """
 
@@ -25,10 +28,31 @@ UNROUTED_QUEUE = "hookhub.unrouted"
 # events back into hookhub.events, so the saga is choreographed by these bindings alone.
 CONSUMER_BINDINGS: dict[str, tuple[str, ...]] = {
     "payments": ("order.created", *(f"{p.name}.#" for p in PROVIDERS.values() if p.payment)),
-    "production": ("payment.approved", "payment.refunded", "production.finished"),
-    "notifications": ("payment.*", "order.ready", "production.cancelled", "ci.#"),
+    "production": (
+        "payment.approved",
+        "payment.refunded",
+        "payment.charged_back",
+        "production.finished",
+    ),
+    "notifications": (
+        "payment.*",
+        "order.ready",
+        "order.expired",
+        "production.cancelled",
+        "production.overdue",
+        "ci.#",
+    ),
 }
 CONSUMERS = tuple(CONSUMER_BINDINGS)
+# The saga's deadlines, by the consumer that sets them (events.CATALOGUE says what each means).
+# A deadline is a delayed message to oneself: the consumer's outbox puts it on its deadline queue
+# with the delay as the message's TTL, and the queue, which nobody consumes, dead-letters it to the
+# consumer's work queue once it expires. It never crosses the exchange, so it needs no binding,
+# but the consumer needs a handler step for its type.
+CONSUMER_DEADLINES: dict[str, tuple[str, ...]] = {
+    "payments": ("deadline.order_payment", "deadline.payment_order"),
+    "production": ("deadline.production",),
+}
 
 
 def binding_matches(binding_key: str, routing_key: str) -> bool:
@@ -56,6 +80,15 @@ def retry_queue(consumer: str, delay_s: float) -> str:
 
 def dead_letter_queue(consumer: str) -> str:
     return f"hookhub.{consumer}.dlq"
+
+
+def deadline_queue(consumer: str, deadline_type: str) -> str:
+    return f"hookhub.{consumer}.{deadline_type}"
+
+
+def handled_types(consumer: str) -> tuple[str, ...]:
+    """What a consumer's handler steps must cover: its work queue's bindings and its deadlines."""
+    return (*CONSUMER_BINDINGS.get(consumer, ()), *CONSUMER_DEADLINES.get(consumer, ()))
 
 
 class TopologyConflict(RuntimeError):
@@ -101,6 +134,14 @@ def consumer_queues(
         ttl = {"x-message-ttl": int(delay_s * 1000)}
         specs.append(
             QueueSpec(retry_queue(consumer, delay_s), _quorum(**ttl, **_dead_letter_to(work)))
+        )
+    for deadline_type in CONSUMER_DEADLINES.get(consumer, ()):
+        # No queue TTL: each deadline carries its own (the setting when it was set), so changing
+        # a timeout needs no new queue. A message expires only at the head of its queue, which
+        # is the order of expiry while the timeout stays; deadlines set after the timeout was
+        # lowered wait behind the longer ones set before.
+        specs.append(
+            QueueSpec(deadline_queue(consumer, deadline_type), _quorum(**_dead_letter_to(work)))
         )
     return specs
 
