@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import aio_pika
 import httpx
@@ -40,7 +41,7 @@ from hookhub_consumers.acks import Acks
 from hookhub_consumers.contract import Context, Handler, Steps
 from hookhub_consumers.outbox import Outbox
 from hookhub_consumers.probes import StoreCheck, serve_probes
-from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Store, open_store
+from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Step, Store, open_store
 
 MESSAGES = Counter(
     "hookhub_consumer_messages_total",
@@ -131,6 +132,12 @@ class Consumer:
                 await self._settle_failure(message, retries.Permanent(reason))
                 self._acks.settled(message)
             return
+        replayed, reprocess = failures.replay_of(message.headers)
+        original_id = event.id
+        if reprocess is not None:
+            # Reprocessing on purpose: as an event of its own id, so that its marker, its
+            # follow-ups and its notification are new, and it is processed once more.
+            event = replace(event, id=f"{event.id}#reprocess-{reprocess}")
         marker = Marker.of(self.name, event.source, event.id)
         with structlog.contextvars.bound_contextvars(
             consumer=self.name,
@@ -149,6 +156,9 @@ class Consumer:
                 HANDLE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             MESSAGES.labels(self.name, outcome_name).inc()
             log.info("event.processed", outcome=outcome_name)
+            if replayed:
+                what = "reprocessed" if reprocess else "replayed"
+                await self._journey(Step(original_id, self.name, what, outcome_name))
             self._acks.ack(message)
             if published:  # after the ack: forgetting the outbox is not on the ack's path
                 await self.outbox.forget(marker)
@@ -232,6 +242,8 @@ class Consumer:
         log_method = log.warning if outcome == "retried" else log.error
         log_method(f"event.{outcome}", attempts=attempts, reason=reason, queue=target)
         await _settle(message.ack())
+        what = "retried" if outcome == "retried" else "parked"
+        await self._journey(Step(message.message_id or "", self.name, what, reason))
 
     async def _move(
         self, message: AbstractIncomingMessage, copy: aio_pika.Message, target: str
@@ -260,6 +272,14 @@ class Consumer:
             await _settle(message.nack(requeue=True))
             return False
         return True
+
+    async def _journey(self, step: Step) -> None:
+        """Record a step of the event's journey; the event is settled already, so a store that
+        fails now costs the journey a line, not the event."""
+        try:
+            await self.context.store.record(step)
+        except Exception as error:
+            log.warning("journey.not_recorded", what=step.what, error=f"{type(error).__name__}")
 
     async def stop(self) -> None:
         """Stop taking messages, finish those in hand, then close."""

@@ -72,6 +72,9 @@ class Event:
     subject: str | None = None
     correlation_id: str | None = None
     traceparent: str | None = None
+    # The id of the event this one was emitted because of (a CloudEvents extension attribute):
+    # how the event log links a cause to its follow-ups.
+    causation_id: str | None = None
 
     @property
     def routing_key(self) -> str:
@@ -94,6 +97,8 @@ class Event:
             headers[f"{CE_PREFIX}subject"] = self.subject
         if self.traceparent:
             headers["traceparent"] = self.traceparent
+        if self.causation_id:
+            headers[f"{CE_PREFIX}causationid"] = self.causation_id
         return aiormq.spec.Basic.Properties(
             content_type=self.content_type,
             headers=headers,
@@ -143,6 +148,7 @@ class Event:
             subject=attr("subject"),
             correlation_id=message.correlation_id,
             traceparent=traceparent.decode() if isinstance(traceparent, bytes) else traceparent,
+            causation_id=attr("causationid"),
         )
 
     def to_json(self) -> str:
@@ -158,6 +164,7 @@ class Event:
                 "subject": self.subject,
                 "correlation_id": self.correlation_id,
                 "traceparent": self.traceparent,
+                "causation_id": self.causation_id,
             }
         )
 
@@ -189,4 +196,5 @@ class Event:
             content_type=JSON,
             time=datetime.now(UTC),
             subject=subject if subject is not None else self.subject,
+            causation_id=self.id,
         )
