@@ -27,7 +27,7 @@ from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event
 from hookhub.observability import log
 from hookhub.settings import Settings
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -47,6 +47,17 @@ MESSAGES = Counter(
     "hookhub_consumer_messages_total",
     "Messages handled, by consumer and outcome (processed, duplicate, retried, dead_lettered)",
     ["consumer", "outcome"],
+)
+EVENT_AGE = Histogram(
+    "hookhub_consumer_event_age_seconds",
+    "How old an event is when its consumer is done with it (its lag)",
+    ["consumer"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+QUEUE_MESSAGES = Gauge(
+    "hookhub_queue_messages",
+    "Messages waiting in each of a consumer's queues (work, retry, dead-letter), at scrape time",
+    ["queue"],
 )
 HANDLE_SECONDS = Histogram(
     "hookhub_consumer_handle_seconds", "Time to handle one message, effects included", ["consumer"]
@@ -155,6 +166,7 @@ class Consumer:
             finally:
                 HANDLE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             MESSAGES.labels(self.name, outcome_name).inc()
+            EVENT_AGE.labels(self.name).observe(max(0.0, time.time() - event.time.timestamp()))
             log.info("event.processed", outcome=outcome_name)
             if replayed:
                 what = "reprocessed" if reprocess else "replayed"
@@ -281,6 +293,21 @@ class Consumer:
         except Exception as error:
             log.warning("journey.not_recorded", what=step.what, error=f"{type(error).__name__}")
 
+    async def count_queues(self) -> None:
+        """Set `hookhub_queue_messages` for this consumer's queues (passive declares: cheap)."""
+        connection = self.broker.connection
+        if connection is None or connection.is_closed:
+            return
+        try:
+            async with connection.channel() as channel:
+                for spec in topology.consumer_queues(
+                    self.name, self.settings.retry_delays_s, self.settings.delivery_limit
+                ):
+                    declared = await channel.declare_queue(spec.name, passive=True)
+                    QUEUE_MESSAGES.labels(spec.name).set(declared.declaration_result.message_count)
+        except Exception as error:  # a missing queue, a dropped connection: the next scrape
+            log.warning("metrics.queues_not_counted", error=f"{type(error).__name__}: {error}")
+
     async def stop(self) -> None:
         """Stop taking messages, finish those in hand, then close."""
         self._stopping.set()
@@ -322,6 +349,11 @@ async def _all_ready(consumers: list[Consumer], store_writable: StoreCheck) -> b
     return all([await consumer.check() for consumer in consumers]) and await store_writable()
 
 
+async def _count_queues(consumers: list[Consumer]) -> None:
+    for consumer in consumers:
+        await consumer.count_queues()
+
+
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM: the consumer then stops taking and drains."""
     stop = asyncio.Event()
@@ -355,7 +387,12 @@ async def run_consumers(
         if probe_port is not None:
             store_writable = StoreCheck(store)
             probes = asyncio.create_task(
-                serve_probes(lambda: _all_ready(consumers, store_writable), probe_port, stop)
+                serve_probes(
+                    lambda: _all_ready(consumers, store_writable),
+                    lambda: _count_queues(consumers),
+                    probe_port,
+                    stop,
+                )
             )
         await stop.wait()
         log.info("consumers.stopping", consumers=[c.name for c in consumers])
