@@ -19,6 +19,7 @@ from typing import Any
 
 import consumer
 import e2e
+import eventlog
 import ingest
 from report import console, write_json
 from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
@@ -27,6 +28,7 @@ SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "ingest": ingest.run,
     "consumer": consumer.run,
     "e2e": e2e.run,
+    "eventlog": eventlog.run,
 }
 
 

@@ -32,7 +32,7 @@ def posts_of(endpoint: NotifyEndpoint, event_id: str) -> list[dict]:
     return [r.json for r in endpoint.received if r.headers["webhook-id"] == event_id]
 
 
-async def until(condition, timeout_s: float = 15) -> None:
+async def until(condition, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "timed out"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hookhub_consumers.records import Delivery, Order, Ticket
 from hookhub_consumers.store import ConcurrentUpdate, Marker, Store, open_store
+from hookhub_consumers.store.base import EventQuery, LoggedEvent, Step
 from hookhub_consumers.store.mongo import MongoStore
 from hookhub_consumers.store.sqlite import SQLiteStore
 from mongo_standin import StandinClient
@@ -474,3 +475,76 @@ def test_open_store_rejects_other_urls_saying_which_ones_work_and_not_the_passwo
 def test_a_sqlite_url_without_a_path_says_how_to_write_one():
     with pytest.raises(ValueError, match=r"use sqlite:///relative/path.db or sqlite:////absolute"):
         open_store("sqlite://hookhub.db")
+
+
+# The event log's index and journeys
+
+
+def logged(position: int, type: str, **fields) -> LoggedEvent:
+    defaults = {"id": f"evt-{position}", "source": "/webhooks/stripe"}
+    at = A_TIME + timedelta(minutes=position)
+    return LoggedEvent(position=position, type=type, time=at, **{**defaults, **fields})
+
+
+async def test_indexed_events_are_found_by_each_field_newest_first(store: Store):
+    await store.index(
+        [
+            logged(1, "stripe.payment_intent.succeeded", correlation_id="c-1", subject="o-1"),
+            logged(2, "stripe.charge.refunded", correlation_id="c-1"),
+            logged(3, "order.created", source="/events/storefront", subject="o-1"),
+            logged(4, "payment.approved", source="/consumers/payments", causation_id="evt-1"),
+        ]
+    )
+
+    def positions(found: list[LoggedEvent]) -> list[int]:
+        return [e.position for e in found]
+
+    assert positions(await store.find_events(EventQuery(id="evt-3"))) == [3]
+    assert positions(await store.find_events(EventQuery(type="stripe.#"))) == [2, 1]
+    assert positions(await store.find_events(EventQuery(type="stripe.*"))) == []
+    assert positions(await store.find_events(EventQuery(type="payment.*"))) == [4]
+    assert positions(await store.find_events(EventQuery(source="/webhooks/stripe"))) == [2, 1]
+    assert positions(await store.find_events(EventQuery(correlation_id="c-1"))) == [2, 1]
+    assert positions(await store.find_events(EventQuery(subject="o-1"))) == [3, 1]
+    assert positions(await store.find_events(EventQuery(causation_id="evt-1"))) == [4]
+    window = EventQuery(since=A_TIME + timedelta(minutes=2), until=A_TIME + timedelta(minutes=4))
+    assert positions(await store.find_events(window)) == [3, 2]
+    assert positions(await store.find_events(EventQuery(limit=1))) == [4]
+    assert (await store.find_events(EventQuery(id="evt-1")))[0] == logged(
+        1, "stripe.payment_intent.succeeded", correlation_id="c-1", subject="o-1"
+    )
+
+
+async def test_the_index_remembers_how_far_it_got_and_takes_a_position_once(store: Store):
+    assert await store.indexed_up_to() is None
+    await store.index([logged(7, "ci.build"), logged(8, "ci.build")])
+    await store.index([logged(8, "ci.build", id="changed")])
+
+    assert await store.indexed_up_to() == 8
+    assert [e.id for e in await store.find_events(EventQuery(type="ci.build"))] == [
+        "evt-8",
+        "evt-7",
+    ]
+
+
+async def test_an_events_steps_come_back_in_the_order_recorded(store: Store):
+    await store.record(Step("evt-1", "notifications", "retried", "HTTP 500", at=A_TIME))
+    await store.record(
+        Step("evt-1", "notifications", "parked", "gave up", at=A_TIME + timedelta(seconds=5))
+    )
+    await store.record(Step("evt-2", "payments", "replayed", at=A_TIME))
+
+    assert [(s.what, s.detail) for s in await store.steps("evt-1")] == [
+        ("retried", "HTTP 500"),
+        ("parked", "gave up"),
+    ]
+
+
+async def test_the_consumers_that_processed_an_event_are_known(store: Store):
+    await store.save_order(Order("ord-1"), marker("evt-1", "payments"))
+    await store.mark_processed(marker("evt-1", "notifications"))
+
+    processed = await store.processed_by(marker("evt-1").event_key)
+
+    assert sorted(consumer for consumer, _ in processed) == ["notifications", "payments"]
+    assert await store.processed_by(marker("evt-2").event_key) == []

@@ -12,9 +12,9 @@ import pytest
 from api_processes import RunningApi, running_api
 from hookhub.events import CE_PREFIX, EXCHANGE
 from hookhub.providers import PROVIDERS
-from hookhub.topology import UNROUTED_QUEUE
 from provider_webhooks import webhook
 
+from tests.support.archive import archived
 from tests.support.signing import SECRETS_ENV
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -210,7 +210,7 @@ async def test_internal_event_source_is_the_gateway_caller_not_what_the_body_cla
     assert (await queue.get()).headers[f"{CE_PREFIX}source"] == "/events/storefront"
 
 
-async def test_an_event_no_queue_is_bound_for_lands_in_hookhub_unrouted(api, broker):
+async def test_an_event_no_queue_is_bound_for_is_kept_in_the_archive(api, broker):
     event_type = f"nobody.listens.{uuid.uuid4().hex}"
 
     response = await api.post(
@@ -220,16 +220,8 @@ async def test_an_event_no_queue_is_bound_for_lands_in_hookhub_unrouted(api, bro
     )
 
     assert response.status_code == 202, response.text
-    event_id = response.json()["id"]
-    channel = await broker.channel()
-    unrouted = await channel.get_queue(UNROUTED_QUEUE)
-    # Other unbound test events share the session's unrouted queue; look for this one.
-    found = None
-    while found is None and (message := await unrouted.get(no_ack=True, fail=False)) is not None:
-        if message.message_id == event_id:
-            found = message
-    await channel.close()
-    assert found is not None, f"{event_id} is not in {UNROUTED_QUEUE}"
+    found = await archived(broker, response.json()["id"])
+    assert found is not None, f"{response.json()['id']} is not in the archive"
     assert found.routing_key == event_type
     assert found.exchange == EXCHANGE
     assert json.loads(found.body) == {"n": 1}

@@ -8,16 +8,24 @@ endpoint will not change its mind), straight to the DLQ.
 
 import base64
 import json
+import time
 from datetime import UTC, datetime
 
 import httpx
 import standardwebhooks
 from hookhub.events import Event
 from hookhub.observability import log
+from prometheus_client import Histogram
 
 from hookhub_consumers.contract import Context, Outcome, Steps
 from hookhub_consumers.records import Delivery
 from hookhub_consumers.retries import Permanent, Retry, worth_retrying
+
+DELIVERY_SECONDS = Histogram(
+    "hookhub_notification_delivery_seconds",
+    "Time to POST a notification and get the endpoint's answer, by outcome",
+    ["outcome"],
+)
 
 
 def payload(event: Event) -> bytes:
@@ -71,12 +79,16 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     # (a crash during the POST) may have arrived: the next attempt sends it again, same id.
     delivery = Delivery(event.id, event.type, url, attempt=len(previous) + 1)
     await ctx.store.record_delivery(delivery)
+    started = time.perf_counter()
     try:
         response = await ctx.http.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
+        DELIVERY_SECONDS.labels("failed").observe(time.perf_counter() - started)
         delivery.error = f"{type(exc).__name__}: {exc}"
         await ctx.store.record_delivery(delivery)
         raise Retry(f"notification endpoint unreachable: {delivery.error}") from None
+    outcome = "delivered" if response.is_success else "failed"
+    DELIVERY_SECONDS.labels(outcome).observe(time.perf_counter() - started)
     delivery.status_code = response.status_code
     delivery.delivered = response.is_success
     if not response.is_success:

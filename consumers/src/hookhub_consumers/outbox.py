@@ -16,8 +16,15 @@ from hookhub import topology
 from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event
 from hookhub.observability import log
+from prometheus_client import Gauge
 
 from hookhub_consumers.store import Marker, Store
+
+OUTBOX_PENDING = Gauge(
+    "hookhub_outbox_pending",
+    "Events whose follow-ups were saved more than a relay interval ago and are not yet published",
+    ["consumer"],
+)
 
 
 class Outbox:
@@ -72,7 +79,9 @@ class Outbox:
         saved_before = datetime.now(UTC)
         while not stop.is_set():
             try:
-                for marker in await self.store.unsent(self.consumer, saved_before):
+                unsent = await self.store.unsent(self.consumer, saved_before)
+                OUTBOX_PENDING.labels(self.consumer).set(len(unsent))
+                for marker in unsent:
                     pending = [Event.from_json(text) for text in await self.store.pending(marker)]
                     if not await self.publish(pending):
                         break  # the broker refuses: wait for the next round

@@ -16,7 +16,9 @@ STORE_CHECK_INTERVAL_S = 5.0
 STORE_CHECK_TIMEOUT_S = 2.0
 
 
-def probes_app(is_ready: Callable[[], Awaitable[bool]]):  # type: ignore[no-untyped-def]
+def probes_app(  # type: ignore[no-untyped-def]
+    is_ready: Callable[[], Awaitable[bool]], refresh: Callable[[], Awaitable[None]]
+):
     """A bare ASGI app: three GET endpoints do not need a web framework."""
 
     async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
@@ -31,6 +33,7 @@ def probes_app(is_ready: Callable[[], Awaitable[bool]]):  # type: ignore[no-unty
             body = b'{"status": "ready"}' if ready else b'{"status": "not consuming"}'
             ctype = b"application/json"
         elif path == "/metrics":
+            await refresh()  # the gauges read at scrape time (queue depths)
             status, body, ctype = 200, generate_latest(), CONTENT_TYPE_LATEST.encode()
         else:
             status, body, ctype = 404, b'{"detail": "not found"}', b"application/json"
@@ -43,10 +46,13 @@ def probes_app(is_ready: Callable[[], Awaitable[bool]]):  # type: ignore[no-unty
 
 
 async def serve_probes(
-    is_ready: Callable[[], Awaitable[bool]], port: int, stop: asyncio.Event
+    is_ready: Callable[[], Awaitable[bool]],
+    refresh: Callable[[], Awaitable[None]],
+    port: int,
+    stop: asyncio.Event,
 ) -> None:
     config = uvicorn.Config(
-        probes_app(is_ready),
+        probes_app(is_ready, refresh),
         host="0.0.0.0",
         port=port,
         log_config=None,

@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import aio_pika
 import httpx
@@ -26,7 +27,7 @@ from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event
 from hookhub.observability import log
 from hookhub.settings import Settings
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -40,12 +41,23 @@ from hookhub_consumers.acks import Acks
 from hookhub_consumers.contract import Context, Handler, Steps
 from hookhub_consumers.outbox import Outbox
 from hookhub_consumers.probes import StoreCheck, serve_probes
-from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Store, open_store
+from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Step, Store, open_store
 
 MESSAGES = Counter(
     "hookhub_consumer_messages_total",
     "Messages handled, by consumer and outcome (processed, duplicate, retried, dead_lettered)",
     ["consumer", "outcome"],
+)
+EVENT_AGE = Histogram(
+    "hookhub_consumer_event_age_seconds",
+    "How old an event is when its consumer is done with it (its lag)",
+    ["consumer"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+QUEUE_MESSAGES = Gauge(
+    "hookhub_queue_messages",
+    "Messages waiting in each of a consumer's queues (work, retry, dead-letter), at scrape time",
+    ["queue"],
 )
 HANDLE_SECONDS = Histogram(
     "hookhub_consumer_handle_seconds", "Time to handle one message, effects included", ["consumer"]
@@ -131,6 +143,12 @@ class Consumer:
                 await self._settle_failure(message, retries.Permanent(reason))
                 self._acks.settled(message)
             return
+        replayed, reprocess = failures.replay_of(message.headers)
+        original_id = event.id
+        if reprocess is not None:
+            # Reprocessing on purpose: as an event of its own id, so that its marker, its
+            # follow-ups and its notification are new, and it is processed once more.
+            event = replace(event, id=f"{event.id}#reprocess-{reprocess}")
         marker = Marker.of(self.name, event.source, event.id)
         with structlog.contextvars.bound_contextvars(
             consumer=self.name,
@@ -148,7 +166,11 @@ class Consumer:
             finally:
                 HANDLE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             MESSAGES.labels(self.name, outcome_name).inc()
+            EVENT_AGE.labels(self.name).observe(max(0.0, time.time() - event.time.timestamp()))
             log.info("event.processed", outcome=outcome_name)
+            if replayed:
+                what = "reprocessed" if reprocess else "replayed"
+                await self._journey(Step(original_id, self.name, what, outcome_name))
             self._acks.ack(message)
             if published:  # after the ack: forgetting the outbox is not on the ack's path
                 await self.outbox.forget(marker)
@@ -234,6 +256,8 @@ class Consumer:
         log_method = log.warning if outcome == "retried" else log.error
         log_method(f"event.{outcome}", attempts=attempts, reason=reason, queue=target)
         await _settle(message.ack())
+        what = "retried" if outcome == "retried" else "parked"
+        await self._journey(Step(message.message_id or "", self.name, what, reason))
 
     async def _move(
         self, message: AbstractIncomingMessage, copy: aio_pika.Message, target: str
@@ -262,6 +286,29 @@ class Consumer:
             await _settle(message.nack(requeue=True))
             return False
         return True
+
+    async def _journey(self, step: Step) -> None:
+        """Record a step of the event's journey; the event is settled already, so a store that
+        fails now costs the journey a line, not the event."""
+        try:
+            await self.context.store.record(step)
+        except Exception as error:
+            log.warning("journey.not_recorded", what=step.what, error=f"{type(error).__name__}")
+
+    async def count_queues(self) -> None:
+        """Set `hookhub_queue_messages` for this consumer's queues (passive declares: cheap)."""
+        connection = self.broker.connection
+        if connection is None or connection.is_closed:
+            return
+        try:
+            async with connection.channel() as channel:
+                for spec in topology.consumer_queues(
+                    self.name, self.settings.retry_delays_s, self.settings.delivery_limit
+                ):
+                    declared = await channel.declare_queue(spec.name, passive=True)
+                    QUEUE_MESSAGES.labels(spec.name).set(declared.declaration_result.message_count)
+        except Exception as error:  # a missing queue, a dropped connection: the next scrape
+            log.warning("metrics.queues_not_counted", error=f"{type(error).__name__}: {error}")
 
     async def stop(self) -> None:
         """Stop taking messages, finish those in hand, then close."""
@@ -304,6 +351,11 @@ async def _all_ready(consumers: list[Consumer], store_writable: StoreCheck) -> b
     return all([await consumer.check() for consumer in consumers]) and await store_writable()
 
 
+async def _count_queues(consumers: list[Consumer]) -> None:
+    for consumer in consumers:
+        await consumer.count_queues()
+
+
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM: the consumer then stops taking and drains."""
     stop = asyncio.Event()
@@ -337,7 +389,12 @@ async def run_consumers(
         if probe_port is not None:
             store_writable = StoreCheck(store)
             probes = asyncio.create_task(
-                serve_probes(lambda: _all_ready(consumers, store_writable), probe_port, stop)
+                serve_probes(
+                    lambda: _all_ready(consumers, store_writable),
+                    lambda: _count_queues(consumers),
+                    probe_port,
+                    stop,
+                )
             )
         await stop.wait()
         log.info("consumers.stopping", consumers=[c.name for c in consumers])

@@ -4,9 +4,26 @@ SQLite (`sqlite:///path`, the embedded default) and MongoDB (`mongodb://...`) im
 `open_store` picks one by the URL. The adapters import `base`, never this package's `__init__`.
 """
 
-from hookhub_consumers.store.base import Change, ConcurrentUpdate, Marker, Store
+from hookhub_consumers.store.base import (
+    Change,
+    ConcurrentUpdate,
+    EventQuery,
+    LoggedEvent,
+    Marker,
+    Step,
+    Store,
+)
 
-__all__ = ["Change", "ConcurrentUpdate", "Marker", "Store", "open_store"]
+__all__ = [
+    "Change",
+    "ConcurrentUpdate",
+    "EventQuery",
+    "LoggedEvent",
+    "Marker",
+    "Step",
+    "Store",
+    "open_store",
+]
 
 
 def open_store(url: str) -> Store:

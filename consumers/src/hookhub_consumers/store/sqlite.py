@@ -22,13 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hookhub import topology
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from hookhub_consumers.records import Delivery, Order, Ticket
 from hookhub_consumers.store.base import (
     ConcurrentUpdate,
+    EventQuery,
+    LoggedEvent,
     Marker,
     Sent,
+    Step,
     Store,
     Write,
     Written,
@@ -84,6 +88,32 @@ CREATE TABLE IF NOT EXISTS outbox (
     event     TEXT NOT NULL,       -- a serialized Event, published after the commit
     PRIMARY KEY (consumer, event_key, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (  -- the event log's index; the messages are in the archive
+    position       INTEGER PRIMARY KEY,  -- the offset in the archive stream
+    id             TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    type           TEXT NOT NULL,
+    time           TEXT NOT NULL,
+    subject        TEXT,
+    correlation_id TEXT,
+    causation_id   TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_id ON events (id);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, position);
+CREATE INDEX IF NOT EXISTS events_by_source ON events (source, position);
+CREATE INDEX IF NOT EXISTS events_by_correlation ON events (correlation_id);
+CREATE INDEX IF NOT EXISTS events_by_subject ON events (subject);
+CREATE INDEX IF NOT EXISTS events_by_cause ON events (causation_id);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+CREATE TABLE IF NOT EXISTS steps (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    consumer TEXT NOT NULL,
+    what     TEXT NOT NULL,
+    detail   TEXT NOT NULL,
+    at       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS steps_by_event ON steps (event_id, id);
 CREATE TABLE IF NOT EXISTS health (
     id         INTEGER PRIMARY KEY CHECK (id = 1),  -- one row, rewritten by each readiness check
     checked_at TEXT NOT NULL
@@ -112,6 +142,49 @@ def _time_text(at: datetime) -> str:
     # A naive datetime is taken as UTC, as PyMongo does.
     utc = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     return utc.isoformat(timespec="milliseconds")
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _event_filters(query: EventQuery) -> tuple[str, tuple]:
+    """The WHERE clause (and its parameters) of an event query; a type pattern by its literal
+    head only (`stripe.#` → `stripe.%`): the rest is matched word by word afterwards."""
+    clauses, parameters = [], []
+    for column in ("id", "source", "correlation_id", "subject", "causation_id"):
+        if (value := getattr(query, column)) is not None:
+            clauses.append(f"{column} = ?")
+            parameters.append(value)
+    if query.type is not None:
+        head = query.type.split(".#")[0].split(".*")[0].split("*")[0].split("#")[0]
+        if head == query.type:
+            clauses.append("type = ?")
+            parameters.append(head)
+        else:
+            escaped = head.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append("type LIKE ? ESCAPE '\\'")
+            parameters.append(escaped + "%")
+    if query.since is not None:
+        clauses.append("time >= ?")
+        parameters.append(_time_text(query.since))
+    if query.until is not None:
+        clauses.append("time < ?")
+        parameters.append(_time_text(query.until))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
+
+
+def _logged(row: sqlite3.Row) -> LoggedEvent:
+    return LoggedEvent(
+        position=row["position"],
+        id=row["id"],
+        source=row["source"],
+        type=row["type"],
+        time=_time(row["time"]),
+        subject=row["subject"],
+        correlation_id=row["correlation_id"],
+        causation_id=row["causation_id"],
+    )
 
 
 def _json_or_null(value: Any) -> str | None:
@@ -251,6 +324,12 @@ def _write_group(db: sqlite3.Connection, writes: Sequence[Write]) -> list[Writte
 
 
 def _apply(db: sqlite3.Connection, write: Write) -> bool:
+    if isinstance(write, Step):
+        db.execute(
+            "INSERT INTO steps (event_id, consumer, what, detail, at) VALUES (?, ?, ?, ?, ?)",
+            (write.event_id, write.consumer, write.what, write.detail, _time_text(write.at)),
+        )
+        return True
     if isinstance(write, Sent):
         db.execute(
             "DELETE FROM outbox WHERE consumer = ? AND event_key = ?",
@@ -461,6 +540,60 @@ class SQLiteStore(Store):
             (marker.consumer, marker.event_key),
         )
         return bool(rows)
+
+    async def index(self, events: Sequence[LoggedEvent]) -> None:
+        rows = [
+            (
+                e.position,
+                e.id,
+                e.source,
+                e.type,
+                _time_text(e.time),
+                e.subject,
+                e.correlation_id,
+                e.causation_id,
+            )
+            for e in events
+        ]
+        await self._writer.run(
+            lambda db: _transaction(
+                db,
+                lambda db: db.executemany(
+                    "INSERT OR IGNORE INTO events (position, id, source, type, time, subject,"
+                    " correlation_id, causation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                ),
+            )
+        )
+
+    async def indexed_up_to(self) -> int | None:
+        rows = await self._read("SELECT max(position) AS last FROM events")
+        return rows[0]["last"]
+
+    async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
+        where, parameters = _event_filters(query)
+        sql = f"SELECT * FROM events {where} ORDER BY position DESC"
+        found = []
+        # A topic pattern is narrowed in SQL by its literal head and matched here, word by word.
+        for row in await self._read(sql, parameters):
+            if query.type is None or topology.binding_matches(query.type, row["type"]):
+                found.append(_logged(row))
+                if len(found) == query.limit:
+                    break
+        return found
+
+    async def steps(self, event_id: str) -> list[Step]:
+        rows = await self._read("SELECT * FROM steps WHERE event_id = ? ORDER BY id", (event_id,))
+        return [
+            Step(r["event_id"], r["consumer"], r["what"], r["detail"], _time(r["at"])) for r in rows
+        ]
+
+    async def processed_by(self, event_key: str) -> list[tuple[str, datetime]]:
+        rows = await self._read(
+            "SELECT consumer, processed_at FROM markers WHERE event_key = ? ORDER BY processed_at",
+            (event_key,),
+        )
+        return [(r["consumer"], _time(r["processed_at"])) for r in rows]
 
     async def check_writable(self) -> None:
         now = _time_text(datetime.now(UTC))

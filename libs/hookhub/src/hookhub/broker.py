@@ -255,7 +255,10 @@ class Broker:
     async def _declare_on(self, channel: AbstractChannel) -> None:
         try:
             await topology.declare(
-                channel, self.settings.retry_delays_s, self.settings.delivery_limit
+                channel,
+                self.settings.retry_delays_s,
+                self.settings.delivery_limit,
+                topology.Archive.of(self.settings),
             )
         except topology.TopologyConflict as exc:  # logged, and the process keeps serving
             log.error("topology.conflict", error=str(exc))

@@ -168,7 +168,10 @@ def topology_declare() -> None:
             channel = await connection.channel()
             try:
                 return await topology.declare(
-                    channel, settings.retry_delays_s, settings.delivery_limit
+                    channel,
+                    settings.retry_delays_s,
+                    settings.delivery_limit,
+                    topology.Archive.of(settings),
                 )
             except topology.TopologyConflict as exc:
                 fail(str(exc))
@@ -188,7 +191,10 @@ def status() -> None:
     async def main() -> list[tuple[str, int, int]]:
         rows = []
         async with broker_connection(settings) as connection:
-            for spec in topology.all_queues(settings.retry_delays_s, settings.delivery_limit):
+            queues = topology.all_queues(
+                settings.retry_delays_s, settings.delivery_limit, topology.Archive.of(settings)
+            )
+            for spec in queues:
                 channel = await connection.channel()
                 try:
                     queue = await channel.declare_queue(spec.name, passive=True)

@@ -88,6 +88,9 @@ class Event:
     traceparent: str | None = None
     # A deadline's delay: the broker holds the message this long (its TTL) before it is due.
     delay_s: float | None = None
+    # The id of the event this one was emitted because of (a CloudEvents extension attribute):
+    # how the event log links a cause to its follow-ups.
+    causation_id: str | None = None
 
     @property
     def routing_key(self) -> str:
@@ -110,6 +113,8 @@ class Event:
             headers[f"{CE_PREFIX}subject"] = self.subject
         if self.traceparent:
             headers["traceparent"] = self.traceparent
+        if self.causation_id:
+            headers[f"{CE_PREFIX}causationid"] = self.causation_id
         return aiormq.spec.Basic.Properties(
             content_type=self.content_type,
             headers=headers,
@@ -161,6 +166,7 @@ class Event:
             subject=attr("subject"),
             correlation_id=message.correlation_id,
             traceparent=traceparent.decode() if isinstance(traceparent, bytes) else traceparent,
+            causation_id=attr("causationid"),
         )
 
     def to_json(self) -> str:
@@ -177,6 +183,7 @@ class Event:
                 "correlation_id": self.correlation_id,
                 "traceparent": self.traceparent,
                 "delay_s": self.delay_s,
+                "causation_id": self.causation_id,
             }
         )
 
@@ -209,4 +216,5 @@ class Event:
             time=datetime.now(UTC),
             subject=subject if subject is not None else self.subject,
             delay_s=None,
+            causation_id=self.id,
         )

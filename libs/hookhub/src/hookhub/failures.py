@@ -21,8 +21,13 @@ FAILED_IN_HEADER = f"{PREFIX}consumer"
 # A copy goes to a retry queue through the default exchange, keyed by the queue's name: the
 # event's own routing key would be lost without this.
 ROUTING_KEY_HEADER = f"{PREFIX}routing-key"
-# What the broker writes when it dead-letters a message (prefixes).
+# On a replayed copy: when it was replayed; and, for a deliberate reprocessing of an event a
+# consumer already processed, the replay's id (the consumer then processes it again, once).
+REPLAYED_HEADER = f"{PREFIX}replayed"
+REPROCESS_HEADER = f"{PREFIX}reprocess"
+# What the broker writes when it dead-letters a message (prefixes), or reads it from a stream.
 BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+STREAM_OFFSET_HEADER = "x-stream-offset"
 MAX_REASON_CHARS = 1000
 
 
@@ -89,14 +94,33 @@ def failed_copy(
     return _copy(message, headers)
 
 
-def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
-    """The message as it was first delivered: failure bookkeeping removed, attempts reset."""
+def replay_copy(
+    message: AbstractIncomingMessage, *, reprocess: str | None = None
+) -> aio_pika.Message:
+    """The message as it was first delivered, marked as replayed: failure bookkeeping removed,
+    attempts reset. With `reprocess` (a replay's id), consumers process it again even though
+    they already did."""
     headers = {
         k: v
         for k, v in (message.headers or {}).items()
-        if k != "x-death" and (not k.startswith(PREFIX) or k == ROUTING_KEY_HEADER)
+        if k not in ("x-death", STREAM_OFFSET_HEADER)
+        and (not k.startswith(PREFIX) or k == ROUTING_KEY_HEADER)
     }
+    headers[REPLAYED_HEADER] = datetime.now(UTC).isoformat()
+    if reprocess is not None:
+        headers[REPROCESS_HEADER] = reprocess
+    from_archive = STREAM_OFFSET_HEADER in (message.headers or {})
+    if from_archive and message.routing_key and ROUTING_KEY_HEADER not in headers:
+        # It goes to a queue by the queue's name: keep the key it was published with.
+        headers[ROUTING_KEY_HEADER] = message.routing_key
     return _copy(message, headers)
+
+
+def replay_of(headers: dict[str, Any] | None) -> tuple[bool, str | None]:
+    """Whether a delivered message is a replayed copy, and the reprocessing id if it is one."""
+    headers = headers or {}
+    reprocess = headers.get(REPROCESS_HEADER)
+    return REPLAYED_HEADER in headers, _text(reprocess) if reprocess else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,15 @@
 
 import logging
 import sys
+from importlib.metadata import version
 
 import structlog
+from prometheus_client import Gauge
 
 log = structlog.get_logger("hookhub")
+
+BUILD_INFO = Gauge("hookhub_build_info", "Always 1; the running Hookhub's version", ["version"])
+BUILD_INFO.labels(version("hookhub")).set(1)
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     payment_order_timeout_s: float = Field(default=3600.0, gt=0, le=MAX_DEADLINE_S)
     production_timeout_s: float = Field(default=3 * 86400.0, gt=0, le=MAX_DEADLINE_S)
     store_url: str = "sqlite:///var/hookhub.db"
+    # The event log: a stream queue keeps every event for this long (RabbitMQ's units: 7D, 12h,
+    # 30m) and at most this many bytes; off, nothing is archived and unbound events wait in
+    # hookhub.unrouted as before.
+    archive_enabled: bool = True
+    archive_max_age: str = Field(default="7D", pattern=r"^[0-9]+[YMDhms]$")
+    archive_max_bytes: int = Field(default=20 * 1024**3, gt=0)
+    archive_segment_bytes: int = Field(default=100 * 1024**2, gt=0)
     notify_url: str | None = None
     notify_secret: SecretStr | None = None
     notify_timeout_s: float = 10.0

@@ -1,9 +1,12 @@
 """The broker topology, declared in one place and idempotently.
 
     publishers ──▶ hookhub.events (topic) ──▶ hookhub.<consumer>            (quorum work queue)
-                        │ alternate exchange        │ failure ▶ hookhub.<consumer>.retry.<delay>
-                        ▼                           │            (TTL, dead-letters back to work)
-                   hookhub.unrouted                 └ exhausted/permanent ▶ hookhub.<consumer>.dlq
+                        │  │ "#"                    │ failure ▶ hookhub.<consumer>.retry.<delay>
+                        │  ▼                        │            (TTL, dead-letters back to work)
+                        │ hookhub.archive (stream)  └ exhausted/permanent ▶ hookhub.<consumer>.dlq
+                        │ alternate exchange (only without the archive: it takes every event)
+                        ▼
+                   hookhub.unrouted (bounded)
 
     a consumer's deadline ──▶ hookhub.<consumer>.deadline.<name> ──expired──▶ hookhub.<consumer>
                               (the message's own TTL; nobody consumes it)
@@ -20,9 +23,13 @@ from aio_pika.abc import AbstractChannel
 
 from hookhub.events import EXCHANGE
 from hookhub.providers import PROVIDERS
+from hookhub.settings import Settings
 
 UNROUTED_EXCHANGE = "hookhub.unrouted"
 UNROUTED_QUEUE = "hookhub.unrouted"
+# Without an archive, what no queue binds waits here; bounded, the oldest dropped first.
+UNROUTED_MAX_MESSAGES = 100_000
+ARCHIVE_QUEUE = "hookhub.archive"
 
 # Which event types each consumer receives (topic binding keys). Consumers emit their own domain
 # events back into hookhub.events, so the saga is choreographed by these bindings alone.
@@ -146,8 +153,42 @@ def consumer_queues(
     return specs
 
 
-def all_queues(retry_delays_s: tuple[float, ...], delivery_limit: int) -> list[QueueSpec]:
-    queues = [QueueSpec(UNROUTED_QUEUE, _quorum())]
+@dataclass(frozen=True, slots=True)
+class Archive:
+    """The event log's retention: a stream queue keeps every event routed through the exchange
+    for `max_age` (RabbitMQ's units: 7D, 12h, 30m...) and at most `max_bytes`, whichever is
+    reached first; whole segments of `segment_bytes` are dropped at a time."""
+
+    max_age: str = "7D"
+    max_bytes: int = 20 * 1024**3
+    segment_bytes: int = 100 * 1024**2
+
+    def spec(self) -> QueueSpec:
+        arguments = {
+            "x-queue-type": "stream",
+            "x-max-age": self.max_age,
+            "x-max-length-bytes": self.max_bytes,
+            "x-stream-max-segment-size-bytes": self.segment_bytes,
+        }
+        return QueueSpec(ARCHIVE_QUEUE, arguments, ("#",))
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Archive | None":
+        """The archive the settings ask for; None when it is off."""
+        if not settings.archive_enabled:
+            return None
+        return cls(
+            settings.archive_max_age, settings.archive_max_bytes, settings.archive_segment_bytes
+        )
+
+
+def all_queues(
+    retry_delays_s: tuple[float, ...], delivery_limit: int, archive: Archive | None = None
+) -> list[QueueSpec]:
+    unrouted = _quorum(**{"x-max-length": UNROUTED_MAX_MESSAGES, "x-overflow": "drop-head"})
+    queues = [QueueSpec(UNROUTED_QUEUE, unrouted)]
+    if archive is not None:
+        queues.append(archive.spec())
     for consumer in CONSUMERS:
         queues += consumer_queues(consumer, retry_delays_s, delivery_limit)
     return queues
@@ -165,7 +206,10 @@ async def _guard(what: str, declaration: Any) -> Any:
 
 
 async def declare(
-    channel: AbstractChannel, retry_delays_s: tuple[float, ...], delivery_limit: int
+    channel: AbstractChannel,
+    retry_delays_s: tuple[float, ...],
+    delivery_limit: int,
+    archive: Archive | None = None,
 ) -> list[QueueSpec]:
     """Declare everything; a no-op when it exists as specified, TopologyConflict when it differs.
 
@@ -185,7 +229,7 @@ async def declare(
             arguments={"alternate-exchange": UNROUTED_EXCHANGE},
         ),
     )
-    queues = all_queues(retry_delays_s, delivery_limit)
+    queues = all_queues(retry_delays_s, delivery_limit, archive)
     for spec in queues:
         queue = await _guard(
             f"queue {spec.name}",

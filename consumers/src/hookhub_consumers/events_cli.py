@@ -1,0 +1,246 @@
+"""`hookhub events list|show|journey|replay`: the event log, from the command line.
+
+Tables for people, `--json` for scripts. Found through the index in the store; bodies and
+replays read back from the broker's archive.
+"""
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from hookhub.commands import broker_connection, console, fail, load_settings, run
+from rich.progress import Progress
+from rich.table import Table
+
+from hookhub_consumers import eventlog
+from hookhub_consumers.store import EventQuery, LoggedEvent, open_store
+
+app = typer.Typer(help="The event log: find, follow and replay archived events.")
+
+Since = Annotated[str | None, typer.Option(help="From this time on (ISO 8601, UTC if no zone)")]
+Until = Annotated[str | None, typer.Option(help="Before this time (ISO 8601, UTC if no zone)")]
+Json = Annotated[bool, typer.Option("--json", help="JSON for scripts, not a table")]
+
+
+def _time(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} '{text}' is not a time: use ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00")
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _query(
+    id: str | None,
+    type: str | None,
+    provider: str | None,
+    source: str | None,
+    correlation_id: str | None,
+    order: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+) -> EventQuery:
+    if provider and source:
+        fail("say --provider or --source, not both")
+    return EventQuery(
+        id=id,
+        type=type,
+        source=f"/webhooks/{provider}" if provider else source,
+        correlation_id=correlation_id,
+        subject=order,
+        since=_time(since, "--since"),
+        until=_time(until, "--until"),
+        limit=limit,
+    )
+
+
+async def _find(query: EventQuery, unrouted: bool) -> list[LoggedEvent]:
+    store = open_store(load_settings().store_url)
+    try:
+        found = await store.find_events(query)
+    finally:
+        await store.close()
+    return eventlog.unrouted(found) if unrouted else found
+
+
+def _as_json(value: Any) -> str:
+    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else v)
+
+
+# One set of filters for list and replay.
+Id = Annotated[str | None, typer.Option("--id", help="The event id")]
+Type = Annotated[str | None, typer.Option(help="A type or topic pattern: stripe.#, payment.*")]
+Provider = Annotated[str | None, typer.Option(help="Webhooks of this provider")]
+Source = Annotated[str | None, typer.Option(help="A whole CloudEvents source")]
+Correlation = Annotated[str | None, typer.Option(help="The correlation id")]
+Order = Annotated[str | None, typer.Option(help="The order id (the events' subject)")]
+Unrouted = Annotated[bool, typer.Option(help="Only events no consumer binds")]
+
+
+@app.command("list")
+def list_events(
+    id: Id = None,
+    type: Type = None,
+    provider: Provider = None,
+    source: Source = None,
+    correlation_id: Correlation = None,
+    order: Order = None,
+    since: Since = None,
+    until: Until = None,
+    unrouted: Unrouted = False,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 50,
+    as_json: Json = False,
+) -> None:
+    """Archived events matching every filter given, newest first."""
+    query = _query(id, type, provider, source, correlation_id, order, since, until, limit)
+    found = run(lambda: _find(query, unrouted))
+    if as_json:
+        console.print_json(_as_json([asdict(e) for e in found]))
+        return
+    table = Table(title=f"{len(found)} event(s)")
+    for column in ("time", "type", "id", "source", "order", "correlation id"):
+        table.add_column(column, overflow="fold")
+    for e in found:
+        when = e.time.isoformat(timespec="seconds")
+        table.add_row(when, e.type, e.id, e.source, e.subject or "", e.correlation_id or "")
+    console.print(table)
+
+
+@app.command()
+def show(
+    id: Annotated[str, typer.Argument(help="The event id")],
+    as_json: Json = False,
+) -> None:
+    """One archived event: its attributes, headers and body, as the broker keeps them."""
+    settings = load_settings()
+
+    async def main() -> dict[str, Any] | None:
+        found = await _find(EventQuery(id=id, limit=1), unrouted=False)
+        if not found:
+            return None
+        async with broker_connection(settings) as connection:
+            message = await eventlog.archived_message(connection, found[0].position)
+        shown: dict[str, Any] = asdict(found[0])
+        if message is None:
+            shown["body"] = None
+            shown["note"] = "no longer in the archive (retention)"
+        else:
+            headers = {
+                k: v.decode() if isinstance(v, bytes) else v for k, v in message.headers.items()
+            }
+            shown["headers"] = headers
+            shown["content_type"] = message.content_type
+            shown["body"] = message.body.decode(errors="replace")
+        return shown
+
+    shown = run(main)
+    if shown is None:
+        fail(f"no event with id '{id}' in the event log")
+    console.print_json(_as_json(shown))
+
+
+@app.command("journey")
+def show_journey(
+    id: Annotated[str, typer.Argument(help="The event id")],
+    as_json: Json = False,
+) -> None:
+    """What became of an event: accepted, each consumer's outcome, retries, parking, replays,
+    the follow-ups it caused and its notification deliveries."""
+    settings = load_settings()
+
+    async def main() -> eventlog.Journey | None:
+        store = open_store(settings.store_url)
+        try:
+            return await eventlog.journey(store, id)
+        finally:
+            await store.close()
+
+    found = run(main)
+    if found is None:
+        fail(f"no event with id '{id}' in the event log")
+    lines = found.timeline()
+    if as_json:
+        console.print_json(
+            _as_json([{"at": a, "where": w, "what": what, "detail": d} for a, w, what, d in lines])
+        )
+        return
+    table = Table(title=f"{found.event.type} {found.event.id}")
+    for column in ("at", "where", "what", "detail"):
+        table.add_column(column, overflow="fold")
+    for at, where, what, detail in lines:
+        table.add_row(at.isoformat(timespec="milliseconds"), where, what, detail)
+    console.print(table)
+
+
+@app.command("replay")
+def replay_events(
+    id: Id = None,
+    type: Type = None,
+    provider: Provider = None,
+    source: Source = None,
+    correlation_id: Correlation = None,
+    order: Order = None,
+    since: Since = None,
+    until: Until = None,
+    to: Annotated[str | None, typer.Option(help="Replay to this consumer only")] = None,
+    all_consumers: Annotated[
+        bool, typer.Option("--all-consumers", help="Replay to every consumer that binds each")
+    ] = False,
+    reprocess: Annotated[
+        bool,
+        typer.Option(help="Process them again even where already processed (a fixed handler)"),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, replay nothing")] = False,
+    rate: Annotated[float | None, typer.Option(help="At most this many copies a second")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many events")] = 100_000,
+) -> None:
+    """Put archived events back on consumers' work queues, oldest first, with their ids: a
+    consumer drops what it already processed, unless --reprocess."""
+    if bool(to) == all_consumers:
+        fail("say where to: --to CONSUMER or --all-consumers")
+    settings = load_settings()
+    query = _query(id, type, provider, source, correlation_id, order, since, until, limit)
+    found = sorted(run(lambda: _find(query, unrouted=False)), key=lambda e: e.position)
+    targets = Counter(c for e in found for c in eventlog.consumers_for(e.type, to))
+    console.print(
+        f"{len(found)} event(s) selected; copies per consumer: "
+        + (", ".join(f"{c} {n}" for c, n in sorted(targets.items())) or "none")
+    )
+    if dry_run or not found:
+        return
+    if not yes and not typer.confirm(f"Replay {sum(targets.values())} copies?"):
+        raise typer.Exit(1)
+    reprocessing = str(uuid.uuid4())[:8] if reprocess else None
+
+    async def main() -> eventlog.ReplayResult:
+        async with broker_connection(settings) as connection:
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("replaying", total=len(found))
+                return await eventlog.replay(
+                    connection,
+                    found,
+                    to=to,
+                    reprocess=reprocessing,
+                    rate_per_s=rate,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+
+    result = run(main)
+    console.print(
+        f"replayed {result.published} copies of {result.selected} event(s)"
+        + (f" (reprocessing {reprocessing})" if reprocessing else "")
+        + (f"; {result.gone} no longer in the archive" if result.gone else "")
+        + (f"; {result.skipped} bound by no consumer asked" if result.skipped else "")
+    )
+
+
+def register(target: typer.Typer) -> None:
+    target.add_typer(app, name="events")
