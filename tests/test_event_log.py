@@ -150,8 +150,25 @@ def test_an_event_no_consumer_binds_is_kept_and_listed_as_unrouted(hub):
     assert event_id not in ids(hub.events("--unrouted", "--type", "ci.#"))
 
 
+def create_order(hub: Hub, order_id: str) -> None:
+    """order.created for 49.90 BRL, what `stripe_event` pays."""
+    order = {"order_id": order_id, "customer": {"id": "c1"}, "items": [], "amount": 4990}
+    response = httpx.post(
+        f"{hub.api}/events",
+        json={"type": "order.created", "data": {**order, "currency": "BRL"}},
+        headers={
+            "content-type": "application/cloudevents+json",
+            "x-hookhub-gateway-secret": GATEWAY_SECRET,
+            "x-consumer-username": "storefront",
+        },
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+
+
 def test_a_payments_journey_shows_who_processed_it_and_what_it_caused(hub):
     order_id = f"ord-{uuid.uuid4().hex[:8]}"
+    create_order(hub, order_id)
     stripe_id = post_stripe(hub, order_id, f"corr-{order_id}")
     hub.indexed(stripe_id)
     hub.endpoint.wait_for("payment.approved", order_id)

@@ -18,7 +18,7 @@ from .test_docker_images import IMAGES, package_of, parse
 
 UV = shutil.which("uv") or str(ROOT / ".tools" / "uv" / "bin" / "uv")
 OPERATOR_COMMANDS = {"status", "publish", "topology", "dlq"}
-RUNS = {"hub-api": {"api"}, "consumers": {"consume"}}
+RUNS = {"hub-api": {"api"}, "consumers": {"consume", "index", "events"}}
 
 
 def build_stage_environment(service: str, workdir: Path) -> Path:
