@@ -14,13 +14,13 @@ install:  ## the virtualenv with every service and the test tools, from the lock
 broker:  ## make sure RabbitMQ answers on 127.0.0.1:5672 (starts the local one if it is down)
 	@scripts/ensure-rabbitmq
 
-run: install broker  ## the whole hub on this machine: API on :8000 and every consumer
+run: install broker  ## the whole hub on this machine: API on :8000, every consumer, the console on :8001
 	$(VENV)/hookhub dev
 
 test: install broker tools  ## the whole test suite, against the real broker
 	$(VENV)/pytest
 
-tools: install  ## deck, docker-compose, helm, kubernetes-validate, promtool and checkov for the deployment checks (tests/deploy)
+tools: install  ## deck, docker-compose, helm, kubernetes-validate, promtool and checkov (tests/deploy) and chromium (the console's browser tests)
 	@scripts/install-tools
 
 bench: install broker  ## ingest, consumer and end-to-end benchmarks, side by side with their baselines

@@ -13,13 +13,15 @@ PACKAGES = {
     "hookhub": ROOT / "libs/hookhub/src/hookhub",
     "hub_api": ROOT / "hub-api/src/hub_api",
     "hookhub_consumers": ROOT / "consumers/src/hookhub_consumers",
+    "hookhub_operator": ROOT / "operator/src/hookhub_operator",
     "hookhub_dev": ROOT / "dev/src/hookhub_dev",
 }
 MAY_IMPORT = {
     "hookhub": set(),
     "hub_api": {"hookhub"},
     "hookhub_consumers": {"hookhub"},
-    "hookhub_dev": {"hookhub", "hub_api", "hookhub_consumers"},
+    "hookhub_operator": {"hookhub", "hookhub_consumers"},
+    "hookhub_dev": {"hookhub", "hub_api", "hookhub_consumers", "hookhub_operator"},
 }
 
 

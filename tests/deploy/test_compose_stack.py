@@ -212,3 +212,17 @@ def test_hub_api_gets_a_secret_variable_for_every_provider(stack: dict[str, Any]
 def test_env_example_lists_every_variable_the_compose_file_reads() -> None:
     listed = set(re.findall(r"(?m)^([A-Z0-9_]+)=", ENV_EXAMPLE.read_text()))
     assert set(INTERPOLATED.findall(COMPOSE_FILE.read_text())) - listed == set()
+
+
+def test_the_operator_console_shares_a_network_with_kong_alone(stack: dict[str, Any]) -> None:
+    operator = services(stack)["operator"]
+    assert operator["command"][0] == "operator"
+    on_console = sorted(n for n, s in services(stack).items() if "console" in s.get("networks", {}))
+    assert on_console == ["kong", "operator"]
+    assert stack["networks"]["console"].get("internal")
+    renderer = services(stack)["kong-config"]["environment"]
+    assert renderer["DECK_OPERATOR_HOST"] == "operator"
+    assert (
+        operator["environment"]["HOOKHUB_GATEWAY_SECRET"] == renderer["DECK_HOOKHUB_GATEWAY_SECRET"]
+    )
+    assert operator["environment"]["HOOKHUB_STORE_URL"].startswith("mongodb://mongodb:")

@@ -9,7 +9,11 @@ import pytest
 
 from .repo import ROOT
 
-IMAGES = {"hub-api": "hub-api/Dockerfile", "consumers": "consumers/Dockerfile"}
+IMAGES = {
+    "hub-api": "hub-api/Dockerfile",
+    "consumers": "consumers/Dockerfile",
+    "operator": "operator/Dockerfile",
+}
 
 
 @dataclass
@@ -114,6 +118,11 @@ def test_a_broken_dockerfile_is_caught(breakage, expected: str) -> None:  # type
 def test_hub_api_healthcheck_asks_readyz_on_the_api_port() -> None:
     (healthcheck,) = parse((ROOT / IMAGES["hub-api"]).read_text())[-1].all("HEALTHCHECK")
     assert "127.0.0.1:8000/readyz" in healthcheck
+
+
+def test_operator_healthcheck_asks_readyz_on_its_port() -> None:
+    (healthcheck,) = parse((ROOT / IMAGES["operator"]).read_text())[-1].all("HEALTHCHECK")
+    assert "127.0.0.1:8001/readyz" in healthcheck
 
 
 def test_consumers_healthcheck_asks_readyz_on_the_probe_port() -> None:

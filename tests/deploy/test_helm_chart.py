@@ -1,6 +1,7 @@
 """The Helm chart: `helm lint`, `helm template | kubernetes-validate` (strict), and what the
-rendered manifests must hold: a hardened Deployment per service, HPA, PDB, a NetworkPolicy that
-admits only Kong to hub-api, secrets by reference, and Kong's config from gateway/kong.yml."""
+rendered manifests must hold: a hardened Deployment per service, HPA and PDB on the ingest path,
+NetworkPolicies that admit only Kong to hub-api and the console, secrets by reference, and Kong's
+config from gateway/kong.yml."""
 
 import shutil
 from pathlib import Path
@@ -24,7 +25,9 @@ from .chart import (
 )
 from .repo import KONG_YML, ROOT, kong_renderer, load_all_yaml, run_tool
 
-SERVICES = ("hub-api", "kong", *topology.CONSUMERS)
+# On the ingest path: each scales (HPA) and keeps a replica through a drain (PDB).
+INGEST = ("hub-api", "kong", *topology.CONSUMERS)
+SERVICES = (*INGEST, "operator")
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "KEY", "AMQP_URL", "STORE_URL")
 
 render = kong_renderer()
@@ -136,7 +139,7 @@ def test_a_deployment_without_probes_or_as_root_is_caught(manifests: list[Manife
     }
 
 
-def test_every_deployment_has_an_autoscaler_and_a_disruption_budget(
+def test_every_ingest_deployment_has_an_autoscaler_and_a_disruption_budget(
     manifests: list[Manifest],
 ) -> None:
     scaled = {
@@ -147,27 +150,31 @@ def test_every_deployment_has_an_autoscaler_and_a_disruption_budget(
         p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
         for p in of_kind(manifests, "PodDisruptionBudget").values()
     }
-    assert scaled == set(of_kind(manifests, "Deployment"))
-    assert budgeted == set(SERVICES)
+    deployment = {component(d): name for name, d in of_kind(manifests, "Deployment").items()}
+    assert scaled == {deployment[c] for c in INGEST}
+    assert budgeted == set(INGEST)
 
 
 # --- the edge ------------------------------------------------------------------------------------
 
 
-def admitted_to_hub_api(manifests: list[Manifest]) -> list[dict[str, Any]]:
-    """Every peer some NetworkPolicy admits to hub-api's pods."""
+def admitted_to(manifests: list[Manifest], target: str = "hub-api") -> list[dict[str, Any]]:
+    """Every peer some NetworkPolicy admits to the target component's pods."""
     peers = []
     for policy in of_kind(manifests, "NetworkPolicy").values():
         selected = policy["spec"]["podSelector"].get("matchLabels", {})
-        if selected.get("app.kubernetes.io/component") == "hub-api":
+        if selected.get("app.kubernetes.io/component") == target:
             assert "Ingress" in policy["spec"]["policyTypes"]
             for rule in policy["spec"].get("ingress", []):
                 peers += rule.get("from", [{"anything": True}])
     return peers
 
 
-def test_only_kong_may_reach_hub_api(manifests: list[Manifest]) -> None:
-    peers = admitted_to_hub_api(manifests)
+@pytest.mark.parametrize("target", ["hub-api", "operator"])
+def test_only_kong_may_reach_hub_api_and_the_console(
+    manifests: list[Manifest], target: str
+) -> None:
+    peers = admitted_to(manifests, target)
     assert peers and all(
         set(peer) == {"podSelector"}
         and peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "kong"
@@ -178,7 +185,13 @@ def test_only_kong_may_reach_hub_api(manifests: list[Manifest]) -> None:
 def test_a_policy_admitting_everyone_is_caught(manifests: list[Manifest]) -> None:
     policy = of_kind(manifests, "NetworkPolicy")["hookhub-hub-api"]
     open_policy = {**policy, "spec": {**policy["spec"], "ingress": [{"ports": [{"port": 8000}]}]}}
-    assert {"anything": True} in admitted_to_hub_api([open_policy])
+    assert {"anything": True} in admitted_to([open_policy])
+
+
+def test_the_console_can_be_left_out() -> None:
+    result = helm_template(CHART, "--set", "operator.enabled=false")
+    assert result.returncode == 0, result.stderr
+    assert "operator" not in deployments(load_all_yaml(result.stdout))
 
 
 def inlined_secrets(manifests: list[Manifest]) -> list[str]:
@@ -252,11 +265,24 @@ def test_kong_runs_db_less_from_the_rendered_gateway_config(manifests: list[Mani
     assert env_names(renderer) == set(render.variables(KONG_YML.read_text()))
 
 
-def test_kong_reaches_hub_api_by_its_service_name(manifests: list[Manifest]) -> None:
+@pytest.mark.parametrize(
+    "variable, port", [("DECK_HUB_API_HOST", 8000), ("DECK_OPERATOR_HOST", 8001)]
+)
+def test_kong_reaches_hub_api_and_the_console_by_their_service_names(
+    manifests: list[Manifest], variable: str, port: int
+) -> None:
     (renderer,) = pod(deployments(manifests)["kong"])["initContainers"]
-    host = next(e["value"] for e in renderer["env"] if e["name"] == "DECK_HUB_API_HOST")
-    hub_api_service = of_kind(manifests, "Service")[host]
-    assert [p["port"] for p in hub_api_service["spec"]["ports"]] == [8000]
+    host = next(e["value"] for e in renderer["env"] if e["name"] == variable)
+    service = of_kind(manifests, "Service")[host]
+    assert [p["port"] for p in service["spec"]["ports"]] == [port]
+
+
+def test_the_console_reads_the_gateway_secret_and_the_store(manifests: list[Manifest]) -> None:
+    (container,) = pod(deployments(manifests)["operator"])["containers"]
+    assert container["args"][0] == "operator"
+    assert {"HOOKHUB_GATEWAY_SECRET", "HOOKHUB_AMQP_URL", "HOOKHUB_STORE_URL"} <= env_names(
+        container
+    )
 
 
 def test_hooks_use_nothing_the_release_creates_after_them(manifests: list[Manifest]) -> None:

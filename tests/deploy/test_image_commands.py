@@ -18,7 +18,14 @@ from .test_docker_images import IMAGES, package_of, parse
 
 UV = shutil.which("uv") or str(ROOT / ".tools" / "uv" / "bin" / "uv")
 OPERATOR_COMMANDS = {"status", "publish", "topology", "dlq"}
-RUNS = {"hub-api": {"api"}, "consumers": {"consume", "index", "events"}}
+# The consumers bring the indexer and the event log's commands; the operator image has the
+# consumers' package too (the event log is theirs).
+CONSUMER_COMMANDS = {"consume", "index", "events"}
+RUNS = {
+    "hub-api": {"api"},
+    "consumers": CONSUMER_COMMANDS,
+    "operator": {"operator", *CONSUMER_COMMANDS},
+}
 
 
 def build_stage_environment(service: str, workdir: Path) -> Path:

@@ -12,6 +12,7 @@ import pytest
 from hookhub import topology
 
 from .repo import KONG_YML, ROOT, load_yaml
+from .test_docker_images import IMAGES
 
 JENKINSFILE = ROOT / "Jenkinsfile"
 STAGES = ["Lint", "Test", "Images", "Chart checks", "Deploy"]
@@ -39,11 +40,8 @@ def pipeline_problems(text: str) -> list[str]:
     if "pytest" not in test:
         problems.append("the Test stage runs no tests")
     images = found.get("Images", "")
-    if (
-        not all(f"{d}/Dockerfile" in images for d in ("hub-api", "consumers"))
-        or ".push(" not in images
-    ):
-        problems.append("the Images stage does not build and push both images")
+    if not all(dockerfile in images for dockerfile in IMAGES.values()) or ".push(" not in images:
+        problems.append("the Images stage does not build and push every image")
     if "tests/deploy" not in found.get("Chart checks", ""):
         problems.append("the Chart checks stage does not run tests/deploy")
     deploy = found.get("Deploy", "")

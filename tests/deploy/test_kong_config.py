@@ -1,4 +1,5 @@
-"""gateway/kong.yml agrees with hub-api, locks every route, and passes `deck validate`.
+"""gateway/kong.yml agrees with hub-api and the operator service, locks every route, and passes
+`deck validate`.
 
 Each check returns the problems it finds; the same check runs on the real file (no problems) and
 on broken copies (the problem is named), so a check that could never fail would show.
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from hookhub.providers import PROVIDERS
 from hookhub.settings import DEFAULT_MAX_BODY_BYTES, Settings
+from hookhub_operator.auth import OPERATOR_GROUPS
 from hub_api.app import GATEWAY_SECRET_HEADER, create_app
 from hub_api.ingest import CORRELATION_HEADER
 
@@ -100,8 +102,14 @@ PLUGIN_CHOICES: dict[tuple[str, str], set[Any]] = {
 }
 
 
-def routes(config: Config) -> list[dict[str, Any]]:
-    return [route for service in config.get("services", []) for route in service.get("routes", [])]
+def routes(config: Config, service: str | None = None) -> list[dict[str, Any]]:
+    """Every route, or those of one service."""
+    return [
+        route
+        for s in config.get("services", [])
+        if service is None or s.get("name") == service
+        for route in s.get("routes", [])
+    ]
 
 
 def route_paths(route: dict[str, Any]) -> list[str]:
@@ -133,6 +141,10 @@ def webhook_routes(config: Config) -> dict[str, dict[str, Any]]:
 
 def events_route(config: Config) -> dict[str, Any] | None:
     return next((r for r in routes(config) if "/events" in route_paths(r)), None)
+
+
+def operator_route(config: Config) -> dict[str, Any] | None:
+    return next(iter(routes(config, "operator")), None)
 
 
 # --- the checks -------------------------------------------------------------------------------
@@ -177,7 +189,12 @@ def routes_agree_with_openapi(config: Config) -> list[str]:
     """Every route's method is one hub-api serves; every POST and handshake GET it serves is
     routed."""
     served = served_operations()
-    routed = {(m, p) for r in routes(config) for m in r.get("methods", []) for p in route_paths(r)}
+    routed = {
+        (m, p)
+        for r in routes(config, "hub-api")
+        for m in r.get("methods", [])
+        for p in route_paths(r)
+    }
     ingest = {(m, p) for m, p in served - routed if m == "POST" or p.startswith("/webhooks/")}
     return [
         f"{m} {p} is routed but hub-api does not serve it" for m, p in sorted(routed - served)
@@ -269,6 +286,8 @@ def each_key_opens_only_its_own_route(config: Config) -> list[str]:
     for name, route_names in opened.items():
         if name in PROVIDERS:
             expected = {webhook_routes(config).get(name, {}).get("name")}
+        elif groups[name] & set(OPERATOR_GROUPS):
+            expected = {(operator_route(config) or {}).get("name")}
         else:
             expected = {(events_route(config) or {}).get("name")}
         if route_names != expected:
@@ -348,6 +367,31 @@ def no_secret_in_clear(config: Config) -> list[str]:
     ]
 
 
+def operator_route_opens_to_the_operator_groups(config: Config) -> list[str]:
+    """The operator service's one route: a prefix whose stripped path the service serves, keys
+    in a header, both operator groups and no other, their names passed on, a consumer in each."""
+    route = operator_route(config)
+    if route is None:
+        return ["the operator service has no route"]
+    problems = []
+    if route.get("strip_path") is not True:
+        problems.append("the operator route must strip its prefix (the service serves /)")
+    plugins = plugins_of(config, route)
+    acl = plugins.get("acl", {})
+    if set(acl.get("allow", [])) != set(OPERATOR_GROUPS):
+        problems.append(
+            f"the operator route admits {acl.get('allow')}, not {list(OPERATOR_GROUPS)}"
+        )
+    if acl.get("hide_groups_header") is not False:
+        problems.append("the operator route hides X-Consumer-Groups: the service needs them")
+    key_auth = plugins.get("key-auth", {})
+    if key_auth.get("key_in_query") is not False or key_auth.get("key_in_header") is not True:
+        problems.append("operators send their key in a header, never in a URL")
+    members = {a["group"] for c in config.get("consumers", []) for a in c.get("acls", [])}
+    problems += [f"no consumer is in {group}" for group in OPERATOR_GROUPS if group not in members]
+    return problems
+
+
 def plugin_configs_are_known(config: Config) -> list[str]:
     everywhere = [*config.get("plugins", [])]
     for service in config.get("services", []):
@@ -382,6 +426,7 @@ CHECKS: list[Callable[[Config], list[str]]] = [
     edge_plugins_cover_every_route,
     gateway_secret_injected_and_client_copy_stripped,
     no_secret_in_clear,
+    operator_route_opens_to_the_operator_groups,
     plugin_configs_are_known,
 ]
 
@@ -427,6 +472,10 @@ def _key_auth(route: str) -> Callable[[Config], dict[str, Any]]:
     return lambda c: next(p for p in _route(c, route)["plugins"] if p["name"] == "key-auth")[
         "config"
     ]
+
+
+def _acl(route: str) -> Callable[[Config], dict[str, Any]]:
+    return lambda c: next(p for p in _route(c, route)["plugins"] if p["name"] == "acl")["config"]
 
 
 def _route_of(name: str) -> Callable[[Config], dict[str, Any]]:
@@ -604,6 +653,30 @@ BREAKAGES = [
         no_secret_in_clear,
         "header X-Hookhub-Gateway-Secret",
         id="gateway-secret-in-clear",
+    ),
+    pytest.param(
+        lambda c: _acl("operator")(c).update(allow=["operators", "internal-events"]),
+        operator_route_opens_to_the_operator_groups,
+        "the operator route admits",
+        id="operator-route-admits-another-group",
+    ),
+    pytest.param(
+        _set(_acl("operator"), "hide_groups_header", True),
+        operator_route_opens_to_the_operator_groups,
+        "hides X-Consumer-Groups",
+        id="operator-groups-hidden",
+    ),
+    pytest.param(
+        lambda c: _consumer("operator-readonly")(c)["acls"].append({"group": "internal-events"}),
+        each_key_opens_only_its_own_route,
+        "consumer operator-readonly opens",
+        id="operator-key-opens-events",
+    ),
+    pytest.param(
+        lambda c: c["consumers"].remove(_consumer("operator-readonly")(c)),
+        operator_route_opens_to_the_operator_groups,
+        "no consumer is in operators-readonly",
+        id="no-read-only-operator",
     ),
     pytest.param(
         _set(_key_auth("events"), "hide_credential", True),

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event
+from hookhub.gateway import CONSUMER_HEADER, GATEWAY_SECRET_HEADER
 from hookhub.observability import log
 from hookhub.providers import PROVIDERS
 from hookhub.settings import Settings
@@ -28,9 +29,7 @@ from hub_api.ingest import CORRELATION_HEADER, Rejected
 from hub_api.openapi import Accepted
 from hub_api.webhooks import Answer
 
-GATEWAY_SECRET_HEADER = "x-hookhub-gateway-secret"
 EVENT_ID_HEADER = "x-hookhub-event-id"
-CONSUMER_HEADER = "x-consumer-username"
 
 REQUESTS = Counter(
     "hookhub_requests_total",

@@ -65,7 +65,8 @@ class Sent:
 @dataclass(frozen=True, slots=True)
 class Step:
     """Something that happened to an event in a consumer, for its journey: `retried` or `parked`
-    (with the reason), `replayed` or `reprocessed` (by an operator)."""
+    (with the reason), `replayed` or `reprocessed` (by an operator), `purged` (from its parking
+    lot, by an operator)."""
 
     event_id: str
     consumer: str
@@ -103,6 +104,12 @@ class EventQuery:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 100
+
+    @property
+    def matched_by_the_store(self) -> bool:
+        """Whether the store's own filters match exactly (no topic pattern to match word by
+        word afterwards), so that it can stop at `limit` by itself."""
+        return self.type is None or not {"*", "#"} & set(self.type)
 
 
 Write = Change | Sent | Step

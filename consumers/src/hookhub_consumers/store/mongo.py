@@ -316,9 +316,8 @@ class MongoStore(Store):
         period = {k: v for k, v in (("$gte", query.since), ("$lt", query.until)) if v}
         if period:
             filters["time"] = period
-        documents = (
-            await (await self._collection(EVENTS)).find(filters).sort([("_id", -1)]).to_list()
-        )
+        cursor = (await self._collection(EVENTS)).find(filters).sort([("_id", -1)])
+        documents = await cursor.to_list(query.limit if query.matched_by_the_store else None)
         found = []
         for document in documents:
             if query.type is None or topology.binding_matches(query.type, document["type"]):

@@ -573,6 +573,8 @@ class SQLiteStore(Store):
     async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
         where, parameters = _event_filters(query)
         sql = f"SELECT * FROM events {where} ORDER BY position DESC"
+        if query.matched_by_the_store:
+            sql, parameters = sql + " LIMIT ?", (*parameters, query.limit)
         found = []
         # A topic pattern is narrowed in SQL by its literal head and matched here, word by word.
         for row in await self._read(sql, parameters):

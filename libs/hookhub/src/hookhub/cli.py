@@ -121,13 +121,13 @@ def dlq_replay(
         fail("say what to replay: --id ID (repeatable) or --all")
     settings = load_settings()
 
-    async def main() -> int:
+    async def main() -> list[str]:
         async with broker_connection(settings) as connection:
             return await dlq.replay(
                 connection, name, set(id) if id else None, settings.publish_timeout_s
             )
 
-    count = _run_dlq(main, name)
+    count = len(_run_dlq(main, name))
     if id and count < len(set(id)):
         fail(
             f"replayed {count} of {len(set(id))}: "

@@ -70,13 +70,14 @@ async def replay(
     consumer: str,
     ids: set[str] | None = None,
     timeout_s: float = 10,
-) -> int:
-    """Move parked messages (all, or those with the given ids) back to the work queue.
+) -> list[str]:
+    """Move parked messages (all, or those with the given ids) back to the work queue; the ids
+    of those moved, in the order they were parked.
 
     The parked copy is removed only once the broker confirmed the new one *and* routed it:
     published mandatory, a copy returned because the work queue is missing raises instead.
     """
-    replayed = 0
+    replayed: list[str] = []
     async with connection.channel(publisher_confirms=True, on_return_raises=True) as channel:
         for message in await _fetch_all(channel, consumer, limit=100_000):
             if ids is not None and message.message_id not in ids:
@@ -97,12 +98,25 @@ async def replay(
             if not isinstance(confirmation, aiormq.spec.Basic.Ack):
                 raise ReplayFailed(f"the broker refused {message.message_id!r}; it stays parked")
             await message.ack()
-            replayed += 1
+            replayed.append(message.message_id or "")
     return replayed
 
 
 async def purge(connection: AbstractConnection, consumer: str) -> int:
+    """Delete every parked message of a consumer; how many there were."""
     async with connection.channel() as channel:
         queue = await channel.get_queue(topology.dead_letter_queue(consumer), ensure=True)
         result = await queue.purge()
         return result.message_count
+
+
+async def discard(connection: AbstractConnection, consumer: str, ids: set[str]) -> list[str]:
+    """Delete the parked messages with the given ids; the ids of those deleted. The others are
+    handed back untouched when the channel closes."""
+    discarded = []
+    async with connection.channel() as channel:
+        for message in await _fetch_all(channel, consumer, limit=100_000):
+            if message.message_id in ids:
+                await message.ack()
+                discarded.append(message.message_id or "")
+    return discarded

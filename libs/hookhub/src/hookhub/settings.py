@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     notify_timeout_s: float = 10.0
     mercadopago_api_url: str = "https://api.mercadopago.com"
     mercadopago_access_token: SecretStr | None = None
+    # Where the operator console reads hub-api's request counters (its rejections by status).
+    api_metrics_url: str | None = None
 
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON lines unless a person watches a terminal

@@ -1,0 +1,1 @@
+"""The operator service: the event log's read API and the console, behind Kong."""

@@ -1,0 +1,148 @@
+"""The event log's HTTP read API: the queries of `hookhub events` and `hookhub dlq list`, as JSON.
+
+Read-only, for both operator groups; every request comes through Kong (see `auth`).
+"""
+
+import base64
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from hookhub import topology
+from hookhub_consumers.store import LoggedEvent
+from pydantic import BaseModel, Field
+
+from hookhub_operator import reads
+from hookhub_operator.deps import BrokerDep, FiltersDep, ServiceDep, current_operator
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="What went wrong, and what to do about it")
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    means = {
+        401: "Not through the gateway, or no authenticated caller",
+        403: "The caller is in neither operator group",
+        404: "No such event or consumer",
+        422: "A filter that cannot be used",
+        503: "RabbitMQ did not answer; try again shortly",
+    }
+    return {status: {"model": Problem, "description": means[status]} for status in statuses}
+
+
+router = APIRouter(
+    prefix="/api",
+    tags=["event log"],
+    dependencies=[Depends(current_operator)],
+    responses=_problems(401, 403),
+)
+
+
+class EventOut(BaseModel):
+    """An archived event, as the event log's index knows it."""
+
+    position: int = Field(description="Its offset in the archive stream")
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str | None = Field(None, description="The order id, where there is one")
+    correlation_id: str | None = None
+    causation_id: str | None = Field(None, description="The event that caused this one")
+
+    @classmethod
+    def of(cls, event: LoggedEvent) -> "EventOut":
+        return cls(**asdict(event))
+
+
+class EventDetail(EventOut):
+    """An event with its message as the archive keeps it."""
+
+    kept: bool = Field(description="False once the archive's retention dropped the message")
+    headers: dict[str, str] = Field(description="The message's headers (secret-looking hidden)")
+    content_type: str | None
+    body: str | None = Field(description="The body as UTF-8 text; null when it is not text")
+    body_base64: str = Field(description="The body byte-for-byte")
+
+
+class JourneyLine(BaseModel):
+    at: datetime
+    where: str = Field(description="`hub`, a consumer, or the source of a follow-up")
+    what: str = Field(description="accepted, processed, retried, parked, replayed, purged, ...")
+    detail: str
+
+
+class Journey(BaseModel):
+    event: EventOut
+    timeline: list[JourneyLine] = Field(description="Oldest first")
+
+
+class ParkedOut(BaseModel):
+    id: str
+    type: str
+    reason: str
+    attempts: int
+    failed_at: str
+
+
+class ParkingLot(BaseModel):
+    consumer: str
+    queue: str
+    parked: list[ParkedOut]
+
+
+@router.get("/events", response_model=list[EventOut], responses=_problems(422))
+async def list_events(service: ServiceDep, filters: FiltersDep) -> list[EventOut]:
+    """Archived events matching every filter given, newest first (as `hookhub events list`)."""
+    return [EventOut.of(e) for e in await reads.find_events(service.store, filters)]
+
+
+@router.get("/events/{event_id:path}/journey", response_model=Journey, responses=_problems(404))
+async def event_journey(service: ServiceDep, event_id: str) -> Journey:
+    """What became of an event: accepted, each consumer's outcome, retries, parking, replays
+    (with the operator who asked), the follow-ups it caused and its notification deliveries."""
+    event, lines = await reads.journey(service.store, event_id)
+    timeline = [JourneyLine(at=a, where=w, what=what, detail=d) for a, w, what, d in lines]
+    return Journey(event=EventOut.of(event), timeline=timeline)
+
+
+@router.get("/events/{event_id:path}", response_model=EventDetail, responses=_problems(404, 503))
+async def show_event(service: ServiceDep, connection: BrokerDep, event_id: str) -> EventDetail:
+    """One archived event: its attributes, headers and body, as the broker keeps them."""
+    found = await reads.archived_event(service.store, connection, event_id)
+    try:
+        text = found.body.decode()
+    except UnicodeDecodeError:
+        text = None
+    return EventDetail(
+        **asdict(found.event),
+        kept=found.kept,
+        headers=found.headers,
+        content_type=found.content_type,
+        body=text,
+        body_base64=base64.b64encode(found.body).decode(),
+    )
+
+
+@router.get("/parking-lots/{consumer}", response_model=ParkingLot, responses=_problems(404, 503))
+async def parking_lot(
+    connection: BrokerDep,
+    consumer: str,
+    type: Annotated[str | None, Query(description="Only types matching this pattern")] = None,
+    reason: Annotated[str | None, Query(description="Only reasons containing this text")] = None,
+) -> ParkingLot:
+    """The messages parked in a consumer's dead-letter queue, with why they failed (read, never
+    removed; the first 1,000)."""
+    parked = await reads.parking_lot(connection, consumer, type, reason)
+    return ParkingLot(
+        consumer=consumer,
+        queue=topology.dead_letter_queue(consumer),
+        parked=[
+            ParkedOut(
+                id=p.id, type=p.type, reason=p.reason, attempts=p.attempts, failed_at=p.failed_at
+            )
+            for p in parked
+        ],
+    )

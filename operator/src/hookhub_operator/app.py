@@ -1,0 +1,146 @@
+"""The operator service's wiring: the API and console routers, the store and broker they share,
+the answers to expected failures, and the probes. Pages and queries live in their own modules."""
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aio_pika
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from hookhub import dlq
+from hookhub.addresses import CONNECT_ERRORS
+from hookhub.settings import Settings
+from hookhub_consumers.store import EventQuery, open_store
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hookhub_operator import api, console, csrf
+from hookhub_operator.auth import Refused
+from hookhub_operator.deps import BrokerDown, BrokerLink, Service
+from hookhub_operator.reads import BadFilter, NotFound
+
+API_PREFIX = "/api"
+PROBES = ("/livez", "/readyz", "/metrics")
+
+
+def _answer(request: Request, status: int, detail: str) -> Response:
+    """JSON for the API, a page for the console."""
+    path = request.url.path
+    if path.startswith(API_PREFIX) or path in PROBES:
+        return JSONResponse({"detail": detail}, status_code=status)
+    operator = getattr(request.state, "operator", None)
+    return console.page(request, "error.html", operator, status, status=status, detail=detail)
+
+
+def _with_kong_security(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, saying how a client authenticates: Kong's key, in `apikey`."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "kong": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "apikey",
+                "description": "The Kong key of a consumer in the `operators` or "
+                "`operators-readonly` group (Kong checks it and names the caller to this service)",
+            }
+        }
+        schema["security"] = [{"kong": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(settings: Settings, *, providers_known: bool | None = None) -> FastAPI:
+    """The ASGI app. With `settings.gateway_secret` unset, requests are not checked for it (dev).
+    `providers_known`: whether this process sees the providers' secrets (default: when any is
+    set), so that the providers page can say which are enabled."""
+    gateway_secret = (
+        settings.gateway_secret.get_secret_value().encode()
+        if settings.gateway_secret is not None
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        link = BrokerLink(settings.amqp_url, settings.connect_timeout_s)
+        store = open_store(settings.store_url)
+        app.state.service = Service(
+            settings=settings,
+            store=store,
+            broker=link,
+            gateway_secret=gateway_secret,
+            csrf_key=csrf.key_from(gateway_secret),
+            providers_known=(
+                bool(settings.provider_secrets) if providers_known is None else providers_known
+            ),
+        )
+        yield
+        await link.close()
+        await store.close()
+
+    app = FastAPI(
+        title="Hookhub operator API",
+        version="0.1.0",
+        summary="The event log's read API: find events, read them back, follow their journey, "
+        "look into parking lots. Reached through Kong's /operator route.",
+        lifespan=lifespan,
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    app.openapi = lambda: _with_kong_security(app)  # type: ignore[method-assign]
+    app.include_router(api.router)
+    app.include_router(console.router)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return _answer(request, exc.status, exc.detail)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> Response:
+        return _answer(request, 404, str(exc))
+
+    @app.exception_handler(BadFilter)
+    async def bad_filter(request: Request, exc: BadFilter) -> Response:
+        return _answer(request, 422, str(exc))
+
+    @app.exception_handler(dlq.ReplayFailed)
+    async def replay_failed(request: Request, exc: dlq.ReplayFailed) -> Response:
+        return _answer(request, 503, str(exc))
+
+    async def broker_down(request: Request, exc: Exception) -> Response:
+        detail = str(exc) if isinstance(exc, BrokerDown) else "RabbitMQ did not answer; try again"
+        return _answer(request, 503, detail)
+
+    for error in (BrokerDown, *CONNECT_ERRORS):
+        app.add_exception_handler(error, broker_down)
+
+    @app.exception_handler(aio_pika.exceptions.ChannelNotFoundEntity)
+    async def queue_missing(request: Request, exc: Exception) -> Response:
+        return _answer(request, 503, f"{exc}: run `hookhub topology declare`")
+
+    @app.get("/livez", include_in_schema=False)
+    async def livez() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        """Ready while the broker answers and the store can be read."""
+        service: Service = request.app.state.service
+        try:
+            await service.broker.connection()
+            await service.store.find_events(EventQuery(limit=1))
+        except Exception as error:  # any failure means not ready; the reason is in the answer
+            body = {"status": "not ready", "reason": type(error).__name__}
+            return Response(json.dumps(body), status_code=503, media_type="application/json")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

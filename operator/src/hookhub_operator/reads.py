@@ -1,0 +1,169 @@
+"""What the API and the console read: events from the index, an event's message from the archive,
+its journey, a parking lot. Both go through here, so both always show the same thing."""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aio_pika.abc import AbstractConnection
+from hookhub import dlq, topology
+from hookhub_consumers import eventlog
+from hookhub_consumers.store import EventQuery, LoggedEvent, Store
+
+SEARCH_LIMIT_MAX = 1000
+# Header names shown as "(hidden)": none of Hookhub's own headers carries a secret, but an
+# event published by something else might.
+SECRET_HEADER_WORDS = ("authorization", "secret", "token", "apikey", "api-key", "password")
+HIDDEN = "(hidden)"
+
+JourneyLine = tuple[datetime, str, str, str]  # when, where, what, detail
+
+
+class NotFound(LookupError):
+    """No such event or consumer; the message says which."""
+
+
+class BadFilter(ValueError):
+    """A search filter that cannot be used; the message names it and says what would do."""
+
+
+def as_time(text: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time from a filter (UTC when it names no zone); None when empty."""
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadFilter(
+            f"{name} '{text}' is not a time: use ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """An event search, as the API's query parameters and the console's form give it."""
+
+    id: str | None = None
+    type: str | None = None
+    provider: str | None = None
+    source: str | None = None
+    correlation_id: str | None = None
+    order: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    unrouted: bool = False
+    limit: int = 50
+
+    def query(self) -> EventQuery:
+        if self.provider and self.source:
+            raise BadFilter("give provider or source, not both")
+        return EventQuery(
+            id=self.id,
+            type=self.type,
+            source=f"/webhooks/{self.provider}" if self.provider else self.source,
+            correlation_id=self.correlation_id,
+            subject=self.order,
+            since=self.since,
+            until=self.until,
+            limit=self.limit,
+        )
+
+
+async def find_events(store: Store, filters: Filters) -> list[LoggedEvent]:
+    """Indexed events matching every filter given, newest first."""
+    found = await store.find_events(filters.query())
+    return eventlog.unrouted(found) if filters.unrouted else found
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def shown_headers(headers: dict[str, Any] | None) -> dict[str, str]:
+    """A message's headers as text, any secret-looking one hidden."""
+    return {
+        name: HIDDEN if any(word in name.lower() for word in SECRET_HEADER_WORDS) else _text(value)
+        for name, value in (headers or {}).items()
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedEvent:
+    """An indexed event with its message as the archive keeps it; `kept` is False once the
+    archive's retention has dropped the message (the index still knows the event)."""
+
+    event: LoggedEvent
+    kept: bool
+    headers: dict[str, str]
+    content_type: str | None
+    body: bytes
+
+    @property
+    def body_text(self) -> str | None:
+        """The body for reading: JSON pretty-printed, other UTF-8 text as it is, else None."""
+        try:
+            text = self.body.decode()
+        except UnicodeDecodeError:
+            return None
+        try:
+            return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        except ValueError:
+            return text
+
+
+async def archived_event(
+    store: Store, connection: AbstractConnection, event_id: str
+) -> ArchivedEvent:
+    found = await store.find_events(EventQuery(id=event_id, limit=1))
+    if not found:
+        raise NotFound(f"no event with id '{event_id}' in the event log")
+    message = await eventlog.archived_message(connection, found[0].position)
+    if message is None:
+        return ArchivedEvent(found[0], False, {}, None, b"")
+    return ArchivedEvent(
+        found[0], True, shown_headers(message.headers), message.content_type, message.body
+    )
+
+
+async def journey(store: Store, event_id: str) -> tuple[LoggedEvent, list[JourneyLine]]:
+    """The event and what became of it, oldest first."""
+    found = await eventlog.journey(store, event_id)
+    if found is None:
+        raise NotFound(f"no event with id '{event_id}' in the event log")
+    return found.event, found.timeline()
+
+
+def known_consumer(name: str) -> str:
+    if name not in topology.CONSUMERS:
+        raise NotFound(f"unknown consumer '{name}'; known: {', '.join(topology.CONSUMERS)}")
+    return name
+
+
+def matching(
+    parked: list[dlq.Parked], type_pattern: str | None, reason: str | None
+) -> list[dlq.Parked]:
+    """The parked messages whose type matches the topic pattern and whose reason contains the
+    text (case ignored); each filter only when given."""
+    return [
+        message
+        for message in parked
+        if (not type_pattern or topology.binding_matches(type_pattern, message.type))
+        and (not reason or reason.lower() in message.reason.lower())
+    ]
+
+
+async def parking_lot(
+    connection: AbstractConnection,
+    consumer: str,
+    type_pattern: str | None = None,
+    reason: str | None = None,
+) -> list[dlq.Parked]:
+    """The messages parked in a consumer's dead-letter queue (read, never removed)."""
+    parked = await dlq.list_parked(connection, known_consumer(consumer))
+    return matching(parked, type_pattern, reason)
