@@ -1,6 +1,6 @@
 """The chart's NetworkPolicies: every pod it runs is selected by a policy for ingress and egress,
-and each may reach only what its work needs (DNS, the broker, the store, Kong → hub-api) and be
-reached only by who must (Kong's callers, Kong, the metrics scrapers)."""
+and each may reach only what its work needs (DNS, the broker, the store, Kong → hub-api and the
+console) and be reached only by who must (Kong's callers, Kong, the metrics scrapers)."""
 
 import copy
 import json
@@ -27,7 +27,8 @@ EGRESS_PORTS = {
     "payments": DNS | BROKER | STORE | {443},  # the Mercado Pago API
     "production": DNS | BROKER | STORE,
     "notifications": DNS | BROKER | STORE | HTTPS_AND_HTTP,  # the notification receivers
-    "kong": DNS | {8000},
+    "operator": DNS | BROKER | STORE,  # not hub-api: HOOKHUB_API_METRICS_URL stays unset
+    "kong": DNS | {8000, 8001},
     "topology": DNS | BROKER,
     "test": DNS | {8000},
 }
@@ -128,7 +129,8 @@ def test_kong_reaches_hub_api_and_the_test_pod_reaches_kong(defaults: list[Manif
     kong_to = [r for r in policies["hookhub-kong"]["spec"]["egress"] if peer_components(r)]
     test_to = [r for r in policies["hookhub-test"]["spec"]["egress"] if peer_components(r)]
     assert [(peer_components(r), egress_ports({"spec": {"egress": [r]}})) for r in kong_to] == [
-        ({"hub-api"}, {8000})
+        ({"hub-api"}, {8000}),
+        ({"operator"}, {8001}),
     ]
     assert [(peer_components(r), egress_ports({"spec": {"egress": [r]}})) for r in test_to] == [
         ({"kong"}, {8000})
@@ -142,12 +144,13 @@ def ingress(manifests: list[Manifest], name: str) -> list[dict[str, Any]]:
 def test_by_default_nothing_but_kong_connects_to_a_hookhub_process(
     defaults: list[Manifest],
 ) -> None:
-    assert ingress(defaults, "hookhub-hub-api") == [
-        {
-            "from": [{"podSelector": {"matchLabels": pod_labels_of("kong")}}],
-            "ports": [{"protocol": "TCP", "port": 8000}],
-        }
-    ]
+    for name, port in (("hub-api", 8000), ("operator", 8001)):
+        assert ingress(defaults, f"hookhub-{name}") == [
+            {
+                "from": [{"podSelector": {"matchLabels": pod_labels_of("kong")}}],
+                "ports": [{"protocol": "TCP", "port": port}],
+            }
+        ], name
     for consumer in topology.CONSUMERS:
         assert ingress(defaults, f"hookhub-{consumer}") == []
     # Kong's proxy is the public door: open to anyone, on the proxy port only
@@ -166,7 +169,7 @@ def test_the_named_scraper_reaches_each_metrics_port_and_nothing_more() -> None:
     manifests = manifests_of(
         render("--set-json", f"networkPolicy.metricsFrom=[{json.dumps(SCRAPER)}]")
     )
-    metrics_ports = {"hookhub-hub-api": 8000, "hookhub-kong": 8100} | {
+    metrics_ports = {"hookhub-hub-api": 8000, "hookhub-kong": 8100, "hookhub-operator": 8001} | {
         f"hookhub-{c}": 9100 for c in topology.CONSUMERS
     }
     for name, port in metrics_ports.items():
@@ -199,6 +202,12 @@ def test_the_topology_jobs_policy_exists_before_the_job_runs(defaults: list[Mani
     assert int(policy_hook["helm.sh/hook-weight"]) < int(job_hook.get("helm.sh/hook-weight", 0))
     test_policy = of_kind(defaults, "NetworkPolicy")["hookhub-test"]
     assert test_policy["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def test_without_the_console_neither_its_policy_nor_kongs_way_to_it_is_rendered() -> None:
+    manifests = manifests_of(render("--set", "operator.enabled=false"))
+    assert "hookhub-operator" not in of_kind(manifests, "NetworkPolicy")
+    assert reached(manifests)["kong"] == DNS | {8000}
 
 
 def test_network_policies_can_be_left_to_the_cluster() -> None:

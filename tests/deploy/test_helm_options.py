@@ -77,6 +77,9 @@ def test_scheduling_values_reach_the_pods(all_features: list[Manifest]) -> None:
     assert pod_spec(workloads(all_features)["topology"])["nodeSelector"] == {
         "kubernetes.io/os": "linux"
     }
+    console = pod(deployments(all_features)["operator"])
+    assert console["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert console["tolerations"][0]["key"] == "dedicated"
 
 
 def test_pods_spread_over_zones_and_nodes_among_their_own_kind(defaults: list[Manifest]) -> None:
@@ -104,6 +107,7 @@ def test_images_run_by_digest_when_one_is_given(all_features: list[Manifest]) ->
     assert images(all_features) == {
         "registry.example.com/hookhub/hookhub-api@sha256:" + "1" * 64,
         "registry.example.com/hookhub/hookhub-consumers@sha256:" + "2" * 64,
+        "registry.example.com/hookhub/hookhub-operator@sha256:" + "4" * 64,
         "kong@sha256:" + "3" * 64,
     }
 
@@ -112,6 +116,7 @@ def test_images_run_by_tag_without_a_digest(defaults: list[Manifest]) -> None:
     assert images(defaults) == {
         "registry.example.com/hookhub/hookhub-api:0.1.0",
         "registry.example.com/hookhub/hookhub-consumers:0.1.0",
+        "registry.example.com/hookhub/hookhub-operator:0.1.0",
         "kong:3.9",
     }
 
@@ -181,7 +186,10 @@ def test_keda_scales_each_consumer_on_its_work_queue(all_features: list[Manifest
         for h in of_kind(all_features, "HorizontalPodAutoscaler").values()
     }
     assert hpas == {"hookhub-events-hub-api", "hookhub-events-kong"}
-    assert all("replicas" not in d["spec"] for d in deployments(all_features).values())
+    # (the console has no autoscaler: it keeps its own replica count)
+    scaled_deployments = [d for n, d in deployments(all_features).items() if n != "operator"]
+    assert all("replicas" not in d["spec"] for d in scaled_deployments)
+    assert deployments(all_features)["operator"]["spec"]["replicas"] == 2
 
 
 def test_keda_reads_the_broker_url_from_the_secret(all_features: list[Manifest]) -> None:

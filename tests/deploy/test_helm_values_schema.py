@@ -121,6 +121,7 @@ TYPOS = [
     pytest.param(
         "image.digest.hookhub-api=sha256:abc", "/image/digest/hookhub-api", id="short-digest"
     ),
+    pytest.param("operator.replicas=0", "/operator/replicas", id="console-without-a-replica"),
 ]
 
 
