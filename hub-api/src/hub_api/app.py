@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Response
 from hookhub.broker import Broker, BrokerUnavailable
-from hookhub.events import Event
+from hookhub.events import JSON, Event
 from hookhub.gateway import CONSUMER_HEADER, GATEWAY_SECRET_HEADER
 from hookhub.observability import log
 from hookhub.providers import PROVIDERS
@@ -24,7 +24,7 @@ from hookhub.settings import Settings
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from hub_api import ingest, openapi, webhooks
-from hub_api.fast_path import HubApi
+from hub_api.fast_path import BodyTooLarge, DirectRequest, HubApi, Reply
 from hub_api.ingest import CORRELATION_HEADER, Rejected
 from hub_api.openapi import Accepted
 from hub_api.webhooks import Answer
@@ -49,74 +49,41 @@ def _requests(route: str, provider: str, status: str) -> Counter:
     return REQUESTS.labels(route, provider, status)
 
 
-def _headers(request: Request) -> dict[str, str]:
-    """The request's headers, decoded once, by lower-case name; the first of a repeated one wins.
-
-    ASGI servers give names lower-cased; what every check reads comes from this one dict.
-    """
-    return {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in reversed(request.scope["headers"])
-    }
-
-
-async def _read_body(request: Request, headers: Mapping[str, str], limit_bytes: int) -> bytes:
-    # Enforced while reading: a client lying about (or omitting) Content-Length still cannot make
-    # us buffer more than the limit.
-    too_large = Rejected(413, f"body is larger than {limit_bytes} bytes")
-    declared = headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit_bytes:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit_bytes:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _read_body(request: DirectRequest, limit_bytes: int) -> bytes:
+    try:
+        return await request.body(limit_bytes)
+    except BodyTooLarge:
+        raise Rejected(413, f"body is larger than {limit_bytes} bytes") from None
 
 
 def _refusal(
-    request: Request,
+    request: DirectRequest,
     status: int,
     detail: Any,
     headers: Mapping[str, str] | None,
     event_id: str | None,
-) -> Response:
+) -> Reply:
     """Every 4xx and 503 answer, counted and logged (a 503 was already, where publish failed)."""
     if status != 503:
-        route = "webhooks" if request.url.path.startswith("/webhooks") else "events"
+        route = "webhooks" if request.path.startswith("/webhooks") else "events"
         provider = request.path_params.get("provider", "-")
         _requests(route, provider if provider in PROVIDERS else "-", str(status)).inc()
         log.info(
             "request.rejected",
             status=status,
             detail=detail,
-            path=request.url.path,
+            path=request.path,
             event_id=event_id,
             correlation_id=request.headers.get(CORRELATION_HEADER),
         )
-    return Response(
-        json.dumps({"detail": detail}),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+    return Reply(status, json.dumps({"detail": detail}).encode(), JSON, headers)
 
 
-def _target(request: Request) -> str:
-    """The path and raw query string as the sender addressed them (for schemes that sign them)."""
-    target = request.scope["raw_path"].decode("latin-1")
-    if query_string := request.scope["query_string"]:
-        target += "?" + query_string.decode("latin-1")
-    return target
-
-
-def _answer(request: Request, provider: str, answer: Answer) -> Response:
+def _answer(request: DirectRequest, provider: str, answer: Answer) -> Reply:
     """A handshake's answer, counted and logged; nothing was published."""
     _requests("webhooks", provider, str(answer.status)).inc()
-    log.info("handshake.answered", provider=provider, path=request.url.path)
-    return Response(answer.body, answer.status, media_type=answer.media_type)
+    log.info("handshake.answered", provider=provider, path=request.path)
+    return Reply(answer.status, answer.body, answer.media_type)
 
 
 def create_app(settings: Settings) -> HubApi:
@@ -158,7 +125,7 @@ def create_app(settings: Settings) -> HubApi:
 
     async def publish(
         event: Event, route: str, provider: str, answer: Answer | None = None
-    ) -> Response:
+    ) -> Reply:
         # The ids go on the lines themselves rather than through bound context vars: nothing
         # else logs while an event is published, and binding cost more than the line itself.
         ids = {"event_id": event.id, "correlation_id": event.correlation_id, "type": event.type}
@@ -180,21 +147,20 @@ def create_app(settings: Settings) -> HubApi:
         headers = {CORRELATION_HEADER: event.correlation_id or ""}
         if answer is not None:  # the platform needs an answer of its own (Discord, Twilio, ...)
             headers[EVENT_ID_HEADER] = event.id
-            return Response(answer.body, answer.status, headers, answer.media_type)
-        body = Accepted(id=event.id, type=event.type).model_dump_json()
-        return Response(body, status_code=202, media_type="application/json", headers=headers)
+            return Reply(answer.status, answer.body, answer.media_type, headers)
+        body = Accepted(id=event.id, type=event.type).model_dump_json().encode()
+        return Reply(202, body, JSON, headers)
 
-    @app.exception_handler(Rejected)
-    async def answer_rejected(request: Request, exc: Rejected) -> Response:
+    @app.direct_exception_handler(Rejected)
+    def answer_rejected(request: DirectRequest, exc: Rejected) -> Reply:
         return _refusal(request, exc.status, exc.detail, exc.headers, exc.event_id)
 
-    @app.exception_handler(HTTPException)  # Starlette's own: an unknown path, a wrong method
-    async def answer_http_error(request: Request, exc: HTTPException) -> Response:
+    @app.direct_exception_handler(HTTPException)  # a method the ingest routes do not serve
+    def answer_wrong_method(request: DirectRequest, exc: HTTPException) -> Reply:
         return _refusal(request, exc.status_code, exc.detail, exc.headers, None)
 
-    @app.serve_directly
-    @app.post("/webhooks/{provider}", **openapi.WEBHOOK_POST)
-    async def receive_webhook(request: Request) -> Response:
+    @app.serve_directly("/webhooks/{provider}", "POST", **openapi.WEBHOOK_POST)
+    async def receive_webhook(request: DirectRequest) -> Reply:
         """Verify a provider's webhook by its own signature scheme and publish it byte-for-byte.
 
         The event type is `<provider>.<the provider's event type>` and is also the routing key.
@@ -203,38 +169,35 @@ def create_app(settings: Settings) -> HubApi:
         (Asaas, Pagar.me, Slack, Meta), Discord's interaction response, Twilio's empty TwiML.
         """
         provider = request.path_params["provider"]
-        headers = _headers(request)
+        headers = request.headers
         through_gateway(headers)
         # Before the body is read: an unknown provider or a wrong media type costs no upload.
         enabled = webhooks.check_webhook(provider, headers, settings)
-        body = await _read_body(request, headers, settings.max_body_bytes)
+        body = await _read_body(request, settings.max_body_bytes)
         webhook = webhooks.webhook_event(
             enabled,
             headers,
-            request.query_params,
+            request.query,
             body,
             settings.timestamp_tolerance_s,
-            _target(request) if enabled.spec.signs_url else "",
+            request.target if enabled.spec.signs_url else "",
         )
         if isinstance(webhook, Answer):  # a handshake: answered, nothing published
             return _answer(request, provider, webhook)
         return await publish(webhook.event, "webhooks", provider, webhook.answer)
 
-    @app.serve_directly
-    @app.get("/webhooks/{provider}", **openapi.WEBHOOK_GET)
-    async def answer_handshake(request: Request) -> Response:
+    @app.serve_directly("/webhooks/{provider}", "GET", **openapi.WEBHOOK_GET)
+    async def answer_handshake(request: DirectRequest) -> Reply:
         """Answer a platform's subscription handshake (Meta's `hub.challenge`) with its challenge,
         when the verify token is the one configured. Nothing is published."""
         provider = request.path_params["provider"]
-        headers = _headers(request)
-        through_gateway(headers)
-        enabled = webhooks.check_webhook(provider, headers, settings, method="GET")
-        answer = webhooks.webhook_handshake(enabled, request.query_params, settings)
+        through_gateway(request.headers)
+        enabled = webhooks.check_webhook(provider, request.headers, settings, method="GET")
+        answer = webhooks.webhook_handshake(enabled, request.query, settings)
         return _answer(request, provider, answer)
 
-    @app.serve_directly
-    @app.post("/events", **openapi.EVENTS_POST)
-    async def receive_event(request: Request) -> Response:
+    @app.serve_directly("/events", "POST", **openapi.EVENTS_POST)
+    async def receive_event(request: DirectRequest) -> Reply:
         """Publish an internal CloudEvent, in structured mode (CloudEvents JSON) or binary mode
         (`ce-*` headers, the body being the data). Batched mode is refused with 415.
 
@@ -243,12 +206,12 @@ def create_app(settings: Settings) -> HubApi:
         emitted by Hookhub's consumers (`payment.*`, `order.ready`, ...) and provider namespaces
         (`stripe.*`, ...) are refused.
         """
-        headers = _headers(request)
+        headers = request.headers
         caller = through_gateway(headers)
         if gateway_secret is not None and not caller:
             raise Rejected(401, "no authenticated caller: the gateway sent no X-Consumer-Username")
         ingest.check_internal_event(headers)  # before the body is read, as for webhooks
-        body = await _read_body(request, headers, settings.max_body_bytes)
+        body = await _read_body(request, settings.max_body_bytes)
         return await publish(ingest.internal_event(body, headers, caller), "events", "-")
 
     @app.get("/livez", tags=["probes"])

@@ -1,33 +1,148 @@
-"""`HubApi`: FastAPI, except that the routes marked `serve_directly` are called straight from the
-server.
+"""`HubApi`: FastAPI, except that the routes marked `serve_directly` are served straight from the
+ASGI server, on a `DirectRequest` (a view over the ASGI scope), and answered with a `Reply` sent
+as the two ASGI messages.
 
-Why: FastAPI's per-request machinery (its middleware stack, router and dependency solver) was most
-of hub-api's CPU per event, so the ingest routes skip it. Each is still declared once with FastAPI,
-which builds the OpenAPI document from it, and every other route goes through FastAPI as usual.
+Why: CPU per event. FastAPI's per-request machinery (its middleware stack, router and dependency
+solver), then Starlette's Request and Response objects, cost more than verifying an event. Each
+route is still declared once with FastAPI, which builds the OpenAPI document from it, and every
+other route (probes, metrics, the document itself, unknown paths) goes through FastAPI as usual.
 
 What a route served directly does NOT get, so that nothing added later is silently skipped on it:
 - Middleware of any kind: `app.add_middleware(...)`, `@app.middleware("http")`, and Starlette's own
   error middleware. CORS, GZip, tracing, timing or a request id added that way apply only to the
   other routes; give the ingest routes the same in their endpoint, or drop `serve_directly`.
-- Dependencies and parameter parsing: the endpoint is awaited as `endpoint(request=<Request>)`
-  and reads its path parameters from `request.path_params`. `Depends(...)`, `dependencies=[...]`
-  on the route or router, and path, query, header and body parameters are neither solved nor
-  validated (so they are documented by the route's `openapi_extra`, not its signature).
-- Response handling: the endpoint must return a `Response`; `response_model` and `status_code`
-  only document it.
-- Error handling: an exception it raises is answered by the app's exception handler for its class
-  (or a base class), as Starlette would; one with no handler reaches the server, which answers 500.
+- Dependencies and parameter parsing: the endpoint is awaited as `endpoint(request)` with a
+  `DirectRequest`, and FastAPI never sees its signature. `Depends(...)`, `dependencies=[...]` on
+  the router, and path, query, header and body parameters are neither solved nor validated (so
+  they are documented by the route's `openapi_extra`).
+- Starlette's Request and Response: no `request.url`, `request.app`, `request.state`, cookies,
+  forms or background tasks. The endpoint returns a `Reply`; `response_model`, `status_code` and
+  `response_class` only document it.
+- The app's exception handlers: an exception the endpoint raises is answered by the handler
+  registered with `direct_exception_handler` for its class (or a base class); one with no such
+  handler reaches the server, which answers 500. A method the path does not serve is refused by
+  the handler for `HTTPException`, with status 405 and every method the path serves in `Allow`.
 """
 
-from collections.abc import Callable
+import functools
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Response
 from fastapi.routing import APIRoute
-from starlette.routing import Match
+from starlette.convertors import Convertor
+from starlette.datastructures import QueryParams
+from starlette.requests import ClientDisconnect
+from starlette.routing import get_route_path
 from starlette.types import Receive, Scope, Send
 
-Endpoint = Callable[..., Any]
+NO_QUERY = QueryParams()
+
+
+class BodyTooLarge(Exception):
+    """The request's body is (or says it is) larger than the limit it was read with."""
+
+
+class DirectRequest:
+    """What a route served directly reads of its request, straight from the ASGI scope."""
+
+    __slots__ = ("scope", "path_params", "headers", "_receive")
+
+    def __init__(self, scope: Scope, receive: Receive, path_params: dict[str, Any]) -> None:
+        self.scope = scope
+        self.path_params = path_params
+        # Decoded once, by name: ASGI servers give names lower-cased, and the first of a repeated
+        # header wins, as with Starlette's `Headers.get`.
+        self.headers: dict[str, str] = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in reversed(scope["headers"])
+        }
+        self._receive = receive
+
+    @property
+    def path(self) -> str:
+        return self.scope["path"]
+
+    @property
+    def query(self) -> QueryParams:
+        """The query string's parameters; the last of a repeated one wins a lookup."""
+        query_string = self.scope["query_string"]
+        return QueryParams(query_string) if query_string else NO_QUERY
+
+    @property
+    def target(self) -> str:
+        """The path and raw query string as sent (for schemes that sign the URL)."""
+        target = self.scope["raw_path"].decode("latin-1")
+        if query_string := self.scope["query_string"]:
+            target += "?" + query_string.decode("latin-1")
+        return target
+
+    async def body(self, limit_bytes: int) -> bytes:
+        """The whole body; `BodyTooLarge` as soon as it is known to exceed `limit_bytes`.
+
+        Enforced while reading: a client lying about (or omitting) Content-Length still cannot
+        make us buffer more than the limit. `ClientDisconnect` if the client leaves first.
+        """
+        declared = self.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit_bytes:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit_bytes:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            elif message["type"] == "http.disconnect":
+                raise ClientDisconnect
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer from a route served directly, sent as Starlette's `Response` would send it: the
+    headers given, then `content-length` and `content-type` (`; charset=utf-8` on a text type),
+    so that a client gets the same bytes either way."""
+
+    status: int
+    body: bytes
+    media_type: str
+    headers: Mapping[str, str] | None = None
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        headers = self.headers or {}
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        given = {name for name, _ in raw}
+        if b"content-length" not in given and self.status >= 200 and self.status not in (204, 304):
+            raw.append((b"content-length", str(len(self.body)).encode()))
+        if b"content-type" not in given:
+            raw.append((b"content-type", _content_type(self.media_type)))
+        return raw
+
+
+@functools.cache
+def _content_type(media_type: str) -> bytes:
+    if media_type.startswith("text/") and "charset=" not in media_type.lower():
+        media_type += "; charset=utf-8"
+    return media_type.encode("latin-1")
+
+
+DirectEndpoint = Callable[[DirectRequest], Awaitable[Reply]]
+DirectHandler = Callable[[DirectRequest, Any], Reply]
+
+
+@dataclass(frozen=True, slots=True)
+class _DirectRoute:
+    path_regex: re.Pattern[str]
+    convertors: dict[str, Convertor[Any]]
+    methods: frozenset[str]
+    endpoint: DirectEndpoint
 
 
 class HubApi(FastAPI):
@@ -35,66 +150,96 @@ class HubApi(FastAPI):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._direct_endpoints: list[Endpoint] = []
-        self._direct_routes: list[APIRoute] | None = None
+        self._direct_routes: list[_DirectRoute] = []
+        self._direct_handlers: dict[type[Exception], DirectHandler] = {}
 
-    def serve_directly(self, endpoint: Endpoint) -> Endpoint:
-        """Decorator, above `@app.post(...)`: serve this route without FastAPI's machinery."""
-        self._direct_endpoints.append(endpoint)
-        self._direct_routes = None
-        return endpoint
+    def serve_directly(
+        self, path: str, method: str, **declared: Any
+    ) -> Callable[[DirectEndpoint], DirectEndpoint]:
+        """Decorator, as `@app.post(path, **declared)` would be: the route is declared with
+        FastAPI for the OpenAPI document (its operation named and described by the endpoint's
+        name and docstring) and served without FastAPI's machinery."""
 
-    def _routes_served_directly(self) -> list[APIRoute]:
-        if self._direct_routes is None:
-            self._direct_routes = [
-                route
-                for route in self.router.routes
-                if isinstance(route, APIRoute) and route.endpoint in self._direct_endpoints
-            ]
-        return self._direct_routes
+        def register(endpoint: DirectEndpoint) -> DirectEndpoint:
+            self.add_api_route(path, _declared(endpoint), methods=[method], **declared)
+            route = self.router.routes[-1]
+            assert isinstance(route, APIRoute)
+            methods = frozenset(route.methods or ())
+            self._direct_routes.append(
+                _DirectRoute(route.path_regex, route.param_convertors, methods, endpoint)
+            )
+            return endpoint
+
+        return register
+
+    def direct_exception_handler(
+        self, exc_class: type[Exception]
+    ) -> Callable[[DirectHandler], DirectHandler]:
+        """Decorator: `handler(request, exc) -> Reply` answers `exc_class` (and its subclasses)
+        raised by a route served directly."""
+
+        def register(handler: DirectHandler) -> DirectHandler:
+            self._direct_handlers[exc_class] = handler
+            return handler
+
+        return register
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            route_path = get_route_path(scope)
             allowed: set[str] = set()
-            for route in self._routes_served_directly():
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    scope.update(child_scope)
-                    scope["app"] = self
-                    await self._serve(route, Request(scope, receive), send)
+            for route in self._direct_routes:
+                match = route.path_regex.match(route_path)
+                if match is None:
+                    continue
+                if scope["method"] in route.methods:
+                    params = {
+                        name: route.convertors[name].convert(value)
+                        for name, value in match.groupdict().items()
+                    }
+                    await self._serve(route.endpoint, DirectRequest(scope, receive, params), send)
                     return
-                if match is Match.PARTIAL:  # the path, with another method
-                    allowed |= route.methods or set()
+                allowed |= route.methods  # the path, with another method
             if allowed:
                 # Starlette would name only the first route's methods; one path may have several.
-                await self._refuse_method(scope, receive, send, allowed)
+                error = HTTPException(
+                    405, "Method Not Allowed", {"Allow": ", ".join(sorted(allowed))}
+                )
+                await self._answer_error(DirectRequest(scope, receive, {}), error, send)
                 return
         await super().__call__(scope, receive, send)
 
-    async def _refuse_method(
-        self, scope: Scope, receive: Receive, send: Send, allowed: set[str]
-    ) -> None:
-        scope["app"] = self
-        request = Request(scope, receive)
-        error = HTTPException(405, "Method Not Allowed", {"Allow": ", ".join(sorted(allowed))})
-        handler = self._exception_handler(error)
-        if handler is None:
-            raise error
-        response = await handler(request, error)
-        await response(scope, receive, send)
-
-    async def _serve(self, route: APIRoute, request: Request, send: Send) -> None:
+    async def _serve(self, endpoint: DirectEndpoint, request: DirectRequest, send: Send) -> None:
         try:
-            response = await route.endpoint(request=request)
+            reply = await endpoint(request)
         except Exception as exc:
-            handler = self._exception_handler(exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
-        await response(request.scope, request.receive, send)
+            await self._answer_error(request, exc, send)
+            return
+        await _send(send, reply)
 
-    def _exception_handler(self, exc: Exception) -> Callable[..., Any] | None:
+    async def _answer_error(self, request: DirectRequest, exc: Exception, send: Send) -> None:
         for cls in type(exc).__mro__:
-            if cls in self.exception_handlers:
-                return self.exception_handlers[cls]
-        return None
+            if (handler := self._direct_handlers.get(cls)) is not None:
+                await _send(send, handler(request, exc))
+                return
+        raise exc
+
+
+def _declared(endpoint: DirectEndpoint) -> Callable[[], Awaitable[Response]]:
+    """What FastAPI is given for a route served directly: the endpoint's name and docstring, and
+    no parameters or return type of its own to read (the declaration documents them)."""
+
+    async def declared() -> Response:
+        raise RuntimeError(f"{endpoint.__name__} is served directly, never through FastAPI")
+
+    declared.__name__ = endpoint.__name__
+    declared.__qualname__ = endpoint.__qualname__
+    declared.__doc__ = endpoint.__doc__
+    return declared
+
+
+async def _send(send: Send, reply: Reply) -> None:
+    await send(
+        {"type": "http.response.start", "status": reply.status, "headers": reply.raw_headers()}
+    )
+    await send({"type": "http.response.body", "body": reply.body})
