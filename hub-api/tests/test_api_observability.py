@@ -131,3 +131,12 @@ async def test_openapi_document_lists_every_endpoint(client):
     assert set(paths) >= {"/webhooks/{provider}", "/events", "/livez", "/readyz", "/metrics"}
     assert "post" in paths["/webhooks/{provider}"] and "post" in paths["/events"]
     assert "application/cloudevents+json" in paths["/events"]["post"]["requestBody"]["content"]
+
+
+async def test_ingest_request_durations_are_measured_by_route_template_and_status(api, hub_api):
+    await api.post("/webhooks/no-such-provider", content=b"{}")
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{hub_api}/metrics")).text
+
+    line = 'hookhub_request_duration_seconds_count{route="/webhooks/{provider}",status="404"}'
+    assert any(row.startswith(line) and float(row.split()[-1]) >= 1 for row in metrics.splitlines())
