@@ -20,7 +20,7 @@ from rich.console import Console
 
 from hookhub import topology
 from hookhub.broker import CONNECT_ERRORS, redact
-from hookhub.observability import configure_logging
+from hookhub.observability import configure_logging, log
 from hookhub.settings import Settings, get_settings
 
 console = Console()
@@ -38,6 +38,27 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """End the command with `message` on stderr and exit status `code`."""
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
+
+
+AllowNoGateway = Annotated[
+    bool,
+    typer.Option(help="Serve without HOOKHUB_GATEWAY_SECRET (only where Kong is not in front)"),
+]
+
+
+def require_gateway_secret(settings: Settings, allow_no_gateway: bool, risk: str) -> None:
+    """Exit 2 when a service behind Kong would start without the secret Kong injects, saying
+    what anyone who reaches its port could then do (`risk`); unless it was waived, on purpose."""
+    if settings.gateway_secret is not None:
+        return
+    if not allow_no_gateway:
+        fail(
+            f"HOOKHUB_GATEWAY_SECRET is not set: without it anyone who reaches {risk}. Set it "
+            "to the secret Kong injects, or pass --allow-no-gateway if nothing but Kong can "
+            "reach this port.",
+            code=2,
+        )
+    log.warning("gateway.check_disabled", reason="--allow-no-gateway")
 
 
 def known_consumer(name: str) -> None:
