@@ -174,12 +174,17 @@ class Bench:
         self.amqp_url = amqp_url
         self.connection = connection
         self.tmp = tmp
+        # The ticket's production deadline (one per event) waits in its timer queue: not a failure.
+        self.deadline_queues = [
+            topology.deadline_queue(CONSUMER, deadline)
+            for deadline in topology.CONSUMER_DEADLINES.get(CONSUMER, ())
+        ]
         self.failure_queues = [
             spec.name
             for spec in topology.consumer_queues(
                 CONSUMER, HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit
             )
-            if spec.name != WORK_QUEUE
+            if spec.name != WORK_QUEUE and spec.name not in self.deadline_queues
         ]
 
     async def _purge(self, queue: str) -> None:
@@ -257,6 +262,8 @@ class Bench:
         await self._expect_depth(WORK_QUEUE, 0, "messages were not acked after their work")
         for queue in self.failure_queues:
             await self._expect_depth(queue, 0, "an event failed (see the consumer's log)")
+        for queue in self.deadline_queues:
+            await self._purge(queue)
         await self._check_emitted(count)
         return self._result(case, events, store, ready_at, noticed_at)
 

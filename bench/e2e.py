@@ -191,10 +191,15 @@ async def _purge_backlog(connection: aio_pika.abc.AbstractConnection) -> dict[st
 
 async def _failed(connection: aio_pika.abc.AbstractConnection) -> dict[str, int]:
     """Messages in any retry or dead-letter queue: events that failed (see the consumers' logs)."""
+    timers = {  # deadlines waiting (an order's payment deadline): not failures
+        topology.deadline_queue(consumer, deadline)
+        for consumer, deadlines in topology.CONSUMER_DEADLINES.items()
+        for deadline in deadlines
+    }
     queues = [
         spec.name
         for spec in topology.all_queues(HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit)
-        if spec.name not in WORK_QUEUES.values() and spec.name != topology.UNROUTED_QUEUE
+        if spec.name not in {*WORK_QUEUES.values(), topology.UNROUTED_QUEUE, *timers}
     ]
     depths = {queue: await queue_depth(connection, queue) for queue in queues}
     return {queue: depth for queue, depth in depths.items() if depth}
