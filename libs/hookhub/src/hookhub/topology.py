@@ -194,15 +194,19 @@ def all_queues(
     return queues
 
 
+def _conflict(what: str, error: Exception) -> str:
+    return (
+        f"{what} already exists on the broker with different settings ({error}). "
+        f"Delete it (rabbitmqctl delete_queue / delete_exchange) or use another vhost, "
+        f"then run `hookhub topology declare` again."
+    )
+
+
 async def _guard(what: str, declaration: Any) -> Any:
     try:
         return await declaration
     except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        raise TopologyConflict(
-            f"{what} already exists on the broker with different settings ({exc}). "
-            f"Delete it (rabbitmqctl delete_queue / delete_exchange) or use another vhost, "
-            f"then run `hookhub topology declare` again."
-        ) from None
+        raise TopologyConflict(_conflict(what, exc)) from None
 
 
 async def declare(
@@ -214,7 +218,9 @@ async def declare(
     """Declare everything; a no-op when it exists as specified, TopologyConflict when it differs.
 
     Declaring is idempotent on the broker side: a second run with the same settings changes nothing.
-    A PRECONDITION_FAILED closes the channel, so callers should give this a channel of its own.
+    A queue that exists declared differently is left as it is, the rest declared, and the conflict
+    raised at the end. A PRECONDITION_FAILED closes the channel, so callers should give this a
+    channel of its own.
     """
     unrouted = await _guard(
         f"exchange {UNROUTED_EXCHANGE}",
@@ -230,12 +236,20 @@ async def declare(
         ),
     )
     queues = all_queues(retry_delays_s, delivery_limit, archive)
+    conflicts = []
     for spec in queues:
-        queue = await _guard(
-            f"queue {spec.name}",
-            channel.declare_queue(spec.name, durable=True, arguments=spec.arguments),
-        )
+        try:
+            queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            # One queue declared differently (an older Hookhub's) must not keep the rest from
+            # being declared: the conflict closed the channel; reopen it, keep the queue as it
+            # is (its bindings still apply), and say so at the end.
+            conflicts.append(_conflict(f"queue {spec.name}", exc))
+            await channel.reopen()
+            queue = await channel.declare_queue(spec.name, passive=True)
         for key in spec.bindings:
             await queue.bind(events, key)
     await (await channel.get_queue(UNROUTED_QUEUE)).bind(unrouted, "")
+    if conflicts:
+        raise TopologyConflict(" ".join(conflicts))
     return queues
