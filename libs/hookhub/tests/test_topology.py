@@ -11,6 +11,7 @@ from hookhub.topology import (
     dead_letter_queue,
     deadline_queue,
     handled_types,
+    literal_head,
     retry_queue,
     work_queue,
 )
@@ -78,3 +79,11 @@ def test_deadlines_are_catalogued_as_their_consumers_own_and_bound_by_no_one():
 )
 def test_binding_keys_match_routing_keys_as_the_broker_matches_them(binding, routing_key, matches):
     assert binding_matches(binding, routing_key) is matches
+
+
+@pytest.mark.parametrize(
+    ("binding", "head"),
+    [("stripe.#", "stripe"), ("payment.*", "payment"), ("a.*.z", "a"), ("#", ""), ("ci.b", "ci.b")],
+)
+def test_a_binding_keys_literal_head_is_what_every_key_it_matches_starts_with(binding, head):
+    assert literal_head(binding) == head

@@ -311,7 +311,7 @@ class MongoStore(Store):
             if (value := getattr(query, name)) is not None
         }
         if query.type is not None:  # narrowed by its literal head, matched word by word below
-            head = query.type.split(".#")[0].split(".*")[0].split("*")[0].split("#")[0]
+            head = topology.literal_head(query.type)
             filters["type"] = head if head == query.type else {"$regex": f"^{re.escape(head)}"}
         period = {k: v for k, v in (("$gte", query.since), ("$lt", query.until)) if v}
         if period:

@@ -157,7 +157,7 @@ def _event_filters(query: EventQuery) -> tuple[str, tuple]:
             clauses.append(f"{column} = ?")
             parameters.append(value)
     if query.type is not None:
-        head = query.type.split(".#")[0].split(".*")[0].split("*")[0].split("#")[0]
+        head = topology.literal_head(query.type)
         if head == query.type:
             clauses.append("type = ?")
             parameters.append(head)

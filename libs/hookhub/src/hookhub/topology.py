@@ -68,6 +68,13 @@ def binding_matches(binding_key: str, routing_key: str) -> bool:
     return _words_match(binding_key.split("."), routing_key.split("."))
 
 
+def literal_head(binding_key: str) -> str:
+    """What every routing key a binding key matches starts with: its words before the first
+    wildcard (`stripe.#` → `stripe`); the whole key when it has none. For narrowing a search by
+    prefix before matching word by word."""
+    return binding_key.split(".#")[0].split(".*")[0].split("*")[0].split("#")[0]
+
+
 def _words_match(pattern: list[str], words: list[str]) -> bool:
     if not pattern:
         return not words
