@@ -1,10 +1,19 @@
 """`hookhub consume NAME` runs one consumer, `hookhub index` the event log's indexer (both
 registered with the `hookhub` command as plugins)."""
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from hookhub.commands import RUN_PANEL, ConsumerName, known_consumer, load_settings, run
+from hookhub.commands import (
+    RUN_PANEL,
+    ConsumerName,
+    fail,
+    known_consumer,
+    load_settings,
+    moment,
+    run,
+)
 
 from hookhub_consumers.eventlog import run_indexer
 from hookhub_consumers.handlers import HANDLERS
@@ -16,14 +25,34 @@ def consume(
     probe_port: Annotated[
         int, typer.Option(envvar="HOOKHUB_PROBE_PORT", help="Port for /livez, /readyz, /metrics")
     ] = 9100,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Backfill first: process the archived events of this consumer's bindings from "
+            "this time on (ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00+01:00; UTC unless "
+            "given), then go on with its live queue. One process only.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run one consumer; run more processes of it to scale out (competing consumers)."""
     known_consumer(name)
     settings = load_settings()
+    backfill_from = None if since is None else moment(since, "--from")
+    if backfill_from is not None:
+        if backfill_from > datetime.now(UTC):
+            fail(f"--from '{since}' is in the future: there is nothing to backfill yet")
+        if not settings.archive_enabled:
+            fail("--from reads the archive, and HOOKHUB_ARCHIVE_ENABLED is off: nothing was kept")
 
     async def main() -> None:
         await run_consumers(
-            settings, {name: HANDLERS[name]}, stop_on_signals(), probe_port=probe_port
+            settings,
+            {name: HANDLERS[name]},
+            stop_on_signals(),
+            probe_port=probe_port,
+            backfill_from=backfill_from,
         )
 
     run(main)

@@ -43,7 +43,8 @@ class ReplayRefused(ValueError):
     """A replay asked for what cannot be done (a consumer that does not bind the events)."""
 
 
-def _position(message: AbstractIncomingMessage) -> int:
+def position(message: AbstractIncomingMessage) -> int:
+    """Where an archived message is in the stream (its offset)."""
     return int((message.headers or {})[failures.STREAM_OFFSET_HEADER])
 
 
@@ -51,7 +52,7 @@ def logged(message: AbstractIncomingMessage) -> LoggedEvent:
     """What the index keeps of an archived message."""
     event = Event.from_message(message)
     return LoggedEvent(
-        position=_position(message),
+        position=position(message),
         id=event.id,
         source=event.source,
         type=event.type,
@@ -62,29 +63,38 @@ def logged(message: AbstractIncomingMessage) -> LoggedEvent:
     )
 
 
+@dataclass
+class ArchiveReader:
+    """The archive's messages from a start position, in order, as they arrive."""
+
+    channel: aio_pika.abc.AbstractChannel
+    inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
+
+    async def next(self, timeout_s: float) -> AbstractIncomingMessage | None:
+        """The next message; None when none came for `timeout_s`."""
+        try:
+            return await asyncio.wait_for(self.inbox.get(), timeout_s)
+        except TimeoutError:
+            return None
+
+
 @asynccontextmanager
 async def reading_archive(
-    connection: AbstractConnection, start: int | str, prefetch: int
-) -> AsyncIterator[asyncio.Queue[AbstractIncomingMessage]]:
-    """The archive's messages from position `start` (or "first"), in order, as they arrive."""
+    connection: AbstractConnection, start: int | str | datetime, prefetch: int
+) -> AsyncIterator[ArchiveReader]:
+    """Read the archive from position `start`, "first", "next" (what is written from now on)
+    or a time (the broker's clock, to the second)."""
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=prefetch)  # a stream consumer must have one
     queue = await channel.get_queue(topology.ARCHIVE_QUEUE, ensure=False)
-    inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-    tag = await queue.consume(inbox.put, arguments={"x-stream-offset": start})
+    reader = ArchiveReader(channel)
+    tag = await queue.consume(reader.inbox.put, arguments={"x-stream-offset": start})
     try:
-        yield inbox
+        yield reader
     finally:
         if not channel.is_closed:
             await queue.cancel(tag)
             await channel.close()
-
-
-async def _next(inbox: asyncio.Queue[AbstractIncomingMessage], timeout_s: float):  # noqa: ANN202
-    try:
-        return await asyncio.wait_for(inbox.get(), timeout_s)
-    except TimeoutError:
-        return None
 
 
 # The indexer
@@ -95,18 +105,18 @@ async def index_forever(connection: AbstractConnection, store: Store, stop: asyn
     last = await store.indexed_up_to()
     start: int | str = "first" if last is None else last + 1
     log.info("index.started", start=start)
-    async with reading_archive(connection, start, INDEX_BATCH) as inbox:
+    async with reading_archive(connection, start, INDEX_BATCH) as reader:
         while not stop.is_set():
             batch: list[AbstractIncomingMessage] = []
             deadline = time.monotonic() + INDEX_FLUSH_S
             while len(batch) < INDEX_BATCH and (left := deadline - time.monotonic()) > 0:
-                if (message := await _next(inbox, left)) is not None:
+                if (message := await reader.next(left)) is not None:
                     batch.append(message)
             if not batch:
                 continue
             await store.index([logged(message) for message in batch])
             await batch[-1].ack(multiple=True)  # the stream's credit, not a removal
-            log.info("index.written", events=len(batch), up_to=_position(batch[-1]))
+            log.info("index.written", events=len(batch), up_to=position(batch[-1]))
 
 
 async def run_indexer(settings: Settings, stop: asyncio.Event) -> None:
@@ -140,12 +150,12 @@ async def run_indexer(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def archived_message(
-    connection: AbstractConnection, position: int
+    connection: AbstractConnection, at: int
 ) -> AbstractIncomingMessage | None:
-    """The archived message at `position`; None once retention has dropped it."""
-    async with reading_archive(connection, position, 1) as inbox:
-        message = await _next(inbox, READ_TIMEOUT_S)
-    return message if message is not None and _position(message) == position else None
+    """The archived message at position `at`; None once retention has dropped it."""
+    async with reading_archive(connection, at, 1) as reader:
+        message = await reader.next(READ_TIMEOUT_S)
+    return message if message is not None and position(message) == at else None
 
 
 @dataclass
@@ -233,13 +243,13 @@ async def replay(
     last_wanted = max(wanted)
     async with connection.channel(publisher_confirms=True, on_return_raises=True) as channel:
         in_flight: list[Awaitable[None]] = []  # confirms awaited together, in order of sending
-        async with reading_archive(connection, min(wanted), REPLAY_WINDOW) as inbox:
+        async with reading_archive(connection, min(wanted), REPLAY_WINDOW) as reader:
             while wanted:
-                message = await _next(inbox, READ_TIMEOUT_S)
+                message = await reader.next(READ_TIMEOUT_S)
                 if message is None:
                     break  # what is left was dropped by retention
-                position = _position(message)
-                if (event := wanted.pop(position, None)) is not None:
+                at = position(message)
+                if (event := wanted.pop(at, None)) is not None:
                     targets = consumers_for(event.type, to)
                     result.skipped += not targets
                     for consumer in targets:
@@ -252,7 +262,7 @@ async def replay(
                     await asyncio.gather(*in_flight)
                     in_flight.clear()
                 await message.ack()
-                if position >= last_wanted:
+                if at >= last_wanted:
                     break
         await asyncio.gather(*in_flight)
     result.gone = len(wanted)

@@ -8,11 +8,11 @@ import json
 import uuid
 from collections import Counter
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from hookhub.commands import broker_connection, console, fail, load_settings, run
+from hookhub.commands import broker_connection, console, fail, load_settings, moment, run
 from rich.progress import Progress
 from rich.table import Table
 
@@ -27,13 +27,7 @@ Json = Annotated[bool, typer.Option("--json", help="JSON for scripts, not a tabl
 
 
 def _time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f"{option} '{text}' is not a time: use ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00")
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return None if text is None else moment(text, option)
 
 
 def _query(

@@ -17,12 +17,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 
 import aio_pika
 import httpx
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from hookhub import failures, topology
+from hookhub.broker import ERRORS as BROKER_ERRORS
 from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event
 from hookhub.observability import log
@@ -36,7 +38,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from hookhub_consumers import retries
+from hookhub_consumers import backfill, retries
 from hookhub_consumers.acks import Acks
 from hookhub_consumers.contract import Context, Handler, Steps
 from hookhub_consumers.outbox import Outbox
@@ -77,7 +79,13 @@ class Consumer:
     """One consumer on its work queue: competing with its other processes, prefetch-bounded."""
 
     def __init__(
-        self, name: str, steps: Steps, settings: Settings, store: Store, http: httpx.AsyncClient
+        self,
+        name: str,
+        steps: Steps,
+        settings: Settings,
+        store: Store,
+        http: httpx.AsyncClient,
+        backfill_from: datetime | None = None,
     ):
         if unserved := steps_disagreeing(name, steps):
             raise ValueError(f"{name}: handler steps and bindings disagree on {unserved}")
@@ -95,6 +103,10 @@ class Consumer:
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._consumer_tag: str | None = None
+        # With a backfill, the live queue is taken only once the archive is read to the seam.
+        self._backfill_from = backfill_from
+        self._live = backfill_from is None
+        self._backfill: asyncio.Task[None] | None = None
 
     async def check(self) -> bool:
         """Ready: subscribed, and the broker takes and confirms our publishes (actively
@@ -104,8 +116,35 @@ class Consumer:
     async def start(self) -> None:
         await self.broker.start()
         self._relay = asyncio.create_task(self.outbox.relay(self._stopping), name="outbox-relay")
+        if self._backfill_from is not None:
+            since = self._backfill_from
+            going_live = self._backfill_then_go_live(since)
+            self._backfill = asyncio.create_task(going_live, name="backfill")
+
+    async def _backfill_then_go_live(self, since: datetime) -> None:
+        """Read the archive from `since` to the seam, then subscribe to the live queue. The
+        broker's start-up declared (and bound) the live queue before any of it."""
+        while not self._stopping.is_set():
+            await self.broker.connected.wait()
+            connection = self.broker.connection
+            try:
+                assert connection is not None
+                await backfill.backfill(
+                    self, connection, since, self.settings.prefetch_count, self._stopping
+                )
+                break
+            except (backfill.Interrupted, *BROKER_ERRORS) as error:
+                log.warning("backfill.interrupted", error=f"{type(error).__name__}: {error}")
+                await asyncio.sleep(1)
+        if self._stopping.is_set():
+            return
+        self._live = True
+        if (connection := self.broker.connection) is not None:
+            await self._subscribe(connection)
 
     async def _subscribe(self, connection: AbstractRobustConnection) -> None:
+        if not self._live:
+            return  # the backfill subscribes once it reaches the seam
         # A robust channel re-opens and re-subscribes by itself after a reconnect.
         self._channel = await connection.channel()
         await self._channel.set_qos(prefetch_count=self.settings.prefetch_count)
@@ -122,11 +161,20 @@ class Consumer:
         # a notification POSTed but not yet marked would be POSTed again on redelivery; so the
         # work runs in a task of its own that finishes its effects (the ack then fails, and the
         # redelivery finds the marker).
+        await asyncio.shield(self.take(message))
+
+    def take(self, message: AbstractIncomingMessage) -> asyncio.Task[None]:
+        """Process the message in a task of its own, which settles it."""
         self._acks.received(message)
         task = asyncio.create_task(self.process(message))
         self._in_hand.add(task)
         task.add_done_callback(self._in_hand.discard)
-        await asyncio.shield(task)
+        return task
+
+    def skip(self, message: AbstractIncomingMessage) -> None:
+        """Settle a message this consumer does not process (a backfill's other events)."""
+        self._acks.received(message)
+        self._acks.ack(message)
 
     async def process(self, message: AbstractIncomingMessage) -> None:
         """Handle one message; whatever happens, it ends acked, in a retry queue, in the DLQ, or
@@ -166,7 +214,11 @@ class Consumer:
             finally:
                 HANDLE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             MESSAGES.labels(self.name, outcome_name).inc()
-            EVENT_AGE.labels(self.name).observe(max(0.0, time.time() - event.time.timestamp()))
+            if failures.STREAM_OFFSET_HEADER not in (message.headers or {}):
+                # A backfill's events are old on purpose: they are not this consumer's lag.
+                EVENT_AGE.labels(self.name).observe(
+                    max(0.0, time.time() - event.time.timestamp())
+                )
             log.info("event.processed", outcome=outcome_name)
             if replayed:
                 what = "reprocessed" if reprocess else "replayed"
@@ -313,6 +365,8 @@ class Consumer:
     async def stop(self) -> None:
         """Stop taking messages, finish those in hand, then close."""
         self._stopping.set()
+        if self._backfill is not None:
+            await self._backfill
         if self._queue is not None and self._consumer_tag is not None:
             try:
                 await self._queue.cancel(self._consumer_tag)
@@ -371,13 +425,16 @@ async def run_consumers(
     stop: asyncio.Event,
     *,
     probe_port: int | None = None,
+    backfill_from: datetime | None = None,
 ) -> None:
     """Run a consumer for each entry of `handlers` (its name → its handler steps) in this
-    process until `stop` is set."""
+    process until `stop` is set; with `backfill_from`, each first processes the archive's events
+    of its bindings from then on (see `backfill`)."""
     store = open_store(settings.store_url)
     async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http:
         consumers = [
-            Consumer(name, steps, settings, store, http) for name, steps in handlers.items()
+            Consumer(name, steps, settings, store, http, backfill_from)
+            for name, steps in handlers.items()
         ]
         for consumer in consumers:
             await consumer.start()

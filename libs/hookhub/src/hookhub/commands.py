@@ -9,6 +9,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import aio_pika
@@ -38,6 +39,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """End the command with `message` on stderr and exit status `code`."""
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
+
+
+def moment(text: str, option: str) -> datetime:
+    """A time given to `option` on the command line, ISO 8601; UTC when it names no zone."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} '{text}' is not a time: use ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00")
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 AllowNoGateway = Annotated[
