@@ -11,6 +11,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from conftest import (
     wait_http_ready,
 )
 from tests.notify_endpoint import NotifyEndpoint
+from tests.support.tcp_proxy import TcpProxy
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"backfill-test-secret").decode()
 
@@ -72,6 +75,19 @@ def delivered_ids(endpoint: NotifyEndpoint) -> Counter[str]:
     return Counter(received.json["id"] for received in endpoint.received)
 
 
+def delivered_exactly_once(endpoint: NotifyEndpoint, wanted: set[str]) -> Counter[str]:
+    """Waits for every one of `wanted`, then a second more for any copy; asserts each came once
+    and nothing else did."""
+    wait_delivered(endpoint, wanted)
+    time.sleep(1.0)
+    got = delivered_ids(endpoint)
+    unexpected, missing = set(got) - wanted, wanted - set(got)
+    assert not unexpected and not missing, (sorted(unexpected)[:5], sorted(missing)[:5])
+    doubled = {event_id: n for event_id, n in got.items() if n > 1}
+    assert not doubled, f"delivered more than once: {doubled}"
+    return got
+
+
 def wait_delivered(endpoint: NotifyEndpoint, wanted: set[str], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while (missing := wanted - set(delivered_ids(endpoint))) and time.monotonic() < deadline:
@@ -79,9 +95,31 @@ def wait_delivered(endpoint: NotifyEndpoint, wanted: set[str], timeout_s: float 
     assert not missing, f"{len(missing)} of {len(wanted)} never reached the receiver"
 
 
-def test_a_consumer_added_later_sees_each_matching_event_once_across_the_seam(
-    tmp_path: Path,
-) -> None:
+@dataclass
+class Hub:
+    """hub-api running in a fresh vhost whose notifications consumer does not exist yet."""
+
+    api: str
+    amqp_url: str
+    env: dict[str, str]
+    endpoint: NotifyEndpoint
+    tmp: Path
+    processes: list[HubProcess]
+
+    def consumer(self, since: datetime, amqp_url: str | None = None) -> tuple[HubProcess, str]:
+        """`hookhub consume notifications --from since`; returns it and its /readyz URL."""
+        probe_port = free_port()
+        env = self.env if amqp_url is None else {**self.env, "HOOKHUB_AMQP_URL": amqp_url}
+        args = ["consume", "notifications", "--probe-port", str(probe_port)]
+        process = HubProcess(
+            [*args, "--from", since.isoformat()], env, self.tmp / f"notifications-{probe_port}.log"
+        )
+        self.processes.append(process)
+        return process, f"http://127.0.0.1:{probe_port}/readyz"
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
     endpoint = NotifyEndpoint()
     with fresh_vhost() as amqp_url:
         env = hub_env(
@@ -92,68 +130,75 @@ def test_a_consumer_added_later_sees_each_matching_event_once_across_the_seam(
         )
         port = free_port()
         api_process = HubProcess(["api", "--port", str(port)], env, tmp_path / "api.log")
-        processes = [api_process]
+        hub = Hub(f"http://127.0.0.1:{port}", amqp_url, env, endpoint, tmp_path, [api_process])
         try:
-            api = f"http://127.0.0.1:{port}"
-            wait_http_ready(f"{api}/readyz", process=api_process)
+            wait_http_ready(f"{hub.api}/readyz", process=api_process)
             # The notifications consumer does not exist yet: no queue binds its events, only
             # the archive keeps them.
             asyncio.run(delete_queue(amqp_url, topology.work_queue("notifications")))
-
-            too_early = post_ci_events(api, "before", 5)
-            time.sleep(2.1)  # the archive's timestamps are whole seconds
-            since = datetime.now(UTC)
-            time.sleep(1.1)
-            past = post_ci_events(api, "past", 40)
-            not_bound = ["other-" + uuid.uuid4().hex[:6] for _ in range(5)]
-            for event_id in not_bound:
-                assert post_internal_event(api, "inventory.counted", event_id).status_code == 202
-
-            probe_port = free_port()
-            with Trickle(api) as during:
-                consumer = HubProcess(
-                    [
-                        "consume",
-                        "notifications",
-                        "--probe-port",
-                        str(probe_port),
-                        "--from",
-                        since.isoformat(),
-                    ],
-                    env,
-                    tmp_path / "notifications.log",
-                )
-                processes.append(consumer)
-                started = len(during.sent)
-                # Ready means subscribed to the live queue: the backfill reached the seam.
-                wait_http_ready(
-                    f"http://127.0.0.1:{probe_port}/readyz", timeout_s=60, process=consumer
-                )
-                live_at = len(during.sent)
-                while len(during.sent) < live_at + 20:
-                    time.sleep(0.05)
-            assert live_at > started, "no event arrived while the backfill ran"
-
-            wanted = set(past) | set(during.sent)
-            wait_delivered(endpoint, wanted)
-            time.sleep(1.0)  # a second copy would come within this
-            got = delivered_ids(endpoint)
-            unexpected, missing = set(got) - wanted, wanted - set(got)
-            assert not unexpected and not missing, (sorted(unexpected)[:5], sorted(missing)[:5])
-            doubled = {event_id: n for event_id, n in got.items() if n > 1}
-            assert not doubled, f"delivered more than once: {doubled}"
-            assert not set(too_early) & set(got)
-            assert not set(not_bound) & set(got)
-            assert '"backfill.done"' in consumer.log
-
-            # It is an ordinary consumer now: the next event arrives through the live queue.
-            (after,) = post_ci_events(api, "after", 1)
-            wait_delivered(endpoint, {after}, timeout_s=20)
-            assert httpx.get(f"http://127.0.0.1:{probe_port}/readyz").status_code == 200
+            yield hub
         finally:
-            for process in processes:
+            for process in hub.processes:
                 process.stop()
             endpoint.close()
+
+
+def test_a_consumer_added_later_sees_each_matching_event_once_across_the_seam(hub: Hub) -> None:
+    too_early = post_ci_events(hub.api, "before", 5)
+    time.sleep(2.1)  # the archive's timestamps are whole seconds
+    since = datetime.now(UTC)
+    time.sleep(1.1)
+    past = post_ci_events(hub.api, "past", 40)
+    not_bound = ["other-" + uuid.uuid4().hex[:6] for _ in range(5)]
+    for event_id in not_bound:
+        assert post_internal_event(hub.api, "inventory.counted", event_id).status_code == 202
+
+    with Trickle(hub.api) as during:
+        consumer, readyz = hub.consumer(since)
+        started = len(during.sent)
+        # Ready means subscribed to the live queue: the backfill reached the seam.
+        wait_http_ready(readyz, timeout_s=60, process=consumer)
+        live_at = len(during.sent)
+        while len(during.sent) < live_at + 20:
+            time.sleep(0.05)
+    assert live_at > started, "no event arrived while the backfill ran"
+
+    got = delivered_exactly_once(hub.endpoint, set(past) | set(during.sent))
+    assert not set(too_early) & set(got)
+    assert not set(not_bound) & set(got)
+    assert '"backfill.done"' in consumer.log
+
+    # It is an ordinary consumer now: the next event arrives through the live queue.
+    (after,) = post_ci_events(hub.api, "after", 1)
+    wait_delivered(hub.endpoint, {after}, timeout_s=20)
+    assert httpx.get(readyz).status_code == 200
+
+
+def test_a_backfill_cut_off_from_the_broker_half_way_still_delivers_each_event_once(
+    hub: Hub,
+) -> None:
+    since = datetime.now(UTC)
+    time.sleep(1.1)
+    past = post_ci_events(hub.api, "past", 200)
+    hub.endpoint.delay_s = 0.1  # slow enough to be cut half-way through
+
+    with TcpProxy.to_url(hub.amqp_url) as proxy:
+        consumer, readyz = hub.consumer(
+            since, proxy.url_through(hub.amqp_url, reconnect_interval="0.5")
+        )
+        deadline = time.monotonic() + 60
+        while len(hub.endpoint.received) < 50:
+            assert time.monotonic() < deadline, consumer.log
+            time.sleep(0.02)
+        proxy.cut()
+        at_cut = len(hub.endpoint.received)
+        time.sleep(1.5)
+        proxy.restore()
+        hub.endpoint.delay_s = 0
+        wait_http_ready(readyz, timeout_s=60, process=consumer)
+        delivered_exactly_once(hub.endpoint, set(past))
+    assert at_cut < len(past), "the cut came after the backfill was done"
+    assert consumer.log.count('"backfill.started"') >= 2
 
 
 @pytest.mark.parametrize(

@@ -125,10 +125,10 @@ class Consumer:
         """Read the archive from `since` to the seam, then subscribe to the live queue. The
         broker's start-up declared (and bound) the live queue before any of it."""
         while not self._stopping.is_set():
-            await self.broker.connected.wait()
-            connection = self.broker.connection
+            if (connection := self.broker.connection) is None or not self.broker.connected.is_set():
+                await asyncio.sleep(0.5)  # the broker connects (or fails over) in the background
+                continue
             try:
-                assert connection is not None
                 await backfill.backfill(
                     self, connection, since, self.settings.prefetch_count, self._stopping
                 )
@@ -216,9 +216,7 @@ class Consumer:
             MESSAGES.labels(self.name, outcome_name).inc()
             if failures.STREAM_OFFSET_HEADER not in (message.headers or {}):
                 # A backfill's events are old on purpose: they are not this consumer's lag.
-                EVENT_AGE.labels(self.name).observe(
-                    max(0.0, time.time() - event.time.timestamp())
-                )
+                EVENT_AGE.labels(self.name).observe(max(0.0, time.time() - event.time.timestamp()))
             log.info("event.processed", outcome=outcome_name)
             if replayed:
                 what = "reprocessed" if reprocess else "replayed"
