@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
 
 import aio_pika
 import pytest
@@ -15,7 +16,7 @@ from hookhub.providers import PROVIDERS
 from provider_webhooks import webhook
 
 from tests.support.archive import archived
-from tests.support.signing import SECRETS_ENV
+from tests.support.signing import SECRETS_ENV, signed_request
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 ORDER = {
@@ -56,6 +57,22 @@ async def test_signed_webhook_is_answered_202_with_the_provider_event_id_and_typ
     else:
         assert response.status_code == 202, response.text
         assert response.json() == {"id": hook.event_id, "type": hook.event_type}
+
+
+async def test_an_id_no_header_can_carry_is_given_back_percent_encoded_and_published_as_sent(
+    api, capture
+):
+    # Asaas is answered 200 with the event's id in a header; its id comes from the JSON body.
+    event_id = f"evt_日本-{uuid.uuid4().hex[:8]}%ç"
+    body = json.dumps({"id": event_id, "event": "PAYMENT_RECEIVED", "payment": {}}).encode()
+    queue = await capture("asaas.PAYMENT_RECEIVED")
+    headers, query, body = signed_request("asaas", body)
+
+    response = await api.post("/webhooks/asaas", content=body, headers=headers, params=query)
+
+    assert response.status_code == 200, response.text
+    assert unquote(response.headers["x-hookhub-event-id"]) == event_id
+    assert (await queue.get()).message_id == event_id
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Response
 from hookhub.broker import Broker, BrokerUnavailable
@@ -54,6 +55,16 @@ async def _read_body(request: DirectRequest, limit_bytes: int) -> bytes:
         return await request.body(limit_bytes)
     except BodyTooLarge:
         raise Rejected(413, f"body is larger than {limit_bytes} bytes") from None
+
+
+# What an HTTP field value carries as it is: visible ASCII but the percent sign.
+_FIELD_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def header_value(text: str) -> str:
+    """`text` for a response header: as it is when it is visible ASCII, else percent-encoded
+    UTF-8 (RFC 3986), as an id taken from a provider's JSON body may need."""
+    return quote(text, safe=_FIELD_SAFE)
 
 
 def _refusal(
@@ -146,7 +157,7 @@ def create_app(settings: Settings) -> HubApi:
         log.info("event.accepted", provider=provider, **ids)
         headers = {CORRELATION_HEADER: event.correlation_id or ""}
         if answer is not None:  # the platform needs an answer of its own (Discord, Twilio, ...)
-            headers[EVENT_ID_HEADER] = event.id
+            headers[EVENT_ID_HEADER] = header_value(event.id)
             return Reply(answer.status, answer.body, answer.media_type, headers)
         body = Accepted(id=event.id, type=event.type).model_dump_json().encode()
         return Reply(202, body, JSON, headers)
