@@ -89,18 +89,14 @@ def install(provider: TracerProvider | None) -> None:
 # --- the context on the wire --------------------------------------------------------------------
 
 
-def _header(carrier: Mapping[str, Any], name: str) -> list[str]:
-    value = carrier.get(name)
-    if isinstance(value, bytes):  # AMQP header tables may hold long strings as bytes
-        value = value.decode("latin-1")
-    return [value] if isinstance(value, str) else []
-
-
 class _Getter:
     """Reads a trace header from HTTP headers (names lower-cased) or AMQP message headers."""
 
     def get(self, carrier: Mapping[str, Any], key: str) -> list[str]:
-        return _header(carrier, key)
+        value = carrier.get(key)
+        if isinstance(value, bytes):  # AMQP header tables may hold long strings as bytes
+            value = value.decode("latin-1")
+        return [value] if isinstance(value, str) else []
 
     def keys(self, carrier: Mapping[str, Any]) -> list[str]:
         return list(carrier)
@@ -178,7 +174,7 @@ def publishing(
         f"publish {exchange}", None if current else extract(headers), SpanKind.PRODUCER, attributes
     ) as span:
         headers.pop(TRACESTATE, None)  # the caller's, replaced by this span's (if it has one)
-        W3C.inject(headers)
+        inject(headers)
         yield span
 
 
@@ -235,7 +231,7 @@ def requesting(method: str, url: str, headers: MutableMapping[str, str]) -> Iter
     if port := parts.port or {"http": 80, "https": 443}.get(parts.scheme):
         attributes["server.port"] = port
     with _tracer.start_as_current_span(method, kind=SpanKind.CLIENT, attributes=attributes) as span:
-        W3C.inject(headers)
+        inject(headers)
         yield span
 
 
