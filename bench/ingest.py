@@ -315,14 +315,11 @@ async def run(options: Options) -> dict[str, Any]:
     body = stripe_event(options.body_bytes)
     load_before = machine()
     LOGS_DIR.mkdir(parents=True, exist_ok=True)
-    with bench_vhost(options.admin_url) as amqp_url:
+    with bench_vhost(options.admin_url) as amqp_url, OtlpSink() as otlp:
         connection = await aio_pika.connect(amqp_url)
         async with connection:
             await _declare_topology(connection)
-            async with (
-                Drain(amqp_url, DRAINED_QUEUE, LOGS_DIR / "drain.log") as drain,
-                OtlpSink() as otlp,
-            ):
+            async with Drain(amqp_url, DRAINED_QUEUE, LOGS_DIR / "drain.log") as drain:
                 bench = Bench(options, amqp_url, connection, drain, LOGS_DIR)
                 raw = await raw_case(bench, body)
                 faststream = await faststream_case(bench, body)
