@@ -18,6 +18,10 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
+from hookhub import tracing
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 ROOT = Path(__file__).parent
 BROKER_ADMIN_URL = os.environ.get("HOOKHUB_TEST_AMQP_ADMIN", "amqp://guest:guest@127.0.0.1:5672/")
@@ -63,8 +67,9 @@ def amqp_url() -> Iterator[str]:
 
 
 def hub_env(amqp_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a hub process under test: all providers enabled, fast delays."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKHUB_")}
+    """The environment of a hub process under test: all providers enabled, fast delays; no
+    tracing unless `extra` sets the OTEL_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOOKHUB_", "OTEL_"))}
     env.update(
         HOOKHUB_AMQP_URL=amqp_url,
         HOOKHUB_GATEWAY_SECRET=GATEWAY_SECRET,
@@ -75,6 +80,20 @@ def hub_env(amqp_url: str, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+@contextmanager
+def traced() -> Iterator[InMemorySpanExporter]:
+    """Tracing on in this process while the block runs, every span kept in memory as it ends."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.install(None)
+        provider.shutdown()
 
 
 class HubProcess:

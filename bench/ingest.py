@@ -1,11 +1,18 @@
-"""The ingest benchmark: hub-api against the broker's own limit and against a bare FastStream app.
+"""The ingest benchmark: hub-api against the broker's own limit and against a bare FastStream app,
+and hub-api against itself with the archive off and with tracing on.
 
-Three cases, one after the other in one run, each with the same concurrency, the same 1 KB JSON
+Five cases, one after the other in one run, each with the same concurrency, the same 1 KB JSON
 body, the same routing key, the same warm-up and timed window, and the same drained queue:
 
   raw        aio-pika publishing straight to hookhub.events (confirms, persistent): the ceiling
   FastStream a minimal FastAPI + FastStream publisher doing no verification, under wrk
-  hub-api    `hookhub api` receiving a signed Stripe webhook through the gateway check, under wrk
+  hub-api    `hookhub api` receiving a signed Stripe webhook through the gateway check, under wrk:
+             with the archive off, then as shipped (the archive on), then with tracing on too
+
+The order matters for the archive: the bench declares the topology without it, so raw,
+FastStream and hub-api with HOOKHUB_ARCHIVE_ENABLED=false publish where no hookhub.archive stream
+is bound; the first hub-api with the archive on declares the stream, which then takes a copy of
+every message of the later cases.
 
 Every message routed goes to one queue, which the drain (bench/drain.py) empties as it fills;
 after each timed window the runner waits for that queue to be empty and checks that the drain
@@ -32,6 +39,7 @@ from hookhub import topology
 from hookhub.events import EXCHANGE
 from hookhub.settings import Settings
 from hub_api.app import CONSUMER_HEADER, GATEWAY_SECRET_HEADER
+from otlp_sink import OtlpSink
 from report import (
     CaseResult,
     CpuWindow,
@@ -71,6 +79,7 @@ HUB_DEFAULTS = Settings.model_construct()
 GOAL_VS_FASTSTREAM = 2.0
 GOAL_VS_RAW = 0.6
 GOAL_P99_MS = 50.0
+GOAL_ARCHIVE = 0.95  # issue #11: the archive costs at most 5% of hub-api's requests/s
 
 
 def stripe_event(size_bytes: int) -> bytes:
@@ -193,7 +202,7 @@ async def raw_case(bench: Bench, body: bytes) -> CaseResult:
         )
 
     # The raw publisher runs in this process, which does nothing else during the window.
-    return await bench.measure("raw aio-pika", run_for, os.getpid())
+    return await bench.measure("raw aio-pika (no archive)", run_for, os.getpid())
 
 
 async def _wrk_case(
@@ -220,17 +229,24 @@ async def faststream_case(bench: Bench, body: bytes) -> CaseResult:
         "FastStream app", args, env, f"{base_url}/openapi.json", bench.logs / "faststream.log"
     ) as server:
         request = wrk.Request(f"{base_url}/events", body, {"Content-Type": "application/json"})
-        return await _wrk_case(bench, "FastStream", server.popen.pid, lambda: request)
+        return await _wrk_case(bench, "FastStream (no archive)", server.popen.pid, lambda: request)
 
 
-async def hub_api_case(bench: Bench, body: bytes) -> CaseResult:
+async def hub_api_case(
+    bench: Bench, body: bytes, case: str, archive: bool = True, otlp: OtlpSink | None = None
+) -> CaseResult:
+    """hub-api as shipped; with `archive` False, HOOKHUB_ARCHIVE_ENABLED=false; with `otlp`,
+    tracing on (OTEL_EXPORTER_OTLP_ENDPOINT at the sink, every request sampled)."""
     port = free_port()
     stripe_secret = f"whsec_{secrets.token_hex(16)}"
     gateway_secret = secrets.token_hex(16)
+    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url} if otlp else {}
     env = child_env(
         HOOKHUB_AMQP_URL=bench.amqp_url,
         HOOKHUB_GATEWAY_SECRET=gateway_secret,
+        HOOKHUB_ARCHIVE_ENABLED=str(archive).lower(),
         **{f"HOOKHUB_SECRET_{PROVIDER.upper()}": stripe_secret},
+        **tracing,
     )
     args = [str(VENV_BIN / "hookhub"), "api", "--host", "127.0.0.1", "--port", str(port)]
     base_url = f"http://127.0.0.1:{port}"
@@ -250,23 +266,38 @@ async def hub_api_case(bench: Bench, body: bytes) -> CaseResult:
             },
         )
 
-    async with serve(
-        "hub-api", args, env, f"{base_url}/readyz", bench.logs / "hub-api.log"
-    ) as server:
-        return await _wrk_case(bench, "hub-api", server.popen.pid, signed_request)
+    name = "hub-api" + ("" if archive else "-no-archive") + ("-traced" if otlp else "")
+    spans_before = otlp.spans if otlp else 0
+    ready_url = f"{base_url}/readyz"
+    async with serve("hub-api", args, env, ready_url, bench.logs / f"{name}.log") as server:
+        result = await _wrk_case(bench, case, server.popen.pid, signed_request)
+    if otlp:  # the server has stopped, so its last batch is in: warm-up and window together
+        result.detail["otlp_spans_received"] = otlp.spans - spans_before
+    return result
 
 
-def _summary(raw: CaseResult, faststream: CaseResult, hub: CaseResult) -> dict[str, Any]:
+def _summary(
+    raw: CaseResult,
+    faststream: CaseResult,
+    hub: CaseResult,
+    unarchived: CaseResult,
+    traced: CaseResult,
+) -> dict[str, Any]:
     ratios = {
         "hub/raw": ratio(hub.rate_per_s, raw.rate_per_s),
         "hub/FastStream": ratio(hub.rate_per_s, faststream.rate_per_s),
+        "archive on/off": ratio(hub.rate_per_s, unarchived.rate_per_s),
+        "tracing on/off": ratio(traced.rate_per_s, hub.rate_per_s),
     }
     goals = {
         f"hub-api >= {GOAL_VS_FASTSTREAM:g}x FastStream": (ratios["hub/FastStream"] or 0)
         >= GOAL_VS_FASTSTREAM,
         f"hub-api >= {GOAL_VS_RAW:g}x raw": (ratios["hub/raw"] or 0) >= GOAL_VS_RAW,
         f"hub-api p99 < {GOAL_P99_MS:g} ms": hub.p99_ms is not None and hub.p99_ms < GOAL_P99_MS,
-        "zero errors in every case": all(r.error_count == 0 for r in (raw, faststream, hub)),
+        f"archive on >= {GOAL_ARCHIVE:g}x off": (ratios["archive on/off"] or 0) >= GOAL_ARCHIVE,
+        "zero errors in every case": all(
+            r.error_count == 0 for r in (raw, faststream, hub, unarchived, traced)
+        ),
     }
     return {"ratios": ratios, "goals": goals}
 
@@ -284,7 +315,7 @@ async def run(options: Options) -> dict[str, Any]:
     body = stripe_event(options.body_bytes)
     load_before = machine()
     LOGS_DIR.mkdir(parents=True, exist_ok=True)
-    with bench_vhost(options.admin_url) as amqp_url:
+    with bench_vhost(options.admin_url) as amqp_url, OtlpSink() as otlp:
         connection = await aio_pika.connect(amqp_url)
         async with connection:
             await _declare_topology(connection)
@@ -292,8 +323,13 @@ async def run(options: Options) -> dict[str, Any]:
                 bench = Bench(options, amqp_url, connection, drain, LOGS_DIR)
                 raw = await raw_case(bench, body)
                 faststream = await faststream_case(bench, body)
-                hub = await hub_api_case(bench, body)
-    results = [raw, faststream, hub]
+                # Before any hub-api with the archive on: only then is no stream bound yet.
+                unarchived = await hub_api_case(bench, body, "hub-api, archive off", archive=False)
+                hub = await hub_api_case(bench, body, "hub-api (archive on)")
+                traced = await hub_api_case(
+                    bench, body, "hub-api, tracing on (archive on)", otlp=otlp
+                )
+    results = [raw, faststream, unarchived, hub, traced]
     print_table(
         f"Ingest: {options.connections} concurrent, {len(body)} B JSON, "
         f"{options.duration_s}s each after {options.warmup_s}s warm-up",
@@ -303,8 +339,13 @@ async def run(options: Options) -> dict[str, Any]:
         "Cores used in the timed window (server: the process under test; for raw, the runner)",
         results,
     )
-    summary = _summary(raw, faststream, hub)
+    summary = _summary(raw, faststream, hub, unarchived, traced)
     _print_summary(summary)
+    spans = traced.detail.get("otlp_spans_received", 0)
+    console.print(
+        f"tracing: the local OTLP/HTTP sink received {spans:,} spans from hub-api (warm-up and "
+        f"window; 2 per accepted request, server and publish: {traced.ok * 2:,} in the window)"
+    )
     return {
         "section": "ingest",
         "options": {

@@ -179,8 +179,10 @@ async def post_event(
     return response
 
 
-async def create_order(client: httpx.AsyncClient, order_id: str, amount: int = 4990) -> None:
-    await post_event(
+async def create_order(
+    client: httpx.AsyncClient, order_id: str, amount: int = 4990
+) -> httpx.Response:
+    return await post_event(
         client,
         "order.created",
         {

@@ -19,7 +19,7 @@ from .chart import (
     workloads,
 )
 
-DNS, BROKER, STORE, OTLP = {53}, {5672, 5671}, {27017}, {4317, 4318}
+DNS, BROKER, STORE, OTLP = {53}, {5672, 5671}, {27017}, {4318}
 HTTPS_AND_HTTP = {443, 80}
 # What each component may reach, by port: the chart's defaults.
 EGRESS_PORTS = {

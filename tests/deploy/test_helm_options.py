@@ -159,7 +159,7 @@ def test_tracing_is_off_until_an_endpoint_is_given(
             assert env["KONG_TRACING_SAMPLING_RATE"] == "0.25"
         else:
             assert (
-                env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4317"
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4318"
             )
             assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
 

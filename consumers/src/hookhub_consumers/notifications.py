@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import httpx
 import standardwebhooks
+from hookhub import tracing
 from hookhub.events import Event
 from hookhub.observability import log
 from prometheus_client import Histogram
@@ -81,7 +82,10 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     await ctx.store.record_delivery(delivery)
     started = time.perf_counter()
     try:
-        response = await ctx.http.post(url, content=body, headers=headers)
+        # A client span whose traceparent the receiver gets, so its own trace joins ours.
+        with tracing.requesting("POST", url, headers) as span:
+            response = await ctx.http.post(url, content=body, headers=headers)
+            tracing.responded(span, response.status_code)
     except httpx.HTTPError as exc:
         DELIVERY_SECONDS.labels("failed").observe(time.perf_counter() - started)
         delivery.error = f"{type(exc).__name__}: {exc}"

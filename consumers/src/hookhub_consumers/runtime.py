@@ -23,7 +23,7 @@ import aio_pika
 import httpx
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from hookhub import failures, topology
+from hookhub import failures, topology, tracing
 from hookhub.broker import ERRORS as BROKER_ERRORS
 from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event
@@ -178,7 +178,12 @@ class Consumer:
 
     async def process(self, message: AbstractIncomingMessage) -> None:
         """Handle one message; whatever happens, it ends acked, in a retry queue, in the DLQ, or
-        (when even parking it fails) back with the broker."""
+        (when even parking it fails) back with the broker. Traced: a process span, continuing
+        the trace the message carries."""
+        with tracing.processing(self.name, topology.work_queue(self.name), message):
+            await self._process(message)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
             event = Event.from_message(message)
         except Exception as error:  # headers no Hookhub publisher wrote: nothing to retry
@@ -261,7 +266,8 @@ class Consumer:
             # The save joins those of the other messages in hand (group commit).
             outbox = tuple(follow_up.to_json() for follow_up in outcome.emit)
             try:
-                saved = await store.save(Change(marker, outcome.state, outbox))
+                with tracing.internal("store.save", **{"messaging.consumer.group.name": self.name}):
+                    saved = await store.save(Change(marker, outcome.state, outbox))
             except ConcurrentUpdate:
                 if attempt == CONFLICT_RETRIES:
                     raise
@@ -299,6 +305,7 @@ class Consumer:
                 "dead_lettered",
                 step.reason,
             )
+        tracing.failed(error, outcome)
         copy = failures.failed_copy(message, consumer=self.name, attempts=attempts, reason=reason)
         if not await self._move(message, copy, target):
             return
@@ -428,6 +435,7 @@ async def run_consumers(
     """Run a consumer for each entry of `handlers` (its name → its handler steps) in this
     process until `stop` is set; with `backfill_from`, each first processes the archive's events
     of its bindings from then on (see `backfill`)."""
+    tracing.configure(f"hookhub-{'-'.join(handlers)}")  # e.g. hookhub-payments
     store = open_store(settings.store_url)
     async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http:
         consumers = [

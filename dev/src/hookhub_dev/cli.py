@@ -9,6 +9,7 @@ import asyncio
 from typing import Annotated
 
 import typer
+from hookhub import tracing
 from hookhub.commands import RUN_PANEL, Host, Port, console, load_settings, run
 from hookhub_consumers.eventlog import run_indexer
 from hookhub_consumers.handlers import HANDLERS
@@ -28,6 +29,7 @@ def dev(
     process, for one machine. Ctrl-C stops cleanly."""
     settings = load_settings()
     settings.gateway_secret = None  # no Kong in front in dev
+    tracing.configure("hookhub")  # one process: one service, whose spans name each consumer
     settings.api_metrics_url = settings.api_metrics_url or f"http://{host}:{port}/metrics"
 
     async def main() -> None:

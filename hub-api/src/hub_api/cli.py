@@ -2,6 +2,7 @@
 
 import typer
 import uvicorn
+from hookhub import tracing
 from hookhub.commands import (
     RUN_PANEL,
     AllowNoGateway,
@@ -40,6 +41,7 @@ def api(
     """Run hub-api, the publisher, behind the gateway."""
     settings = load_settings()
     require_gateway_secret(settings, allow_no_gateway, "hub-api can pose as any caller")
+    tracing.configure("hookhub-api")
     run(uvicorn_server(settings, host, port).serve)
 
 

@@ -11,6 +11,8 @@ What a route served directly does NOT get, so that nothing added later is silent
 - Middleware of any kind: `app.add_middleware(...)`, `@app.middleware("http")`, and Starlette's own
   error middleware. CORS, GZip, tracing, timing or a request id added that way apply only to the
   other routes; give the ingest routes the same in their endpoint, or drop `serve_directly`.
+  (Timing and tracing are given here: the request duration histogram, and with tracing on a
+  SERVER span per request that continues the caller's `traceparent`.)
 - Dependencies and parameter parsing: the endpoint is awaited as `endpoint(request)` with a
   `DirectRequest`, and FastAPI never sees its signature. `Depends(...)`, `dependencies=[...]` on
   the router, and path, query, header and body parameters are neither solved nor validated (so
@@ -33,6 +35,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Response
 from fastapi.routing import APIRoute
+from hookhub import tracing
 from prometheus_client import Histogram
 from starlette.convertors import Convertor
 from starlette.datastructures import QueryParams
@@ -210,7 +213,10 @@ class HubApi(FastAPI):
                     }
                     started = time.perf_counter()
                     request = DirectRequest(scope, receive, params)
-                    status = await self._serve(route.endpoint, request, send)
+                    if tracing.on():
+                        status = await self._serve_traced(route, request, send)
+                    else:
+                        status = await self._serve(route.endpoint, request, send)
                     # As a timing middleware would, which these routes do not pass through.
                     REQUEST_SECONDS.labels(route.path, str(status)).observe(
                         time.perf_counter() - started
@@ -225,6 +231,13 @@ class HubApi(FastAPI):
                 await self._answer_error(DirectRequest(scope, receive, {}), error, send)
                 return
         await super().__call__(scope, receive, send)
+
+    async def _serve_traced(self, route: _DirectRoute, request: DirectRequest, send: Send) -> int:
+        method, path = request.scope["method"], request.path
+        with tracing.serving(method, route.path, path, request.headers) as span:
+            status = await self._serve(route.endpoint, request, send)
+            tracing.answered(span, status)
+            return status
 
     async def _serve(self, endpoint: DirectEndpoint, request: DirectRequest, send: Send) -> int:
         """Answer the request; the status answered."""

@@ -151,6 +151,7 @@ def internal_event(body: bytes, headers: Mapping[str, str], caller: str | None) 
             subject=cloud_event.subject,
             correlation_id=headers.get(CORRELATION_HEADER) or str(uuid.uuid4()),
             traceparent=headers.get("traceparent"),
+            tracestate=headers.get("tracestate"),
         )
     )
 

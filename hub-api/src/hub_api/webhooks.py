@@ -121,6 +121,7 @@ def webhook_event(
             content_type=headers.get("content-type", "").strip() or events.JSON,
             correlation_id=headers.get(CORRELATION_HEADER) or str(uuid.uuid4()),
             traceparent=headers.get("traceparent"),
+            tracestate=headers.get("tracestate"),
         )
     )
     return Webhook(event, _reply(spec, event, received))

@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import Gauge
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from hookhub import topology
+from hookhub import topology, tracing
 from hookhub.addresses import CONNECT_ERRORS, Addresses, redact
 from hookhub.events import EXCHANGE, Event
 from hookhub.observability import log
@@ -293,10 +293,17 @@ class Broker:
             log.error("topology.not_declared", error=f"{type(exc).__name__}: {exc}")
 
     async def publish(self, event: Event) -> None:
-        """Publish persistently to hookhub.events and return once the broker has confirmed it."""
-        await self._publish_confirmed(
-            EXCHANGE, event.data, event.to_properties(), event.routing_key
-        )
+        """Publish persistently to hookhub.events and return once the broker has confirmed it.
+
+        With tracing on, in a publish span whose context the message carries in `traceparent`.
+        """
+        properties = event.to_properties()
+        if not tracing.on():
+            await self._publish_confirmed(EXCHANGE, event.data, properties, event.routing_key)
+            return
+        assert properties.headers is not None
+        with tracing.publishing(EXCHANGE, event.routing_key, event.id, properties.headers):
+            await self._publish_confirmed(EXCHANGE, event.data, properties, event.routing_key)
 
     async def publish_to_queue(self, message: aio_pika.Message, queue: str) -> None:
         """Put a message straight on one queue (retry, dead-letter, replay), confirmed.

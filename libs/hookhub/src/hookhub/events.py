@@ -16,6 +16,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 
+from hookhub import tracing
 from hookhub.failures import original_routing_key
 
 EXCHANGE = "hookhub.events"
@@ -85,7 +86,9 @@ class Event:
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     subject: str | None = None
     correlation_id: str | None = None
+    # W3C trace context: the caller's, or (tracing on) the span this event was emitted in.
     traceparent: str | None = None
+    tracestate: str | None = None
     # A deadline's delay: the broker holds the message this long (its TTL) before it is due.
     delay_s: float | None = None
     # The id of the event this one was emitted because of (a CloudEvents extension attribute):
@@ -113,6 +116,8 @@ class Event:
             headers[f"{CE_PREFIX}subject"] = self.subject
         if self.traceparent:
             headers["traceparent"] = self.traceparent
+            if self.tracestate:
+                headers["tracestate"] = self.tracestate
         if self.causation_id:
             headers[f"{CE_PREFIX}causationid"] = self.causation_id
         return aiormq.spec.Basic.Properties(
@@ -152,8 +157,11 @@ class Event:
             value = headers.get(f"{CE_PREFIX}{name}")
             return value.decode() if isinstance(value, bytes) else value
 
+        def plain(name: str) -> str | None:
+            value = headers.get(name)
+            return value.decode() if isinstance(value, bytes) else value
+
         time_text = attr("time")
-        traceparent = headers.get("traceparent")
         return cls(
             id=attr("id") or message.message_id or new_event_id(),
             source=attr("source") or "unknown",
@@ -165,7 +173,8 @@ class Event:
             time=datetime.fromisoformat(time_text) if time_text else datetime.now(UTC),
             subject=attr("subject"),
             correlation_id=message.correlation_id,
-            traceparent=traceparent.decode() if isinstance(traceparent, bytes) else traceparent,
+            traceparent=plain("traceparent"),
+            tracestate=plain("tracestate"),
             causation_id=attr("causationid"),
         )
 
@@ -182,6 +191,7 @@ class Event:
                 "subject": self.subject,
                 "correlation_id": self.correlation_id,
                 "traceparent": self.traceparent,
+                "tracestate": self.tracestate,
                 "delay_s": self.delay_s,
                 "causation_id": self.causation_id,
             }
@@ -205,7 +215,11 @@ class Event:
 
         Its id is derived from the cause, so a consumer that crashes after publishing and handles
         the cause again publishes the very same event, which downstream consumers deduplicate.
+        With tracing on, its trace context is the span current now (the consumer's), which it
+        keeps in the outbox until it is published.
         """
+        traced = tracing.current_headers()
+        traceparent, tracestate = traced or (self.traceparent, self.tracestate)
         return replace(
             self,
             id=str(uuid.uuid5(FOLLOW_UP_NAMESPACE, f"{self.source}|{self.id}|{type}")),
@@ -217,4 +231,6 @@ class Event:
             subject=subject if subject is not None else self.subject,
             delay_s=None,
             causation_id=self.id,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )

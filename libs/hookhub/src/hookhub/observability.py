@@ -7,6 +7,8 @@ from importlib.metadata import version
 import structlog
 from prometheus_client import Gauge
 
+from hookhub.tracing import add_trace_ids
+
 log = structlog.get_logger("hookhub")
 
 BUILD_INFO = Gauge("hookhub_build_info", "Always 1; the running Hookhub's version", ["version"])
@@ -17,7 +19,8 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     """One JSON line per record, from structlog and stdlib loggers alike, with the context vars.
 
     Handlers bind `event_id` and `correlation_id` with `structlog.contextvars.bound_contextvars`
-    so every line logged while handling an event carries them.
+    so every line logged while handling an event carries them; with tracing on, lines logged
+    inside a span carry its `trace_id` and `span_id` too.
 
     Hookhub's own lines take structlog's direct path (render, then one write to stderr): hub-api
     logs every accepted event, and going through stdlib logging's handler and formatter machinery
@@ -27,6 +30,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     shared = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
