@@ -174,8 +174,11 @@ def test_a_consumer_added_later_sees_each_matching_event_once_across_the_seam(hu
     assert httpx.get(readyz).status_code == 200
 
 
+# A blip the robust connection is back from before the backfill notices any silence, and an
+# outage it notices.
+@pytest.mark.parametrize("cut_s", [0.05, 1.5])
 def test_a_backfill_cut_off_from_the_broker_half_way_still_delivers_each_event_once(
-    hub: Hub,
+    hub: Hub, cut_s: float
 ) -> None:
     since = datetime.now(UTC)
     time.sleep(1.1)
@@ -184,7 +187,7 @@ def test_a_backfill_cut_off_from_the_broker_half_way_still_delivers_each_event_o
 
     with TcpProxy.to_url(hub.amqp_url) as proxy:
         consumer, readyz = hub.consumer(
-            since, proxy.url_through(hub.amqp_url, reconnect_interval="0.5")
+            since, proxy.url_through(hub.amqp_url, reconnect_interval="0.2")
         )
         deadline = time.monotonic() + 60
         while len(hub.endpoint.received) < 50:
@@ -192,11 +195,15 @@ def test_a_backfill_cut_off_from_the_broker_half_way_still_delivers_each_event_o
             time.sleep(0.02)
         proxy.cut()
         at_cut = len(hub.endpoint.received)
-        time.sleep(1.5)
+        time.sleep(cut_s)
         proxy.restore()
         hub.endpoint.delay_s = 0
         wait_http_ready(readyz, timeout_s=60, process=consumer)
         delivered_exactly_once(hub.endpoint, set(past))
+
+        # Stopped while the broker is out of reach, it still stops by itself (not killed).
+        proxy.cut()
+        assert consumer.stop() == 0, consumer.log[-2000:]
     assert at_cut < len(past), "the cut came after the backfill was done"
     assert consumer.log.count('"backfill.started"') >= 2
 
@@ -206,6 +213,7 @@ def test_a_backfill_cut_off_from_the_broker_half_way_still_delivers_each_event_o
     [
         ("last tuesday", {}, "'last tuesday' is not a time"),
         ("2999-01-01", {}, "is in the future"),
+        ("1960-01-01", {}, "is before 1970"),
         ("2026-11-01", {"HOOKHUB_ARCHIVE_ENABLED": "false"}, "HOOKHUB_ARCHIVE_ENABLED is off"),
     ],
 )

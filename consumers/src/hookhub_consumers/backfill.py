@@ -1,25 +1,30 @@
 """Backfill: a consumer added later processes the past events of its bindings from the archive,
 then switches to its live queue, losing none and processing none twice at the seam.
 
-    archive  ──since────────────────────────── seam ──────────▶  read by the backfill
-    live queue            bound ────────────────────────────────▶  read after it
+    archive     ──since──────────────────────────── seam ─────────▶  read by the backfill
+    live queue            bound ──── margin ──── (the seam reader attaches) ──▶  read after it
 
 The consumer's live queue is declared and bound before the backfill starts, so every matching
 event routed from then on goes to both. The backfill reads the archive from `since` (the
-broker's clock, to the second) up to the seam: the first position written at least
-SEAM_GRACE_S after the binding (a second reader attached at the stream's end after that pause
-sees it), or the stream's end when nothing more is written. Events routed between the binding
-and the seam are in both; the consumer's processed-markers make the second copy a duplicate.
-Events routed before the binding are only in the archive, and all of them lie before the seam:
-the pause lets any routed a moment before the binding reach the stream.
+broker's clock, to the second) up to the seam: the first position written after a second reader
+attached at the stream's end, `margin_s` after the binding; or the stream's end, when nothing is
+written after that reader came. Events between the binding and the seam are in both; the
+consumer's processed-markers make the second copy a duplicate.
 
-A failing event goes to the consumer's retry and dead-letter queues like any other. When the
-connection drops, the backfill reads again from `since`, and the markers make what it had done
-duplicates.
+Every event routed before the binding lies before the seam when the margin is at least the
+publishers' confirm timeout (HOOKHUB_PUBLISH_TIMEOUT_S): a copy the broker confirmed was in the
+stream within that time, and a copy it did not confirm in time was published again by its sender
+(a provider's retry after hub-api's 503, the outbox relay), after the binding.
+
+A failing event goes to the consumer's retry and dead-letter queues like any other. When a
+reader's channel closes, re-opens or loses its consumer, or an event cannot be settled, the
+backfill reads again from `since`, and the markers make what it had done duplicates.
 """
 
 import asyncio
-from dataclasses import dataclass
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -29,8 +34,6 @@ from hookhub.observability import log
 
 from hookhub_consumers.eventlog import ArchiveReader, position, reading_archive
 
-# Long enough for an event routed just before the binding to be written to the stream.
-SEAM_GRACE_S = 1.0
 # An archive that sends nothing for this long, with nothing in hand, has been read to its end.
 IDLE_S = 1.0
 PROGRESS_EVERY = 1000
@@ -42,83 +45,117 @@ class Taker(Protocol):
     name: str
 
     def take(self, message: AbstractIncomingMessage) -> asyncio.Task[None]:
-        """Process the message as if delivered from the live queue; settles it."""
+        """Process the message as if delivered from the live queue; settles it, or fails with
+        `ReadAgain` when it cannot."""
 
     def skip(self, message: AbstractIncomingMessage) -> None:
         """Settle a message without processing it."""
 
 
-class Interrupted(Exception):
-    """The archive's channel closed under the backfill: read again on a new connection."""
+class ReadAgain(Exception):
+    """The backfill cannot trust what it read (a reader's channel closed, re-opened or lost its
+    consumer; an event could not be settled): it reads again from `since`."""
 
 
 @dataclass
 class Backfill:
-    read: int = 0  # archive messages read (every type)
+    """A backfill's progress, kept across the times it reads again."""
+
+    since: datetime
+    bound_at: float = field(default_factory=time.monotonic)  # the live queue was bound by then
+    seam: int | None = None  # the first position left to the live queue
+    read: int = 0  # archive messages read (every type), this time
     handled: int = 0  # of them, handed to the consumer (its bindings)
     up_to: int | None = None  # the last position read before the seam
-    seam: int | None = None  # the first position left to the live queue
+    unsettled: bool = False  # an event in hand could be settled neither way
 
 
 async def backfill(
     consumer: Taker,
     connection: AbstractConnection,
-    since: datetime,
+    progress: Backfill,
+    *,
     prefetch: int,
+    margin_s: float,
     stop: asyncio.Event,
-) -> Backfill:
-    """Process the archive's events of the consumer's bindings from `since` to the seam; its
-    live queue must be bound already. Returns once every one is settled."""
-    await asyncio.sleep(SEAM_GRACE_S)
+) -> None:
+    """Process the archive's events of the consumer's bindings from `progress.since` to the
+    seam, then return once every one is settled; raises ReadAgain when it must start over."""
     bindings = topology.CONSUMER_BINDINGS[consumer.name]
-    result = Backfill()
+    progress.read = progress.handled = 0
+    progress.unsettled = False
     in_hand: set[asyncio.Task[None]] = set()
-    log.info("backfill.started", consumer=consumer.name, since=since.isoformat())
-    # Prefetch 1, never acked: the seam reader takes the first message written after it came.
-    async with (
-        reading_archive(connection, "next", 1) as after_seam,
-        reading_archive(connection, since, prefetch) as archive,
-    ):
-        while not stop.is_set():
-            if result.seam is None and not after_seam.inbox.empty():
-                result.seam = position(after_seam.inbox.get_nowait())
-            message = await archive.next(IDLE_S)
-            if message is None:
-                _check_open(archive, after_seam)
-                if result.seam is None and not in_hand and after_seam.inbox.empty():
-                    break  # the end: whatever is written from now on is in the live queue too
-                continue
-            at = position(message)
-            if result.seam is not None and at >= result.seam:
-                consumer.skip(message)
-                break
-            result.read += 1
-            result.up_to = at
-            if any(topology.binding_matches(key, message.routing_key or "") for key in bindings):
-                result.handled += 1
-                task = consumer.take(message)
-                in_hand.add(task)
-                task.add_done_callback(in_hand.discard)
-            else:
-                consumer.skip(message)
-            if result.read % PROGRESS_EVERY == 0:
-                log.info("backfill.progress", read=result.read, handled=result.handled, at=at)
-        if in_hand:
-            await asyncio.wait(in_hand)
+
+    def settled(task: asyncio.Task[None]) -> None:
+        in_hand.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            progress.unsettled = True
+
+    log.info("backfill.started", consumer=consumer.name, since=progress.since.isoformat())
+    async with AsyncExitStack() as readers:
+        archive = await readers.enter_async_context(
+            reading_archive(connection, progress.since, prefetch)
+        )
+        after_seam: ArchiveReader | None = None  # prefetch 1, never acked: the first only
+        try:
+            while not stop.is_set():
+                if after_seam is None and time.monotonic() >= progress.bound_at + margin_s:
+                    after_seam = await readers.enter_async_context(
+                        reading_archive(connection, "next", 1)
+                    )
+                if progress.seam is None and after_seam and not after_seam.inbox.empty():
+                    progress.seam = position(after_seam.inbox.get_nowait())
+                _check(archive, after_seam, progress)
+                message = await archive.next(IDLE_S)
+                if message is None:
+                    _check(archive, after_seam, progress)
+                    if after_seam and progress.seam is None and after_seam.inbox.empty():
+                        if not in_hand:
+                            break  # the end: what is written from now on is in the live queue
+                    continue
+                at = position(message)
+                if progress.seam is not None and at >= progress.seam:
+                    consumer.skip(message)
+                    break
+                progress.read += 1
+                progress.up_to = at
+                routing_key = message.routing_key or ""
+                if any(topology.binding_matches(key, routing_key) for key in bindings):
+                    progress.handled += 1
+                    task = consumer.take(message)
+                    in_hand.add(task)
+                    task.add_done_callback(settled)
+                else:
+                    consumer.skip(message)
+                if progress.read % PROGRESS_EVERY == 0:
+                    log.info(
+                        "backfill.progress",
+                        consumer=consumer.name,
+                        read=progress.read,
+                        handled=progress.handled,
+                        at=at,
+                    )
+            if in_hand:
+                await asyncio.wait(in_hand)
+            # Checked before the readers close: an event whose channel went while it was in
+            # hand was neither processed nor moved.
+            _check(archive, None, progress)
+        finally:
+            if in_hand:  # their effects finish either way, before the readers close
+                await asyncio.wait(in_hand)
     log.info(
         "backfill.done",
         consumer=consumer.name,
-        read=result.read,
-        handled=result.handled,
-        up_to=result.up_to,
-        seam=result.seam,
+        read=progress.read,
+        handled=progress.handled,
+        up_to=progress.up_to,
+        seam=progress.seam,
         stopped=stop.is_set(),
     )
-    return result
 
 
-def _check_open(*readers: ArchiveReader) -> None:
-    # A robust channel re-opens by itself (and reads again from the start); one whose connection
-    # was given up for another address never will, and its silence is not the stream's end.
-    if any(reader.channel.is_closed for reader in readers):
-        raise Interrupted("the archive's channel closed")
+def _check(archive: ArchiveReader, after_seam: ArchiveReader | None, progress: Backfill) -> None:
+    if archive.broken or (after_seam is not None and after_seam.broken):
+        raise ReadAgain("an archive reader's channel closed or lost its consumer")
+    if progress.unsettled:
+        raise ReadAgain("an event could not be settled")

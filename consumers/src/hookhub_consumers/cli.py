@@ -43,6 +43,8 @@ def consume(
     if backfill_from is not None:
         if backfill_from > datetime.now(UTC):
             fail(f"--from '{since}' is in the future: there is nothing to backfill yet")
+        if backfill_from.timestamp() < 0:  # an AMQP timestamp counts seconds from 1970
+            fail(f"--from '{since}' is before 1970: give 1970-01-01 for the whole archive")
         if not settings.archive_enabled:
             fail("--from reads the archive, and HOOKHUB_ARCHIVE_ENABLED is off: nothing was kept")
 

@@ -17,7 +17,7 @@ consumer's work queue, with their ids: the consumer's markers make it safe to re
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,6 +25,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from hookhub import failures, topology
+from hookhub.addresses import CONNECT_ERRORS
 from hookhub.events import Event
 from hookhub.observability import log
 from hookhub.settings import Settings
@@ -65,10 +66,16 @@ def logged(message: AbstractIncomingMessage) -> LoggedEvent:
 
 @dataclass
 class ArchiveReader:
-    """The archive's messages from a start position, in order, as they arrive."""
+    """The archive's messages from a start position, in order, as they arrive. `broken` once
+    its channel closed, re-opened or lost its consumer: after that its silence is not the end
+    of the stream (a robust channel re-opens without this consumer)."""
 
     channel: aio_pika.abc.AbstractChannel
     inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
+    broken: bool = False
+
+    def break_off(self, *_: object) -> None:
+        self.broken = True
 
     async def next(self, timeout_s: float) -> AbstractIncomingMessage | None:
         """The next message; None when none came for `timeout_s`."""
@@ -88,12 +95,18 @@ async def reading_archive(
     await channel.set_qos(prefetch_count=prefetch)  # a stream consumer must have one
     queue = await channel.get_queue(topology.ARCHIVE_QUEUE, ensure=False)
     reader = ArchiveReader(channel)
+    channel.close_callbacks.add(reader.break_off)
+    if isinstance(channel, aio_pika.abc.AbstractRobustChannel):
+        channel.reopen_callbacks.add(reader.break_off)
+    (await channel.get_underlay_channel()).on_consumer_cancel_callbacks.add(reader.break_off)
     tag = await queue.consume(reader.inbox.put, arguments={"x-stream-offset": start})
     try:
         yield reader
     finally:
         if not channel.is_closed:
             await queue.cancel(tag)
+        # Closed even when it looks closed: a robust channel would be re-opened otherwise.
+        with suppress(*CONNECT_ERRORS, RuntimeError):
             await channel.close()
 
 

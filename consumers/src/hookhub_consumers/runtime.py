@@ -124,23 +124,39 @@ class Consumer:
     async def _backfill_then_go_live(self, since: datetime) -> None:
         """Read the archive from `since` to the seam, then subscribe to the live queue. The
         broker's start-up declared (and bound) the live queue before any of it."""
+        progress = backfill.Backfill(since)
+        # Events routed before the binding are in the stream within the publishers' confirm
+        # timeout (see `backfill`); a second more for the clocks of the processes involved.
+        margin_s = self.settings.publish_timeout_s + 1.0
         while not self._stopping.is_set():
             if (connection := self.broker.connection) is None or not self.broker.connected.is_set():
                 await asyncio.sleep(0.5)  # the broker connects (or fails over) in the background
                 continue
             try:
                 await backfill.backfill(
-                    self, connection, since, self.settings.prefetch_count, self._stopping
+                    self,
+                    connection,
+                    progress,
+                    prefetch=self.settings.prefetch_count,
+                    margin_s=margin_s,
+                    stop=self._stopping,
                 )
                 break
-            except (backfill.Interrupted, *BROKER_ERRORS) as error:
-                log.warning("backfill.interrupted", error=f"{type(error).__name__}: {error}")
+            except (backfill.ReadAgain, *BROKER_ERRORS) as error:
+                log.warning("backfill.reading_again", error=f"{type(error).__name__}: {error}")
                 await asyncio.sleep(1)
-        if self._stopping.is_set():
-            return
+            except Exception:  # a defect: said, and tried again rather than hanging unready
+                log.exception("backfill.failed", consumer=self.name)
+                await asyncio.sleep(5)
         self._live = True
-        if (connection := self.broker.connection) is not None:
-            await self._subscribe(connection)
+        while not self._stopping.is_set() and self._consumer_tag is None:
+            try:
+                if (connection := self.broker.connection) is not None:
+                    await self._subscribe(connection)
+                    break
+            except BROKER_ERRORS as error:  # a robust reconnect does not subscribe by itself
+                log.warning("consumer.not_subscribed", error=f"{type(error).__name__}: {error}")
+            await asyncio.sleep(1)
 
     async def _subscribe(self, connection: AbstractRobustConnection) -> None:
         if not self._live:
@@ -337,6 +353,9 @@ class Consumer:
             if _channel_gone(message):  # the broker took the original back: nothing to settle
                 log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
                 return False
+            if failures.STREAM_OFFSET_HEADER in (message.headers or {}):
+                # A backfill's: a stream takes no nack (the broker would close the connection).
+                raise backfill.ReadAgain(f"could not move {message.message_id!r}") from error
             # The copy may not exist: leave the original with the broker, which counts this
             # delivery towards the limit that finally parks it.
             log.warning("event.requeued", queue=target, error=f"could not move it: {error}")
@@ -374,7 +393,9 @@ class Consumer:
             await self._backfill
         if self._queue is not None and self._consumer_tag is not None:
             try:
-                await self._queue.cancel(self._consumer_tag)
+                # Bounded: a robust channel waits for its connection, which may not come back.
+                async with asyncio.timeout(self.settings.connect_timeout_s):
+                    await self._queue.cancel(self._consumer_tag)
             except Exception:  # the connection may already be gone; nothing then is in hand
                 pass
         if self._in_hand:

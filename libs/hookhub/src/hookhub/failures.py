@@ -53,8 +53,10 @@ def failure_headers(
 
     The broker's own dead-letter history (`x-death`, ...) is dropped: from here on it records
     only what the broker does after this failure, so a message the broker parks later (the
-    delivery limit) says so, instead of showing this older reason."""
-    kept = {k: v for k, v in (headers or {}).items() if not k.startswith(BROKER_DEATH_HEADERS)}
+    delivery limit) says so, instead of showing this older reason. So is a stream's offset: the
+    copy is a queue's message, not the archive's."""
+    broker_s = (*BROKER_DEATH_HEADERS, STREAM_OFFSET_HEADER)  # a backfill's, read from a stream
+    kept = {k: v for k, v in (headers or {}).items() if not k.startswith(broker_s)}
     return {
         **kept,
         ATTEMPTS_HEADER: attempts,
