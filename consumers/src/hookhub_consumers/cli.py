@@ -17,6 +17,7 @@ from hookhub.commands import (
 
 from hookhub_consumers.eventlog import run_indexer
 from hookhub_consumers.handlers import HANDLERS
+from hookhub_consumers.probes import ProbesNotServed
 from hookhub_consumers.runtime import run_consumers, stop_on_signals
 
 
@@ -49,13 +50,16 @@ def consume(
             fail("--from reads the archive, and HOOKHUB_ARCHIVE_ENABLED is off: nothing was kept")
 
     async def main() -> None:
-        await run_consumers(
-            settings,
-            {name: HANDLERS[name]},
-            stop_on_signals(),
-            probe_port=probe_port,
-            backfill_from=backfill_from,
-        )
+        try:
+            await run_consumers(
+                settings,
+                {name: HANDLERS[name]},
+                stop_on_signals(),
+                probe_port=probe_port,
+                backfill_from=backfill_from,
+            )
+        except ProbesNotServed as error:
+            fail(f"{error}: is another process using it? Choose one with --probe-port")
 
     run(main)
 

@@ -2,8 +2,9 @@
 
 import asyncio
 import contextlib
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import uvicorn
 from hookhub.observability import log
@@ -45,12 +46,18 @@ def probes_app(  # type: ignore[no-untyped-def]
     return app
 
 
-async def serve_probes(
+class ProbesNotServed(RuntimeError):
+    """The probe server could not listen (its port taken, most often)."""
+
+
+@contextlib.asynccontextmanager
+async def serving_probes(
     is_ready: Callable[[], Awaitable[bool]],
     refresh: Callable[[], Awaitable[None]],
     port: int,
-    stop: asyncio.Event,
-) -> None:
+) -> AsyncIterator[None]:
+    """The probes served on `port` while the block runs; raises ProbesNotServed at once when
+    they cannot be (a consumer nobody can see is ready must not run unseen)."""
     config = uvicorn.Config(
         probes_app(is_ready, refresh),
         host="0.0.0.0",
@@ -62,10 +69,20 @@ async def serve_probes(
     server = uvicorn.Server(config)
     # The consumer owns SIGTERM/SIGINT (to drain first); the probe server must not take them.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    await stop.wait()
-    server.should_exit = True
-    await task
+    # Bound here: uvicorn, failing to bind, would raise SystemExit out of the event loop.
+    listening = socket.socket()
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind(("0.0.0.0", port))
+    except OSError as error:
+        listening.close()
+        raise ProbesNotServed(f"the probes could not listen on port {port}: {error}") from None
+    task = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
 
 
 class StoreCheck:

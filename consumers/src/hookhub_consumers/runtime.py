@@ -15,7 +15,7 @@ import gc
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 
@@ -42,7 +42,7 @@ from hookhub_consumers import backfill, retries
 from hookhub_consumers.acks import Acks
 from hookhub_consumers.contract import Context, Handler, Steps
 from hookhub_consumers.outbox import Outbox
-from hookhub_consumers.probes import StoreCheck, serve_probes
+from hookhub_consumers.probes import StoreCheck, serving_probes
 from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Step, Store, open_store
 
 MESSAGES = Counter(
@@ -458,31 +458,28 @@ async def run_consumers(
     of its bindings from then on (see `backfill`)."""
     tracing.configure(f"hookhub-{'-'.join(handlers)}")  # e.g. hookhub-payments
     store = open_store(settings.store_url)
-    async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http:
+    async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http, AsyncExitStack() as up:
         consumers = [
             Consumer(name, steps, settings, store, http, backfill_from)
             for name, steps in handlers.items()
         ]
+        if probe_port is not None:  # first: a port that cannot be served stops the start-up
+            store_writable = StoreCheck(store)
+            await up.enter_async_context(
+                serving_probes(
+                    lambda: _all_ready(consumers, store_writable),
+                    lambda: _count_queues(consumers),
+                    probe_port,
+                )
+            )
         for consumer in consumers:
             await consumer.start()
         # What start-up built lives as long as the process: frozen out of the collector, it is
         # not walked again by every full collection (as in hub-api).
         gc.collect()
         gc.freeze()
-        probes = None
-        if probe_port is not None:
-            store_writable = StoreCheck(store)
-            probes = asyncio.create_task(
-                serve_probes(
-                    lambda: _all_ready(consumers, store_writable),
-                    lambda: _count_queues(consumers),
-                    probe_port,
-                    stop,
-                )
-            )
         await stop.wait()
         log.info("consumers.stopping", consumers=[c.name for c in consumers])
         await asyncio.gather(*(c.stop() for c in consumers))
-        if probes:
-            await probes
     await store.close()
+    tracing.flush()

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Response
+from hookhub import tracing
 from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import JSON, Event
 from hookhub.gateway import CONSUMER_HEADER, GATEWAY_SECRET_HEADER
@@ -117,8 +118,12 @@ def create_app(settings: Settings) -> HubApi:
         gc.freeze()
         yield
         await broker.close()
+        tracing.flush()  # uvicorn re-raises the stop signal: exit handlers would not run
 
     app = HubApi(
+        # FastAPI's own telemetry would trace the probes and /metrics once a provider is set;
+        # the ingest routes get their spans on the fast path.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="Hookhub",
         version="0.1.0",
         summary="One door for webhooks and internal events; answers once RabbitMQ confirmed.",

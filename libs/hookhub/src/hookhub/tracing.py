@@ -53,6 +53,8 @@ def configure(service_name: str) -> bool:
         return False
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
     protocol = next((os.environ[n] for n in PROTOCOL_VARIABLES if os.environ.get(n)), PROTOCOL)
     if protocol.strip().lower() != PROTOCOL:
         log.error(
@@ -77,6 +79,16 @@ def configure(service_name: str) -> bool:
     install(provider)
     log.info("tracing.started", service=resource.attributes.get(SERVICE_NAME), protocol=PROTOCOL)
     return True
+
+
+def flush() -> None:
+    """Send the spans still waiting in the batch. For a process whose server re-raises its stop
+    signal after a graceful shutdown (uvicorn does), so that exit handlers never run."""
+    if _tracer is None:
+        return
+    provider = trace.get_tracer_provider()
+    if callable(force_flush := getattr(provider, "force_flush", None)):
+        force_flush()
 
 
 def install(provider: TracerProvider | None) -> None:
@@ -215,17 +227,16 @@ def internal(name: str, **attributes: str | int) -> AbstractContextManager[Span 
 def requesting(method: str, url: str, headers: MutableMapping[str, str]) -> Iterator[Span | None]:
     """A CLIENT span around an outgoing HTTP request, whose `traceparent` goes into `headers`.
 
-    `url.full` leaves out the user info and the query, where an endpoint's credentials or token
-    may be."""
+    `url.full` keeps only the scheme, host and port: the user info, the query and the path
+    (Slack's and Discord's webhook URLs carry their token in it) become `REDACTED`."""
     if _tracer is None:
         yield None
         return
     parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     attributes: dict[str, str | int] = {
         "http.request.method": method,
-        "url.full": f"{parts.scheme}://{parts.hostname}"
-        + (f":{parts.port}" if parts.port else "")
-        + parts.path,
+        "url.full": origin + ("/REDACTED" if parts.path.strip("/") or parts.query else "/"),
         "server.address": parts.hostname or "",
     }
     if port := parts.port or {"http": 80, "https": 443}.get(parts.scheme):
