@@ -196,7 +196,11 @@ class Consumer:
         """Handle one message; whatever happens, it ends acked, in a retry queue, in the DLQ, or
         (when even parking it fails) back with the broker. Traced: a process span, continuing
         the trace the message carries."""
-        with tracing.processing(self.name, topology.work_queue(self.name), message):
+        if failures.STREAM_OFFSET_HEADER in (message.headers or {}):  # a backfill's
+            queue, late = topology.ARCHIVE_QUEUE, True
+        else:
+            queue, late = topology.work_queue(self.name), False
+        with tracing.processing(self.name, queue, message, late=late):
             await self._process(message)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:

@@ -96,3 +96,42 @@ def test_a_follow_up_carries_the_span_it_was_emitted_in_through_the_outbox():
     saved = Event.from_json(follow_up.to_json())  # as the outbox keeps it for the relay
     assert saved.traceparent == f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-01"
     assert saved.traceparent.split("-")[1] == CALLER.split("-")[1]
+
+
+def test_traces_exporter_none_keeps_tracing_off(no_otel_variables, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+
+    assert tracing.configure("hookhub-tests") is False
+    assert not tracing.on()
+
+
+async def test_a_late_message_starts_a_trace_of_its_own_linked_to_the_one_it_carries(
+    amqp_url, capture
+):
+    # A backfill processes last month's events: continuing their traces would stretch each over
+    # a month, so its spans link to them instead.
+    queue = await capture("tests.traced")
+    broker = Broker(Settings(amqp_url=amqp_url))
+    await broker.start()
+    try:
+        assert await broker.wait_ready(5)
+        await broker.publish(event(traceparent=CALLER))
+        message = await queue.get()
+    finally:
+        await broker.close()
+    caller_trace, caller_span = int(CALLER.split("-")[1], 16), int(CALLER.split("-")[2], 16)
+
+    with traced() as exporter:
+        with tracing.processing("tests", "hookhub.archive", message, late=True):
+            pass
+        with tracing.processing("tests", "hookhub.tests", message):
+            pass
+        late, live = exporter.get_finished_spans()
+
+    assert late.parent is None and late.context.trace_id != caller_trace
+    [link] = late.links
+    assert (link.context.trace_id, link.context.span_id) == (caller_trace, caller_span)
+    assert live.parent is not None and live.context.trace_id == caller_trace
+    assert live.parent.span_id == caller_span
+    assert not live.links

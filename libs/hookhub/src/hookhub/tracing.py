@@ -21,7 +21,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -191,9 +191,10 @@ def publishing(
 
 
 def processing(
-    consumer: str, queue: str, message: AbstractIncomingMessage
+    consumer: str, queue: str, message: AbstractIncomingMessage, *, late: bool = False
 ) -> AbstractContextManager[Span | None]:
-    """A CONSUMER span around handling one message, continuing the trace in its headers."""
+    """A CONSUMER span around handling one message, continuing the trace in its headers; or,
+    `late` (a backfill reading last month's events), a trace of its own linked to that one."""
     if _tracer is None:
         return NO_BLOCK
     exchange = message.exchange or ""  # "" for the default exchange: retries, deadlines
@@ -211,8 +212,13 @@ def processing(
     if message.delivery_tag is not None:
         attributes["messaging.rabbitmq.message.delivery_tag"] = message.delivery_tag
     name = f"process {exchange}" if exchange else "process"
+    context = extract(message.headers)
+    if not late:
+        return _tracer.start_as_current_span(name, context, SpanKind.CONSUMER, attributes)
+    cause = trace.get_current_span(context).get_span_context()
+    links = [Link(cause)] if cause.is_valid else []
     return _tracer.start_as_current_span(
-        name, extract(message.headers), SpanKind.CONSUMER, attributes
+        name, Context(), SpanKind.CONSUMER, attributes, links=links
     )
 
 
