@@ -245,8 +245,18 @@ class Broker:
         self._channel = channel
         log.warning("broker.channel_reopened", reason=reason)
         if refusing is not None:
-            with contextlib.suppress(*ERRORS):
-                await refusing.close()
+            await self._retire(refusing)
+
+    async def _retire(self, channel: AbstractChannel) -> None:
+        """Close a replaced channel once the publishes still in flight on it are answered (for
+        at most a publish's timeout): closed under them, they would fail though the broker may
+        well confirm them."""
+        with contextlib.suppress(*ERRORS):
+            underlay = await channel.get_underlay_channel()
+            confirms = getattr(underlay, "confirmations", {}).values()
+            if in_flight := [c for c in confirms if asyncio.isfuture(c)]:
+                await asyncio.wait(in_flight, timeout=self.settings.publish_timeout_s)
+            await channel.close()
 
     async def declare(self) -> None:
         """Declare the topology on a channel of its own (a conflict closes the channel)."""
