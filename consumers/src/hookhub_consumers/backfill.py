@@ -18,11 +18,13 @@ stream within that time, and a copy it did not confirm in time was published aga
 
 A failing event goes to the consumer's retry and dead-letter queues like any other. When a
 reader's channel closes, re-opens or loses its consumer, or an event cannot be settled, the
-backfill reads again from `since`, and the markers make what it had done duplicates.
+backfill reads again from the first position it had not finished with (every one before it was
+processed or moved to the retry queues); the markers make what it does twice duplicates.
 """
 
 import asyncio
 import time
+from collections import deque
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,8 +47,8 @@ class Taker(Protocol):
     name: str
 
     def take(self, message: AbstractIncomingMessage) -> asyncio.Task[None]:
-        """Process the message as if delivered from the live queue; settles it, or fails with
-        `ReadAgain` when it cannot."""
+        """Process the message as if delivered from the live queue: done once it is processed or
+        moved to the retry queues; failed with `ReadAgain` when it could be neither."""
 
     def skip(self, message: AbstractIncomingMessage) -> None:
         """Settle a message without processing it."""
@@ -54,7 +56,7 @@ class Taker(Protocol):
 
 class ReadAgain(Exception):
     """The backfill cannot trust what it read (a reader's channel closed, re-opened or lost its
-    consumer; an event could not be settled): it reads again from `since`."""
+    consumer; an event could not be settled): it reads again from where it is sure of."""
 
 
 @dataclass
@@ -64,10 +66,15 @@ class Backfill:
     since: datetime
     bound_at: float = field(default_factory=time.monotonic)  # the live queue was bound by then
     seam: int | None = None  # the first position left to the live queue
+    done_up_to: int | None = None  # every position up to this one is finished with
     read: int = 0  # archive messages read (every type), this time
     handled: int = 0  # of them, handed to the consumer (its bindings)
     up_to: int | None = None  # the last position read before the seam
     unsettled: bool = False  # an event in hand could be settled neither way
+
+    def start(self) -> int | datetime:
+        """Where to read from: `since`, then after what is finished with."""
+        return self.since if self.done_up_to is None else self.done_up_to + 1
 
 
 async def backfill(
@@ -85,17 +92,28 @@ async def backfill(
     progress.read = progress.handled = 0
     progress.unsettled = False
     in_hand: set[asyncio.Task[None]] = set()
+    # What was read, in order, and its task (None: skipped); finished from the left.
+    read: deque[tuple[int, asyncio.Task[None] | None]] = deque()
+
+    def finished(task: asyncio.Task[None] | None) -> bool:
+        return task is None or (task.done() and not task.cancelled() and not task.exception())
 
     def settled(task: asyncio.Task[None]) -> None:
         in_hand.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if not finished(task):
             progress.unsettled = True
+        while read and finished(read[0][1]):
+            progress.done_up_to = read.popleft()[0]
 
-    log.info("backfill.started", consumer=consumer.name, since=progress.since.isoformat())
+    start = progress.start()
+    log.info(
+        "backfill.started",
+        consumer=consumer.name,
+        since=progress.since.isoformat(),
+        start=start if isinstance(start, int) else start.isoformat(),
+    )
     async with AsyncExitStack() as readers:
-        archive = await readers.enter_async_context(
-            reading_archive(connection, progress.since, prefetch)
-        )
+        archive = await readers.enter_async_context(reading_archive(connection, start, prefetch))
         after_seam: ArchiveReader | None = None  # prefetch 1, never acked: the first only
         try:
             while not stop.is_set():
@@ -124,9 +142,14 @@ async def backfill(
                     progress.handled += 1
                     task = consumer.take(message)
                     in_hand.add(task)
+                    read.append((at, task))
                     task.add_done_callback(settled)
                 else:
                     consumer.skip(message)
+                    if read:
+                        read.append((at, None))
+                    else:
+                        progress.done_up_to = at
                 if progress.read % PROGRESS_EVERY == 0:
                     log.info(
                         "backfill.progress",
@@ -137,8 +160,8 @@ async def backfill(
                     )
             if in_hand:
                 await asyncio.wait(in_hand)
-            # Checked before the readers close: an event whose channel went while it was in
-            # hand was neither processed nor moved.
+            # Checked before the readers close (which breaks them): an event that could be
+            # neither processed nor moved is read again.
             _check(archive, None, progress)
         finally:
             if in_hand:  # their effects finish either way, before the readers close

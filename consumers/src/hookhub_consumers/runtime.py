@@ -196,7 +196,7 @@ class Consumer:
         """Handle one message; whatever happens, it ends acked, in a retry queue, in the DLQ, or
         (when even parking it fails) back with the broker. Traced: a process span, continuing
         the trace the message carries."""
-        if failures.STREAM_OFFSET_HEADER in (message.headers or {}):  # a backfill's
+        if _from_archive(message):  # a backfill's
             queue, late = topology.ARCHIVE_QUEUE, True
         else:
             queue, late = topology.work_queue(self.name), False
@@ -239,7 +239,7 @@ class Consumer:
             finally:
                 HANDLE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             MESSAGES.labels(self.name, outcome_name).inc()
-            if failures.STREAM_OFFSET_HEADER not in (message.headers or {}):
+            if not _from_archive(message):
                 # A backfill's events are old on purpose: they are not this consumer's lag.
                 EVENT_AGE.labels(self.name).observe(max(0.0, time.time() - event.time.timestamp()))
             log.info("event.processed", outcome=outcome_name)
@@ -309,7 +309,7 @@ class Consumer:
 
     async def _settle_failure(self, message: AbstractIncomingMessage, error: Exception) -> None:
         """Retry later or dead-letter; ack the original only once its copy is confirmed."""
-        if _channel_gone(message):
+        if _taken_back(message):
             # The connection dropped while this was in hand: the broker has taken the message
             # back and redelivers it. A copy parked now would make it two events.
             log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
@@ -345,7 +345,7 @@ class Consumer:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(BrokerUnavailable),
                 wait=wait_exponential(multiplier=0.2, max=MOVE_BACKOFF_MAX_S),
-                stop=stop_any(stop_after_delay(MOVE_GIVE_UP_S), lambda _: _channel_gone(message)),
+                stop=stop_any(stop_after_delay(MOVE_GIVE_UP_S), lambda _: _taken_back(message)),
                 before_sleep=lambda state: log.warning(
                     "event.move_retrying", queue=target, attempt=state.attempt_number
                 ),
@@ -354,10 +354,10 @@ class Consumer:
                 with attempt:
                     await self.broker.publish_to_queue(copy, target)
         except Exception as error:  # still refused, or a copy the broker cannot take at all
-            if _channel_gone(message):  # the broker took the original back: nothing to settle
+            if _taken_back(message):  # the broker took the original back: nothing to settle
                 log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
                 return False
-            if failures.STREAM_OFFSET_HEADER in (message.headers or {}):
+            if _from_archive(message):
                 # A backfill's: a stream takes no nack (the broker would close the connection).
                 raise backfill.ReadAgain(f"could not move {message.message_id!r}") from error
             # The copy may not exist: leave the original with the broker, which counts this
@@ -413,6 +413,17 @@ class Consumer:
 def steps_disagreeing(name: str, steps: Steps) -> set[str]:
     """The bindings and deadlines of `name` without a handler step, and steps for neither."""
     return set(topology.handled_types(name)) ^ set(steps)
+
+
+def _from_archive(message: AbstractIncomingMessage) -> bool:
+    return failures.STREAM_OFFSET_HEADER in (message.headers or {})
+
+
+def _taken_back(message: AbstractIncomingMessage) -> bool:
+    """Whether the broker has taken the message back, to deliver it again: a queue's, whose
+    channel closed. Never an archive's (a backfill's): a stream delivers nothing again, so its
+    failure is moved to the retry queues whatever became of the channel it came on."""
+    return not _from_archive(message) and _channel_gone(message)
 
 
 def _channel_gone(message: AbstractIncomingMessage) -> bool:
