@@ -86,14 +86,14 @@ async def backfill(
     margin_s: float,
     stop: asyncio.Event,
 ) -> None:
-    """Process the archive's events of the consumer's bindings from `progress.since` to the
-    seam, then return once every one is settled; raises ReadAgain when it must start over."""
+    """Process the archive's events of the consumer's bindings from `progress.start()` to the
+    seam, then return once every one is settled; raises ReadAgain when it must read again."""
     bindings = topology.CONSUMER_BINDINGS[consumer.name]
     progress.read = progress.handled = 0
     progress.unsettled = False
     in_hand: set[asyncio.Task[None]] = set()
-    # What was read, in order, and its task (None: skipped); finished from the left.
-    read: deque[tuple[int, asyncio.Task[None] | None]] = deque()
+    # The positions read, in order, and their tasks (None: skipped); finished from the left.
+    taken: deque[tuple[int, asyncio.Task[None] | None]] = deque()
 
     def finished(task: asyncio.Task[None] | None) -> bool:
         return task is None or (task.done() and not task.cancelled() and not task.exception())
@@ -102,8 +102,8 @@ async def backfill(
         in_hand.discard(task)
         if not finished(task):
             progress.unsettled = True
-        while read and finished(read[0][1]):
-            progress.done_up_to = read.popleft()[0]
+        while taken and finished(taken[0][1]):
+            progress.done_up_to = taken.popleft()[0]
 
     start = progress.start()
     log.info(
@@ -142,12 +142,12 @@ async def backfill(
                     progress.handled += 1
                     task = consumer.take(message)
                     in_hand.add(task)
-                    read.append((at, task))
+                    taken.append((at, task))
                     task.add_done_callback(settled)
                 else:
                     consumer.skip(message)
-                    if read:
-                        read.append((at, None))
+                    if taken:
+                        taken.append((at, None))
                     else:
                         progress.done_up_to = at
                 if progress.read % PROGRESS_EVERY == 0:
