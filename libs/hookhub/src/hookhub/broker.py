@@ -88,6 +88,14 @@ class Broker:
         return connected and channel is not None and not channel.is_closed
 
     @property
+    def _redeclaring(self) -> bool:
+        """The topology is being declared again (after a lost connection, a missing exchange):
+        until it is done, a queue an event should reach may be missing, and a publish the broker
+        confirms could reach only some of them."""
+        task = self._tasks.get("redeclare")
+        return task is not None and not task.done()
+
+    @property
     def ready(self) -> bool:
         """Connected, with a usable channel, and the last publish was confirmed.
 
@@ -95,7 +103,7 @@ class Broker:
         confirm that timed out is the earlier sign, and a refusal the plainer one. Either makes
         us not ready until a publish (or `check()`'s probe) is confirmed again.
         """
-        ready = self._usable and self._doubt is None
+        ready = self._usable and self._doubt is None and not self._redeclaring
         BROKER_CONNECTED.set(1 if ready else 0)
         return ready
 
@@ -290,7 +298,9 @@ class Broker:
         log.warning("topology.redeclaring", reason=why)
         try:
             async for attempt in AsyncRetrying(
-                wait=wait_exponential(multiplier=0.2, max=5),
+                # Publishes wait for it: tried again often, so that it is done soon after the
+                # broker is back.
+                wait=wait_exponential(multiplier=0.2, max=1),
                 retry=retry_if_exception_type(CONNECT_ERRORS),
             ):
                 with attempt:
@@ -345,6 +355,8 @@ class Broker:
         channel = self._channel
         if not self._usable or channel is None:
             raise BrokerUnavailable("RabbitMQ is not connected")
+        if self._redeclaring:
+            raise BrokerUnavailable("the topology is being declared again")
         timeout_s = timeout_s or self.settings.publish_timeout_s
         deadline = time.monotonic() + timeout_s
         try:

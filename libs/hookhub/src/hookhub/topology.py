@@ -194,10 +194,13 @@ def all_queues(
 ) -> list[QueueSpec]:
     unrouted = _quorum(**{"x-max-length": UNROUTED_MAX_MESSAGES, "x-overflow": "drop-head"})
     queues = [QueueSpec(UNROUTED_QUEUE, unrouted)]
-    if archive is not None:
-        queues.append(archive.spec())
     for consumer in CONSUMERS:
         queues += consumer_queues(consumer, retry_delays_s, delivery_limit)
+    # The archive last: bound with `#`, it takes every event, so once it is bound the broker
+    # confirms any publish. Declared before the consumers' queues (a broker that lost its
+    # definitions, declared again), it would have an event accepted that no consumer gets.
+    if archive is not None:
+        queues.append(archive.spec())
     return queues
 
 
