@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from hub_api.app import CONSUMER_HEADER, GATEWAY_SECRET_HEADER
+from hookhub.gateway import CONSUMER_HEADER, GATEWAY_SECRET_HEADER
 
 PAYMENT_TYPE = "payment_intent.succeeded"
 STOREFRONT = "storefront"  # the caller Kong authenticated for POST /events

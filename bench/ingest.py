@@ -37,8 +37,8 @@ import wrk
 from drain import Drain
 from hookhub import topology
 from hookhub.events import EXCHANGE
+from hookhub.gateway import CONSUMER_HEADER, GATEWAY_SECRET_HEADER
 from hookhub.settings import Settings
-from hub_api.app import CONSUMER_HEADER, GATEWAY_SECRET_HEADER
 from otlp_sink import OtlpSink
 from report import (
     CaseResult,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import httpx
 import standardwebhooks
-from hookhub import tracing
+from hookhub import topology, tracing
 from hookhub.events import Event
 from hookhub.observability import log
 from prometheus_client import Histogram
@@ -107,16 +107,6 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     return Outcome()
 
 
-# What gets delivered: one step per binding of the notifications queue
-# (topology.CONSUMER_BINDINGS, checked by a test).
-STEPS: Steps = dict.fromkeys(
-    (
-        "payment.*",
-        "order.ready",
-        "order.expired",
-        "production.cancelled",
-        "production.overdue",
-        "ci.#",
-    ),
-    deliver,
-)
+# What gets delivered: every event the notifications queue binds (the bindings are the
+# topology's), each the same way.
+STEPS: Steps = dict.fromkeys(topology.CONSUMER_BINDINGS["notifications"], deliver)

@@ -7,7 +7,6 @@ id (a confirm that timed out may still land; the consumers drop the repeat by it
 
 import functools
 import gc
-import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -16,10 +15,10 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Response
-from hookhub import tracing
+from hookhub import gateway, tracing
 from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import JSON, Event
-from hookhub.gateway import CONSUMER_HEADER, GATEWAY_SECRET_HEADER
+from hookhub.gateway import CONSUMER_HEADER
 from hookhub.observability import log
 from hookhub.providers import PROVIDERS
 from hookhub.settings import Settings
@@ -101,11 +100,7 @@ def _answer(request: DirectRequest, provider: str, answer: Answer) -> Reply:
 def create_app(settings: Settings) -> HubApi:
     """The ASGI app. With `settings.gateway_secret` unset, requests are not checked for it (dev)."""
     broker = Broker(settings)
-    gateway_secret = (
-        settings.gateway_secret.get_secret_value().encode()
-        if settings.gateway_secret is not None
-        else None
-    )
+    secret = gateway.gateway_secret(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,10 +128,8 @@ def create_app(settings: Settings) -> HubApi:
 
     def through_gateway(headers: Mapping[str, str]) -> str | None:
         """Checks the secret Kong injects; returns the caller Kong authenticated."""
-        if gateway_secret is not None:
-            given = headers.get(GATEWAY_SECRET_HEADER, "").encode()
-            if not hmac.compare_digest(given, gateway_secret):
-                raise Rejected(401, "request did not come through the gateway")
+        if secret is not None and not gateway.came_through_gateway(headers, secret):
+            raise Rejected(401, "request did not come through the gateway")
         return headers.get(CONSUMER_HEADER)
 
     async def publish(
@@ -224,7 +217,7 @@ def create_app(settings: Settings) -> HubApi:
         """
         headers = request.headers
         caller = through_gateway(headers)
-        if gateway_secret is not None and not caller:
+        if secret is not None and not caller:
             raise Rejected(401, "no authenticated caller: the gateway sent no X-Consumer-Username")
         ingest.check_internal_event(headers)  # before the body is read, as for webhooks
         body = await _read_body(request, settings.max_body_bytes)

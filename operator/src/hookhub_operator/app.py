@@ -10,7 +10,7 @@ import aio_pika
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from hookhub import dlq
+from hookhub import dlq, gateway
 from hookhub.addresses import CONNECT_ERRORS
 from hookhub.settings import Settings
 from hookhub_consumers.store import EventQuery, open_store
@@ -58,11 +58,7 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
     """The ASGI app. With `settings.gateway_secret` unset, requests are not checked for it (dev).
     `providers_known`: whether this process sees the providers' secrets (default: when any is
     set), so that the providers page can say which are enabled."""
-    gateway_secret = (
-        settings.gateway_secret.get_secret_value().encode()
-        if settings.gateway_secret is not None
-        else None
-    )
+    secret = gateway.gateway_secret(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,8 +68,8 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
             settings=settings,
             store=store,
             broker=link,
-            gateway_secret=gateway_secret,
-            csrf_key=csrf.key_from(gateway_secret),
+            gateway_secret=secret,
+            csrf_key=csrf.key_from(secret),
             providers_known=(
                 bool(settings.provider_secrets) if providers_known is None else providers_known
             ),

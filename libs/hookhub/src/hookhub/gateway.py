@@ -9,11 +9,19 @@ which the service compares with `HOOKHUB_GATEWAY_SECRET`.
 import hmac
 from collections.abc import Mapping
 
+from hookhub.settings import Settings
+
 GATEWAY_SECRET_HEADER = "x-hookhub-gateway-secret"
 CONSUMER_HEADER = "x-consumer-username"
 CONSUMER_GROUPS_HEADER = "x-consumer-groups"
 # The path prefix a route with `strip_path` removed (Kong sets it), for the links a page makes.
 FORWARDED_PREFIX_HEADER = "x-forwarded-prefix"
+
+
+def gateway_secret(settings: Settings) -> bytes | None:
+    """The secret Kong injects, as the services compare it; None where no Kong is in front."""
+    secret = settings.gateway_secret
+    return None if secret is None else secret.get_secret_value().encode()
 
 
 def came_through_gateway(headers: Mapping[str, str], secret: bytes) -> bool:
