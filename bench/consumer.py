@@ -35,7 +35,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from hookhub import topology
+from hookhub import specs, topology
 from hookhub.events import EXCHANGE, Event, new_event_id
 from hookhub.settings import Settings
 from report import console, machine, ratio
@@ -59,7 +59,7 @@ CONSUMER = "production"
 WORK_QUEUE = topology.work_queue(CONSUMER)
 CONSUMED_TYPE = "payment.approved"
 EMITTED_TYPE = "production.queued"
-# No binding matches production.queued (topology.CONSUMER_BINDINGS: nothing consumes it yet), so
+# No binding matches production.queued (no consumer spec binds it yet), so
 # hookhub.events hands each one to its alternate exchange, and hookhub.unrouted counts them.
 EMITTED_QUEUE = topology.UNROUTED_QUEUE
 # payment.* also reaches the notifications work queue; no notifications consumer runs here, so
@@ -177,12 +177,12 @@ class Bench:
         # The ticket's production deadline (one per event) waits in its timer queue: not a failure.
         self.deadline_queues = [
             topology.deadline_queue(CONSUMER, deadline)
-            for deadline in topology.CONSUMER_DEADLINES.get(CONSUMER, ())
+            for deadline in specs.by_name(CONSUMER).deadlines
         ]
         self.failure_queues = [
             spec.name
             for spec in topology.consumer_queues(
-                CONSUMER, HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit
+                specs.by_name(CONSUMER), HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit
             )
             if spec.name != WORK_QUEUE and spec.name not in self.deadline_queues
         ]

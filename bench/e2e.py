@@ -30,7 +30,7 @@ import aio_pika
 from e2e_report import Rate, WitnessLog, print_tables, summary
 from e2e_sender import Sender
 from e2e_witness import APPROVED, NOTIFIED
-from hookhub import topology
+from hookhub import specs, topology
 from hookhub.settings import Settings
 from report import CpuWindow, console, machine, pid_of
 from support import (
@@ -54,7 +54,7 @@ DEFAULT_DRAIN_S = 30.0
 BOUNDED_WITHIN_S = 2.0
 DEPTH_POLL_S = 0.25
 DRAIN_POLL_S = 0.1
-WORK_QUEUES = {name: topology.work_queue(name) for name in topology.CONSUMERS}
+WORK_QUEUES = {name: topology.work_queue(name) for name in specs.names()}
 HUB_DEFAULTS = Settings.model_construct()  # every process runs with the defaults; so does the bench
 LOGS_DIR = RESULTS_DIR / "logs"
 
@@ -101,7 +101,7 @@ async def deployed(
             child_env(BENCH_AMQP_URL=amqp_url, BENCH_WITNESS_FILE=str(witness_file)),
             f"http://127.0.0.1:{witness_port}/readyz",
         )  # fmt: skip
-        for name in topology.CONSUMERS:
+        for name in specs.names():
             probe_port = free_port()
             env = child_env(
                 HOOKHUB_AMQP_URL=amqp_url,
@@ -192,9 +192,9 @@ async def _purge_backlog(connection: aio_pika.abc.AbstractConnection) -> dict[st
 async def _failed(connection: aio_pika.abc.AbstractConnection) -> dict[str, int]:
     """Messages in any retry or dead-letter queue: events that failed (see the consumers' logs)."""
     timers = {  # deadlines waiting (an order's payment deadline): not failures
-        topology.deadline_queue(consumer, deadline)
-        for consumer, deadlines in topology.CONSUMER_DEADLINES.items()
-        for deadline in deadlines
+        topology.deadline_queue(spec.name, deadline)
+        for spec in specs.installed()
+        for deadline in spec.deadlines
     }
     queues = [
         spec.name

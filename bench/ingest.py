@@ -66,7 +66,7 @@ from support import (
 PROVIDER = "stripe"
 PROVIDER_EVENT_TYPE = "payment_intent.succeeded"
 ROUTING_KEY = f"{PROVIDER}.{PROVIDER_EVENT_TYPE}"  # hub-api's rule: <provider>.<provider's type>
-# topology.CONSUMER_BINDINGS binds `stripe.#` to the payments work queue, and no other queue
+# the payments spec binds `stripe.#` to the payments work queue, and no other queue
 # matches ROUTING_KEY (checked after every case); no payments consumer runs, the drain does.
 DRAINED_QUEUE = topology.work_queue("payments")
 LOGS_DIR = RESULTS_DIR / "logs"  # the servers' and the drain's logs of the latest run

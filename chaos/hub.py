@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import httpx
+from hookhub import specs
 from hookhub.settings import Settings
-from hookhub.topology import CONSUMERS
 
 from conftest import HubProcess, free_port, hub_env, start_consumer, wait_http_ready
 from tests.notify_endpoint import NotifyEndpoint
@@ -64,7 +64,7 @@ class Hub:
     def start(self) -> None:
         """Start every process and wait until each says ready."""
         self.start_api()
-        for name in CONSUMERS:
+        for name in specs.names():
             self.start_consumer(name)
 
     def start_api(self) -> None:

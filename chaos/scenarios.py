@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
-from hookhub import topology
+from hookhub import specs, topology
 from hookhub_consumers.store import open_store
 
 from chaos.cluster import Cluster
@@ -34,7 +34,7 @@ POST_HEAL_S = 5.0
 SETTLE_TIMEOUT_S = 45.0
 READY_TIMEOUT_S = 60.0
 STORE_TMPFS_MB = 64
-WORK_QUEUES = [topology.work_queue(consumer) for consumer in topology.CONSUMERS]
+WORK_QUEUES = [topology.work_queue(consumer) for consumer in specs.names()]
 
 
 class Skipped(Exception):
@@ -72,7 +72,7 @@ async def _node_down(rig: Rig, *, stop: bool) -> None:
 
 
 async def kill_consumers(rig: Rig) -> None:
-    for turn, name in enumerate((*topology.CONSUMERS, topology.CONSUMERS[0])):
+    for turn, name in enumerate((*specs.names(), specs.names()[0])):
         if turn:
             await asyncio.sleep(KILL_INTERVAL_S)
         await asyncio.to_thread(rig.hub.kill_consumer, name, signal.SIGKILL)

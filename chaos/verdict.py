@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import aio_pika
-from hookhub import dlq, topology
+from hookhub import dlq, specs, topology
 from hookhub.events import CE_PREFIX
 from hookhub_consumers.store import Marker, Store
 
@@ -105,7 +105,7 @@ async def queue_depths(
     """Messages ready in each consumer's work, retry and dead-letter queue."""
     names = [
         name
-        for consumer in topology.CONSUMERS
+        for consumer in specs.names()
         for name in (
             topology.work_queue(consumer),
             *(topology.retry_queue(consumer, delay) for delay in retry_delays_s),
@@ -167,7 +167,7 @@ async def parking(
     connection: aio_pika.abc.AbstractConnection, store: Store, receipts: Receipts
 ) -> Parking:
     found = Parking()
-    for consumer in topology.CONSUMERS:
+    for consumer in specs.names():
         for message in await dlq.list_parked(connection, consumer, limit=100_000):
             found.by_reason[f"{consumer}: {message.reason[:80]}"] += 1
             found.about.update(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aio_pika
 import httpx
 import pytest
-from hookhub import topology
+from hookhub import specs, topology
 from hookhub.events import EXCHANGE, Event
 
 from conftest import (
@@ -83,7 +83,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         processes = [HubProcess(["api", "--port", str(port)], env, tmp / "api.log")]
         try:
             wait_http_ready(f"http://127.0.0.1:{port}/readyz", process=processes[0])
-            for name in topology.CONSUMERS:
+            for name in specs.names():
                 consumer, readyz = start_consumer(name, env, tmp)
                 processes.append(consumer)
                 wait_http_ready(readyz, process=consumer)

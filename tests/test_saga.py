@@ -19,8 +19,9 @@ import aio_pika
 import httpx
 import pytest
 import standardwebhooks
+from hookhub import specs
 from hookhub.events import EXCHANGE, Event
-from hookhub.topology import CONSUMERS, work_queue
+from hookhub.topology import work_queue
 from hookhub_consumers.store import open_store
 
 from conftest import GATEWAY_SECRET, HubProcess, free_port, fresh_vhost, hub_env, wait_http_ready
@@ -106,7 +107,7 @@ def running_hub(tmp: Path, **extra_env: str) -> Iterator[Hub]:
         hub = Hub(tmp, env, f"http://127.0.0.1:{port}", store_url, endpoint, mercadopago)
         try:
             wait_http_ready(f"{hub.api_url}/readyz", process=api)
-            for name in CONSUMERS:
+            for name in specs.names():
                 hub.start_consumer(name)
             yield hub
         finally:
@@ -579,7 +580,7 @@ async def test_status_shows_each_queue_with_its_depth_and_consumers(hub):
         for line in result.stdout.splitlines()
         if line.startswith("│")
     }
-    for name in CONSUMERS:
+    for name in specs.names():
         depth, consumers = rows[f"hookhub.{name}"]
         assert depth.isdigit() and consumers == "1"
         assert f"hookhub.{name}.dlq" in rows

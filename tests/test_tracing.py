@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hookhub import specs
 from hookhub.events import EXCHANGE
 from hookhub.settings import Settings
-from hookhub_consumers.handlers import HANDLERS
 from hookhub_consumers.runtime import run_consumers
 from hub_api.cli import uvicorn_server
 from opentelemetry.sdk.trace import ReadableSpan
@@ -86,7 +86,7 @@ async def hub(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TracedH
         server = uvicorn_server(settings, "127.0.0.1", port)
         serving = asyncio.create_task(server.serve())
         stop = asyncio.Event()
-        consuming = asyncio.create_task(run_consumers(settings, HANDLERS, stop))
+        consuming = asyncio.create_task(run_consumers(settings, specs.installed(), stop))
         client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", headers=THROUGH_GATEWAY, timeout=10
         )

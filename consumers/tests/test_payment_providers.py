@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hookhub_consumers.mercadopago import (
+from hookhub_consumers.payments.mercadopago import (
     MercadoPagoClient,
     PaymentNotFound,
     ProviderRejected,
     ProviderUnavailable,
 )
-from hookhub_consumers.payment_providers import (
+from hookhub_consumers.payments.providers import (
     RULES,
     PaymentUpdate,
     UnusablePayload,

@@ -13,9 +13,10 @@ import pytest
 from hookhub.events import Event
 from hookhub.settings import Settings
 from hookhub.topology import binding_matches
-from hookhub_consumers import payments, production
 from hookhub_consumers.contract import Context, Steps
 from hookhub_consumers.outbox import time_left_s
+from hookhub_consumers.payments import steps as payments
+from hookhub_consumers.production import steps as production
 from hookhub_consumers.retries import Permanent
 from hookhub_consumers.store import Change, Marker, Store, open_store
 from prometheus_client import REGISTRY

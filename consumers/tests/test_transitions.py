@@ -3,12 +3,12 @@
 from pathlib import Path
 
 import pytest
-from hookhub import topology
-from hookhub.events import CATALOGUE
-from hookhub_consumers import payments, production
-from hookhub_consumers.payments import DEADLINES, next_status
-from hookhub_consumers.production import TRANSITIONS
-from hookhub_consumers.reconciliation import Verdict, reconcile, refund_is_partial
+from hookhub import specs
+from hookhub_consumers.payments import steps as payments
+from hookhub_consumers.payments.reconciliation import Verdict, reconcile, refund_is_partial
+from hookhub_consumers.payments.steps import DEADLINES, next_status
+from hookhub_consumers.production import steps as production
+from hookhub_consumers.production.steps import TRANSITIONS
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
@@ -74,7 +74,7 @@ def test_entering_pending_or_held_sets_the_deadline_that_ends_it():
         "pending": ("deadline.order_payment", "order_payment_timeout_s"),
         "held": ("deadline.payment_order", "payment_order_timeout_s"),
     }
-    assert set(payments.DEADLINE_HAPPENINGS) == set(topology.CONSUMER_DEADLINES["payments"])
+    assert set(payments.DEADLINE_HAPPENINGS) == set(specs.by_name("payments").deadlines)
     for status, (deadline_type, _) in DEADLINES.items():
         ended = next_status(status, payments.DEADLINE_HAPPENINGS[deadline_type])
         assert ended in [("expired", "order.expired"), ("order_missing", "payment.order_missing")]
@@ -185,4 +185,4 @@ def test_the_readme_diagram_draws_every_move_of_both_tables():
 def test_every_announced_event_is_in_the_catalogue():
     announced = {a for _, a in payments.TRANSITIONS.values() if a}
     announced |= {emits for _, _, emits in TRANSITIONS.values()}
-    assert announced <= set(CATALOGUE)
+    assert announced <= set(specs.catalogue())

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from hookhub import topology
+from hookhub import specs
 
 from conftest import (
     GATEWAY_SECRET,
@@ -135,7 +135,7 @@ def running_hub(log_dir: Path) -> Iterator[Hub]:
         processes = [HubProcess(["api", "--port", str(api_port)], env, log_dir / "api.log")]
         try:
             wait_http_ready(f"{api}/readyz", process=processes[0])
-            for name in topology.CONSUMERS:
+            for name in specs.names():
                 consumer, readyz = start_consumer(name, env, log_dir)
                 processes.append(consumer)
                 wait_http_ready(readyz, process=consumer)

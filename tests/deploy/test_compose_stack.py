@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hookhub import topology
+from hookhub import specs
 from hookhub.providers import PROVIDERS, VERIFY_TOKEN_SUFFIX
 
 from .repo import KONG_YML, ROOT, kong_renderer, run_tool
@@ -146,7 +146,7 @@ def test_every_consumer_runs_as_its_own_service(stack: dict[str, Any]) -> None:
     commands = {
         tuple(service.get("command", [])): name for name, service in services(stack).items()
     }
-    for consumer in topology.CONSUMERS:
+    for consumer in specs.names():
         assert ("consume", consumer) in commands, f"no service runs `hookhub consume {consumer}`"
         env = services(stack)[commands[("consume", consumer)]]["environment"]
         assert env["HOOKHUB_STORE_URL"].startswith("mongodb://mongodb:")
@@ -180,7 +180,7 @@ def test_start_order_waits_on_health_and_completion(stack: dict[str, Any]) -> No
     }
     assert waits["hub-api"] == {"topology": "service_completed_successfully"}
     assert waits["topology"] == {"rabbitmq": "service_healthy"}
-    for consumer in topology.CONSUMERS:
+    for consumer in specs.names():
         assert waits[consumer] == {
             "topology": "service_completed_successfully",
             "mongodb": "service_healthy",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hookhub import topology
+from hookhub import specs
 from hookhub.providers import PROVIDERS, VERIFY_TOKEN_SUFFIX
 
 from .chart import (
@@ -26,7 +26,7 @@ from .chart import (
 from .repo import KONG_YML, ROOT, kong_renderer, load_all_yaml, run_tool
 
 # On the ingest path: each scales (HPA) and keeps a replica through a drain (PDB).
-INGEST = ("hub-api", "kong", *topology.CONSUMERS)
+INGEST = ("hub-api", "kong", *specs.names())
 SERVICES = (*INGEST, "operator")
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "KEY", "AMQP_URL", "STORE_URL")
 
@@ -90,7 +90,7 @@ def test_every_service_has_a_deployment(manifests: list[Manifest]) -> None:
 
 
 def test_each_consumer_runs_its_own_consumer(manifests: list[Manifest]) -> None:
-    for consumer in topology.CONSUMERS:
+    for consumer in specs.names():
         (container,) = pod(deployments(manifests)[consumer])["containers"]
         assert container["args"] == ["consume", consumer]
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hookhub import topology
+from hookhub import specs
 
 from .chart import (
     Manifest,
@@ -151,7 +151,7 @@ def test_by_default_nothing_but_kong_connects_to_a_hookhub_process(
                 "ports": [{"protocol": "TCP", "port": port}],
             }
         ], name
-    for consumer in topology.CONSUMERS:
+    for consumer in specs.names():
         assert ingress(defaults, f"hookhub-{consumer}") == []
     # Kong's proxy is the public door: open to anyone, on the proxy port only
     assert ingress(defaults, "hookhub-kong") == [{"ports": [{"protocol": "TCP", "port": 8000}]}]
@@ -170,7 +170,7 @@ def test_the_named_scraper_reaches_each_metrics_port_and_nothing_more() -> None:
         render("--set-json", f"networkPolicy.metricsFrom=[{json.dumps(SCRAPER)}]")
     )
     metrics_ports = {"hookhub-hub-api": 8000, "hookhub-kong": 8100, "hookhub-operator": 8001} | {
-        f"hookhub-{c}": 9100 for c in topology.CONSUMERS
+        f"hookhub-{c}": 9100 for c in specs.names()
     }
     for name, port in metrics_ports.items():
         scraped = [rule for rule in ingress(manifests, name) if rule.get("from") == [SCRAPER]]

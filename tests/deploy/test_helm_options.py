@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hookhub import topology
+from hookhub import specs, topology
 
 from .chart import (
     ALL_FEATURES,
@@ -172,9 +172,9 @@ def test_keda_scales_each_consumer_on_its_work_queue(all_features: list[Manifest
         s["spec"]["scaleTargetRef"]["name"]: s["spec"]
         for s in of_kind(all_features, "ScaledObject").values()
     }
-    assert set(scaled) == {f"hookhub-events-{c}" for c in topology.CONSUMERS}
+    assert set(scaled) == {f"hookhub-events-{c}" for c in specs.names()}
     (auth,) = of_kind(all_features, "TriggerAuthentication")
-    for consumer in topology.CONSUMERS:
+    for consumer in specs.names():
         (trigger,) = scaled[f"hookhub-events-{consumer}"]["triggers"]
         assert trigger["type"] == "rabbitmq"
         assert trigger["metadata"]["queueName"] == topology.work_queue(consumer)
@@ -207,7 +207,7 @@ def test_crd_kinds_are_rendered_only_where_the_cluster_has_them() -> None:
     without_crds = manifests_of(render("-f", str(ALL_FEATURES)))
     assert not kinds(without_crds) & CRD_KINDS
     # without KEDA, the consumers keep their HPAs
-    assert len(of_kind(without_crds, "HorizontalPodAutoscaler")) == 2 + len(topology.CONSUMERS)
+    assert len(of_kind(without_crds, "HorizontalPodAutoscaler")) == 2 + len(specs.names())
 
 
 def test_every_optional_feature_is_off_by_default(defaults: list[Manifest]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hookhub import topology
+from hookhub import specs, topology
 from jsonschema import Draft7Validator
 
 from .chart import CHART, NAMESPACE, manifests_of, of_kind, render_all_features
@@ -370,7 +370,7 @@ def test_the_alert_queue_patterns_match_the_topologys_names(
 ) -> None:
     parked = queue_pattern(alerts(rule_groups)["HookhubParkingLotNotEmpty"])
     work = queue_pattern(alerts(rule_groups)["HookhubConsumerStalled"])
-    for consumer in topology.CONSUMERS:
+    for consumer in specs.names():
         queues = [q.name for q in topology.consumer_queues(consumer, (5, 30), 10)]
         assert [q for q in queues if re.fullmatch(parked, q)] == [
             topology.dead_letter_queue(consumer)

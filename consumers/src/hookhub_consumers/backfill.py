@@ -33,6 +33,7 @@ from typing import Protocol
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from hookhub import topology
 from hookhub.observability import log
+from hookhub.specs import ConsumerSpec
 
 from hookhub_consumers.eventlog import ArchiveReader, position, reading_archive
 
@@ -45,6 +46,7 @@ class Taker(Protocol):
     """What the backfill hands messages to: the consumer."""
 
     name: str
+    spec: ConsumerSpec
 
     def take(self, message: AbstractIncomingMessage) -> asyncio.Task[None]:
         """Process the message as if delivered from the live queue: done once it is processed or
@@ -88,7 +90,7 @@ async def backfill(
 ) -> None:
     """Process the archive's events of the consumer's bindings from `progress.start()` to the
     seam, then return once every one is settled; raises ReadAgain when it must read again."""
-    bindings = topology.CONSUMER_BINDINGS[consumer.name]
+    bindings = consumer.spec.bindings
     progress.read = progress.handled = 0
     progress.unsettled = False
     in_hand: set[asyncio.Task[None]] = set()

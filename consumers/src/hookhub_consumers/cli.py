@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from hookhub import specs
 from hookhub.commands import (
     RUN_PANEL,
     ConsumerName,
@@ -16,7 +17,6 @@ from hookhub.commands import (
 )
 
 from hookhub_consumers.eventlog import run_indexer
-from hookhub_consumers.handlers import HANDLERS
 from hookhub_consumers.probes import ProbesNotServed
 from hookhub_consumers.runtime import run_consumers, stop_on_signals
 
@@ -53,7 +53,7 @@ def consume(
         try:
             await run_consumers(
                 settings,
-                {name: HANDLERS[name]},
+                [specs.by_name(name)],
                 stop_on_signals(),
                 probe_port=probe_port,
                 backfill_from=backfill_from,

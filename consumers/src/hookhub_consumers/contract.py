@@ -42,7 +42,7 @@ class Context:
 
 
 Handler = Callable[[Event, Context], Awaitable[Outcome]]
-# A consumer's handler steps, one per topic binding of its work queue (`topology.CONSUMER_BINDINGS`)
+# A consumer's handler steps, one per binding of its work queue and per deadline (its spec's)
 Steps = Mapping[str, Handler]
 
 

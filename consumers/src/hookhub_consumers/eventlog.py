@@ -24,7 +24,7 @@ from datetime import datetime
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
-from hookhub import failures, topology
+from hookhub import failures, specs, topology
 from hookhub.addresses import CONNECT_ERRORS
 from hookhub.events import Event
 from hookhub.observability import log
@@ -211,7 +211,7 @@ async def journey(store: Store, event_id: str) -> Journey | None:
 
 def unrouted(events: list[LoggedEvent]) -> list[LoggedEvent]:
     """The events no consumer binds: kept only by the archive."""
-    bindings = [key for keys in topology.CONSUMER_BINDINGS.values() for key in keys]
+    bindings = [key for spec in specs.installed() for key in spec.bindings]
     return [e for e in events if not any(topology.binding_matches(k, e.type) for k in bindings)]
 
 
@@ -221,9 +221,9 @@ def unrouted(events: list[LoggedEvent]) -> list[LoggedEvent]:
 def consumers_for(event_type: str, to: str | None) -> list[str]:
     """The consumers a replayed event goes to: `to`, or (None) every consumer that binds it."""
     binding = [
-        name
-        for name, keys in topology.CONSUMER_BINDINGS.items()
-        if any(topology.binding_matches(key, event_type) for key in keys)
+        spec.name
+        for spec in specs.installed()
+        if any(topology.binding_matches(key, event_type) for key in spec.bindings)
     ]
     if to is None:
         return binding

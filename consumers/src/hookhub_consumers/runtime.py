@@ -1,7 +1,8 @@
 """The consumer runtime, written once for every consumer.
 
-It is handed its handler table (`run_consumers(settings, {name: steps}, ...)`): one handler step
-per binding of the consumer's work queue, chosen by the event's type; it never imports handlers.
+It is handed its consumers' specs (`run_consumers(settings, specs, ...)`) and loads the handler
+steps each names: one step per binding of the consumer's work queue and per deadline, chosen by
+the event's type; it never imports a handler module by name.
 
 A message goes runtime → handler → store/publish. The handler computes; the runtime acts: it
 saves the state change, the event's processed-marker and the follow-up events (the outbox) in
@@ -14,7 +15,7 @@ import asyncio
 import gc
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -29,6 +30,7 @@ from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event
 from hookhub.observability import log
 from hookhub.settings import Settings
+from hookhub.specs import ConsumerSpec
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import (
     AsyncRetrying,
@@ -80,15 +82,17 @@ class Consumer:
 
     def __init__(
         self,
-        name: str,
+        spec: ConsumerSpec,
         steps: Steps,
         settings: Settings,
         store: Store,
         http: httpx.AsyncClient,
         backfill_from: datetime | None = None,
     ):
-        if unserved := steps_disagreeing(name, steps):
+        name = spec.name
+        if unserved := steps_disagreeing(spec, steps):
             raise ValueError(f"{name}: handler steps and bindings disagree on {unserved}")
+        self.spec = spec
         self.name = name
         self.steps = steps
         self.settings = settings
@@ -383,7 +387,7 @@ class Consumer:
         try:
             async with connection.channel() as channel:
                 for spec in topology.consumer_queues(
-                    self.name, self.settings.retry_delays_s, self.settings.delivery_limit
+                    self.spec, self.settings.retry_delays_s, self.settings.delivery_limit
                 ):
                     declared = await channel.declare_queue(spec.name, passive=True)
                     QUEUE_MESSAGES.labels(spec.name).set(declared.declaration_result.message_count)
@@ -410,9 +414,9 @@ class Consumer:
         await self.broker.close()
 
 
-def steps_disagreeing(name: str, steps: Steps) -> set[str]:
-    """The bindings and deadlines of `name` without a handler step, and steps for neither."""
-    return set(topology.handled_types(name)) ^ set(steps)
+def steps_disagreeing(spec: ConsumerSpec, steps: Steps) -> set[str]:
+    """The bindings and deadlines of a consumer without a handler step, and steps for neither."""
+    return set(spec.handled_types) ^ set(steps)
 
 
 def _from_archive(message: AbstractIncomingMessage) -> bool:
@@ -462,21 +466,21 @@ def stop_on_signals() -> asyncio.Event:
 
 async def run_consumers(
     settings: Settings,
-    handlers: Mapping[str, Steps],
+    specs: Sequence[ConsumerSpec],
     stop: asyncio.Event,
     *,
     probe_port: int | None = None,
     backfill_from: datetime | None = None,
 ) -> None:
-    """Run a consumer for each entry of `handlers` (its name → its handler steps) in this
-    process until `stop` is set; with `backfill_from`, each first processes the archive's events
+    """Run each consumer of `specs`, with the handler steps its spec names, in this process
+    until `stop` is set; with `backfill_from`, each first processes the archive's events
     of its bindings from then on (see `backfill`)."""
-    tracing.configure(f"hookhub-{'-'.join(handlers)}")  # e.g. hookhub-payments
+    tracing.configure(f"hookhub-{'-'.join(spec.name for spec in specs)}")  # e.g. hookhub-payments
     store = open_store(settings.store_url)
     async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http, AsyncExitStack() as up:
         consumers = [
-            Consumer(name, steps, settings, store, http, backfill_from)
-            for name, steps in handlers.items()
+            Consumer(spec, spec.load_steps(), settings, store, http, backfill_from)
+            for spec in specs
         ]
         if probe_port is not None:  # first: a port that cannot be served stops the start-up
             store_writable = StoreCheck(store)

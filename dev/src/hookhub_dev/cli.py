@@ -9,10 +9,9 @@ import asyncio
 from typing import Annotated
 
 import typer
-from hookhub import tracing
+from hookhub import specs, tracing
 from hookhub.commands import RUN_PANEL, Host, Port, console, load_settings, run
 from hookhub_consumers.eventlog import run_indexer
-from hookhub_consumers.handlers import HANDLERS
 from hookhub_consumers.runtime import run_consumers
 from hookhub_operator import cli as operator_cli
 from hub_api.cli import uvicorn_server
@@ -37,7 +36,7 @@ def dev(
         # The console shares hub-api's settings here, so it can say which providers are enabled.
         operator = operator_cli.uvicorn_server(settings, host, operator_port, providers_known=True)
         stop = asyncio.Event()
-        consumers = asyncio.create_task(run_consumers(settings, HANDLERS, stop))
+        consumers = asyncio.create_task(run_consumers(settings, specs.installed(), stop))
         indexing = asyncio.create_task(run_indexer(settings, stop))
         console_serving = asyncio.create_task(operator.serve())
         console.print(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from hookhub import contracts, events
+from hookhub import contracts, events, specs
 from hookhub.events import Event
 from hookhub.providers import PROVIDERS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -80,16 +80,11 @@ class CloudEventIn(BaseModel):
 
 
 def may_publish(event_type: str) -> bool:
-    """Whether a caller of /events may publish this type. Not one Hookhub's consumers emit (the
-    catalogue's, and their whole namespaces): a caller claiming it would forge a payment or a
-    finished order. Not one in a provider's namespace: it would pass for a verified webhook."""
-    namespace = event_type.split(".", 1)[0]
-    emitter = events.CATALOGUE.get(event_type, ("internal", ""))[0]
-    return (
-        emitter == "internal"
-        and namespace not in events.CONSUMER_NAMESPACES
-        and namespace not in PROVIDERS
-    )
+    """Whether a caller of /events may publish this type. Not one a consumer emits, in a
+    namespace one owns, or a deadline (the consumers' specs say which): a caller claiming it
+    would forge a payment or a finished order. Not one in a provider's namespace: it would pass
+    for a verified webhook."""
+    return specs.reserved(event_type) is None and event_type.split(".", 1)[0] not in PROVIDERS
 
 
 def check_internal_event(headers: Mapping[str, str]) -> None:

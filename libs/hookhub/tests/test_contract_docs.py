@@ -2,15 +2,14 @@
 
 from pathlib import Path
 
-from hookhub.events import CATALOGUE
+from hookhub import specs
 from hookhub.providers import PROVIDERS
-from hookhub.topology import CONSUMER_BINDINGS
 
 README = (Path(__file__).parents[3] / "README.md").read_text()
 
 
 def test_the_readme_names_every_event_type_of_the_catalogue():
-    missing = [event_type for event_type in CATALOGUE if f"`{event_type}`" not in README]
+    missing = [event_type for event_type in specs.catalogue() if f"`{event_type}`" not in README]
     assert missing == []
 
 
@@ -20,6 +19,6 @@ def test_the_readme_documents_every_provider():
 
 
 def test_the_readme_lists_what_each_consumer_reads():
-    for consumer, keys in CONSUMER_BINDINGS.items():
-        row = next(line for line in README.splitlines() if line.startswith(f"| {consumer} |"))
-        assert all(f"`{key}`" in row for key in keys), (consumer, row)
+    for consumer in specs.installed():
+        row = next(line for line in README.splitlines() if line.startswith(f"| {consumer.name} |"))
+        assert all(f"`{key}`" in row for key in consumer.bindings), (consumer.name, row)

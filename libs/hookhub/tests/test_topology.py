@@ -1,16 +1,12 @@
 """The topology as data: names and arguments, checked without a broker."""
 
 import pytest
-from hookhub.events import CATALOGUE
+from hookhub import specs
 from hookhub.topology import (
-    CONSUMER_BINDINGS,
-    CONSUMER_DEADLINES,
-    CONSUMERS,
     all_queues,
     binding_matches,
     dead_letter_queue,
     deadline_queue,
-    handled_types,
     literal_head,
     retry_queue,
     work_queue,
@@ -28,7 +24,7 @@ def test_every_queue_that_dead_letters_does_so_at_least_once():
 
 
 def test_retry_queues_wait_their_delay_then_return_to_work_and_work_parks_in_the_dlq():
-    for consumer in CONSUMERS:
+    for consumer in specs.names():
         work = QUEUES[work_queue(consumer)].arguments
         assert work["x-dead-letter-routing-key"] == dead_letter_queue(consumer)
         assert work["x-delivery-limit"] == 20
@@ -39,24 +35,25 @@ def test_retry_queues_wait_their_delay_then_return_to_work_and_work_parks_in_the
 
 
 def test_deadline_queues_hold_each_message_for_its_own_ttl_then_hand_it_to_their_consumer():
-    for consumer, deadlines in CONSUMER_DEADLINES.items():
-        for deadline_type in deadlines:
-            spec = QUEUES[deadline_queue(consumer, deadline_type)]
-            assert spec.name == f"hookhub.{consumer}.{deadline_type}"
-            assert spec.arguments["x-dead-letter-routing-key"] == work_queue(consumer)
+    for consumer in specs.installed():
+        for deadline_type in consumer.deadlines:
+            spec = QUEUES[deadline_queue(consumer.name, deadline_type)]
+            assert spec.name == f"hookhub.{consumer.name}.{deadline_type}"
+            assert spec.arguments["x-dead-letter-routing-key"] == work_queue(consumer.name)
             assert "x-message-ttl" not in spec.arguments  # each deadline carries its delay
             assert spec.bindings == ()  # never on the exchange
 
 
 def test_deadlines_are_catalogued_as_their_consumers_own_and_bound_by_no_one():
-    for consumer, deadlines in CONSUMER_DEADLINES.items():
-        assert set(handled_types(consumer)) == {*CONSUMER_BINDINGS[consumer], *deadlines}
-        for deadline_type in deadlines:
-            assert CATALOGUE[deadline_type][0] == consumer
+    catalogue = specs.catalogue()
+    for consumer in specs.installed():
+        assert consumer.handled_types == (*consumer.bindings, *consumer.deadlines)
+        for deadline_type in consumer.deadlines:
+            assert catalogue[deadline_type][0] == consumer.name
             assert not any(
                 binding_matches(key, deadline_type)
-                for keys in CONSUMER_BINDINGS.values()
-                for key in keys
+                for other in specs.installed()
+                for key in other.bindings
             )
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import aio_pika
 import httpx
 from aio_pika.abc import AbstractConnection
-from hookhub import topology
+from hookhub import specs, topology
 from hookhub.providers import PROVIDERS
 from hookhub_consumers.store import EventQuery, LoggedEvent, Store
 from prometheus_client.parser import text_string_to_metric_families
@@ -124,7 +124,7 @@ async def consumer_queues(
     connection: AbstractConnection, retry_delays_s: tuple[float, ...]
 ) -> list[ConsumerQueues]:
     rows = []
-    for consumer in topology.CONSUMERS:
+    for consumer in specs.names():
         work = await _counts(connection, topology.work_queue(consumer))
         retries = [
             await _counts(connection, topology.retry_queue(consumer, d)) for d in retry_delays_s

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aio_pika.abc import AbstractConnection
-from hookhub import dlq, topology
+from hookhub import dlq, specs, topology
 from hookhub_consumers import eventlog
 from hookhub_consumers.store import EventQuery, LoggedEvent, Store
 
@@ -140,8 +140,10 @@ async def journey(store: Store, event_id: str) -> tuple[LoggedEvent, list[Journe
 
 
 def known_consumer(name: str) -> str:
-    if name not in topology.CONSUMERS:
-        raise NotFound(f"unknown consumer '{name}'; known: {', '.join(topology.CONSUMERS)}")
+    try:
+        specs.by_name(name)
+    except KeyError as error:
+        raise NotFound(error.args[0]) from None
     return name
 
 

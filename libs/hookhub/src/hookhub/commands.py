@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractConnection
 from pydantic import ValidationError
 from rich.console import Console
 
-from hookhub import topology
+from hookhub import specs
 from hookhub.broker import CONNECT_ERRORS, redact
 from hookhub.observability import configure_logging, log
 from hookhub.settings import Settings, get_settings
@@ -32,7 +32,7 @@ RUN_PANEL = "Run the hub"
 
 Host = Annotated[str, typer.Option(help="Interface to listen on")]
 Port = Annotated[int, typer.Option(help="Port to listen on")]
-ConsumerName = Annotated[str, typer.Argument(help=f"One of: {', '.join(topology.CONSUMERS)}")]
+ConsumerName = Annotated[str, typer.Argument(help=f"One of: {', '.join(specs.names())}")]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -72,8 +72,10 @@ def require_gateway_secret(settings: Settings, allow_no_gateway: bool, risk: str
 
 
 def known_consumer(name: str) -> None:
-    if name not in topology.CONSUMERS:
-        fail(f"unknown consumer '{name}'; known: {', '.join(topology.CONSUMERS)}")
+    try:
+        specs.by_name(name)
+    except KeyError as error:
+        fail(error.args[0])
 
 
 def _setting_problem(error: Any) -> str:

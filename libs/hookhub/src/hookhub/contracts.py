@@ -1,5 +1,5 @@
 """The data contracts of the catalogue's internal event types: what hub-api accepts at the door
-and what the consumers can rely on (`events.CATALOGUE` says who emits each type and what it means).
+and what the consumers can rely on (`specs.catalogue()` says who emits each type and what it means).
 
 Bounds are part of a contract: an event the consumers cannot hold (an amount too large for every
 JSON reader and the stores' integers) must be refused with a 422, not accepted and parked later.

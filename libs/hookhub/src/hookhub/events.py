@@ -30,38 +30,15 @@ APP_ID = "hookhub"
 TYPE_PATTERN = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 MAX_TYPE_LENGTH = 255
 
-# The saga's event catalogue: who emits each event and what it means. hub-api's /events rule,
-# the README (checked by a test) and the topology's bindings agree with it.
-CATALOGUE: dict[str, tuple[str, str]] = {
-    "order.created": (
-        "internal",
-        "a storefront created an order (data: order_id, customer, items, amount, currency)",
-    ),
-    "production.finished": ("internal", "the workshop finished an order (data: order_id)"),
-    "ci.*": ("internal", "a CI pipeline reports (free-form data, delivered as is)"),
-    "payment.approved": ("payments", "the order is paid: the amount covers it, same currency"),
-    "payment.declined": ("payments", "a provider declined the order's payment"),
-    "payment.mismatched": (
-        "payments",
-        "money that does not settle the order (short, another currency, or after it expired)",
-    ),
-    "payment.refunded": ("payments", "the order's payment was refunded in full"),
-    "payment.partially_refunded": ("payments", "part of the payment was refunded"),
-    "payment.charged_back": ("payments", "the payment was disputed or charged back"),
-    "payment.order_missing": ("payments", "a payment whose order did not arrive in time"),
-    "order.expired": ("payments", "the order was not paid in time"),
-    "production.queued": ("production", "a ticket was queued for a paid order"),
-    "production.cancelled": ("production", "a ticket was cancelled after a refund or chargeback"),
-    "production.overdue": ("production", "a ticket was not finished in time"),
-    "order.ready": ("production", "the order is finished and ready"),
-    # Deadlines: delayed messages a consumer sends itself, never on the exchange.
-    "deadline.order_payment": ("payments", "the order's time to be paid is up"),
-    "deadline.payment_order": ("payments", "a held payment's time to meet its order is up"),
-    "deadline.production": ("production", "a ticket's time in production is up"),
+# What callers send that the consumers understand (hub-api checks their data: `contracts`). The
+# types the consumers emit, and their deadlines, are in each consumer's spec; `specs.catalogue()`
+# joins the two into the catalogue the docs, the AsyncAPI document and hub-api's rule read.
+INBOUND: dict[str, str] = {
+    "order.created": "a storefront created an order (data: order_id, customer, items, amount, "
+    "currency)",
+    "production.finished": "the workshop finished an order (data: order_id)",
+    "ci.*": "a CI pipeline reports (free-form data, delivered as is)",
 }
-# Notifications delivers every payment.*, so the payments consumer owns the whole namespace; and
-# deadlines are the consumers' own.
-CONSUMER_NAMESPACES = ("payment", "deadline")
 
 FOLLOW_UP_NAMESPACE = uuid.UUID("6f1c7f8e-3f0a-4a57-9a43-4b8d3b1f2c10")
 

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     delivery_limit: int = 20
     # How often a consumer publishes follow-ups that publishing after the commit left saved.
     outbox_relay_interval_s: float = Field(default=10.0, gt=0)
-    # The saga's deadlines (delayed messages through the broker: topology.CONSUMER_DEADLINES).
+    # The saga's deadlines (delayed messages through the broker: each consumer spec's `deadlines`).
     order_payment_timeout_s: float = Field(default=86400.0, gt=0, le=MAX_DEADLINE_S)
     payment_order_timeout_s: float = Field(default=3600.0, gt=0, le=MAX_DEADLINE_S)
     production_timeout_s: float = Field(default=3 * 86400.0, gt=0, le=MAX_DEADLINE_S)

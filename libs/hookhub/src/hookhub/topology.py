@@ -11,7 +11,9 @@
     a consumer's deadline ──▶ hookhub.<consumer>.deadline.<name> ──expired──▶ hookhub.<consumer>
                               (the message's own TTL; nobody consumes it)
 
-Every name comes from the functions below; nothing else spells a queue name.
+Which queues a consumer has, and what its work queue binds, come from its spec
+(`specs.ConsumerSpec`). Every name comes from the functions below; nothing else spells a queue
+name.
 """
 
 from dataclasses import dataclass, field
@@ -22,44 +24,14 @@ import aiormq
 from aio_pika.abc import AbstractChannel
 
 from hookhub.events import EXCHANGE
-from hookhub.providers import PROVIDERS
 from hookhub.settings import Settings
+from hookhub.specs import ConsumerSpec, installed
 
 UNROUTED_EXCHANGE = "hookhub.unrouted"
 UNROUTED_QUEUE = "hookhub.unrouted"
 # Without an archive, what no queue binds waits here; bounded, the oldest dropped first.
 UNROUTED_MAX_MESSAGES = 100_000
 ARCHIVE_QUEUE = "hookhub.archive"
-
-# Which event types each consumer receives (topic binding keys). Consumers emit their own domain
-# events back into hookhub.events, so the saga is choreographed by these bindings alone.
-CONSUMER_BINDINGS: dict[str, tuple[str, ...]] = {
-    "payments": ("order.created", *(f"{p.name}.#" for p in PROVIDERS.values() if p.payment)),
-    "production": (
-        "payment.approved",
-        "payment.refunded",
-        "payment.charged_back",
-        "production.finished",
-    ),
-    "notifications": (
-        "payment.*",
-        "order.ready",
-        "order.expired",
-        "production.cancelled",
-        "production.overdue",
-        "ci.#",
-    ),
-}
-CONSUMERS = tuple(CONSUMER_BINDINGS)
-# The saga's deadlines, by the consumer that sets them (events.CATALOGUE says what each means).
-# A deadline is a delayed message to oneself: the consumer's outbox puts it on its deadline queue
-# with the delay as the message's TTL, and the queue, which nobody consumes, dead-letters it to the
-# consumer's work queue once it expires. It never crosses the exchange, so it needs no binding,
-# but the consumer needs a handler step for its type.
-CONSUMER_DEADLINES: dict[str, tuple[str, ...]] = {
-    "payments": ("deadline.order_payment", "deadline.payment_order"),
-    "production": ("deadline.production",),
-}
 
 
 def binding_matches(binding_key: str, routing_key: str) -> bool:
@@ -100,11 +72,6 @@ def deadline_queue(consumer: str, deadline_type: str) -> str:
     return f"hookhub.{consumer}.{deadline_type}"
 
 
-def handled_types(consumer: str) -> tuple[str, ...]:
-    """What a consumer's handler steps must cover: its work queue's bindings and its deadlines."""
-    return (*CONSUMER_BINDINGS.get(consumer, ()), *CONSUMER_DEADLINES.get(consumer, ()))
-
-
 class TopologyConflict(RuntimeError):
     """The broker already has an exchange or queue of that name, declared differently."""
 
@@ -132,15 +99,17 @@ def _dead_letter_to(queue: str) -> dict[str, Any]:
 
 
 def consumer_queues(
-    consumer: str, retry_delays_s: tuple[float, ...], delivery_limit: int
+    spec: ConsumerSpec, retry_delays_s: tuple[float, ...], delivery_limit: int
 ) -> list[QueueSpec]:
-    """The work queue, one retry queue per delay and the parking lot of one consumer."""
+    """The work queue, one retry queue per delay, the deadline queues and the parking lot of one
+    consumer, from its spec."""
+    consumer = spec.name
     work, dlq = work_queue(consumer), dead_letter_queue(consumer)
     # A message redelivered delivery_limit times (a consumer crashing on it) is dead-lettered by
     # the broker itself, so a poison message cannot crash-loop the consumers forever.
     work_arguments = _quorum(**{"x-delivery-limit": delivery_limit}, **_dead_letter_to(dlq))
     specs = [
-        QueueSpec(work, work_arguments, CONSUMER_BINDINGS[consumer]),
+        QueueSpec(work, work_arguments, spec.bindings),
         QueueSpec(dlq, _quorum()),
     ]
     for delay_s in retry_delays_s:
@@ -149,7 +118,7 @@ def consumer_queues(
         specs.append(
             QueueSpec(retry_queue(consumer, delay_s), _quorum(**ttl, **_dead_letter_to(work)))
         )
-    for deadline_type in CONSUMER_DEADLINES.get(consumer, ()):
+    for deadline_type in spec.deadlines:
         # No queue TTL: each deadline carries its own (the setting when it was set), so changing
         # a timeout needs no new queue. A message expires only at the head of its queue, which
         # is the order of expiry while the timeout stays; deadlines set after the timeout was
@@ -190,12 +159,17 @@ class Archive:
 
 
 def all_queues(
-    retry_delays_s: tuple[float, ...], delivery_limit: int, archive: Archive | None = None
+    retry_delays_s: tuple[float, ...],
+    delivery_limit: int,
+    archive: Archive | None = None,
+    consumers: tuple[ConsumerSpec, ...] | None = None,
 ) -> list[QueueSpec]:
+    """Every queue: the unrouted queue, each consumer's (the installed consumers' when not
+    given) and the archive."""
     unrouted = _quorum(**{"x-max-length": UNROUTED_MAX_MESSAGES, "x-overflow": "drop-head"})
     queues = [QueueSpec(UNROUTED_QUEUE, unrouted)]
-    for consumer in CONSUMERS:
-        queues += consumer_queues(consumer, retry_delays_s, delivery_limit)
+    for spec in installed() if consumers is None else consumers:
+        queues += consumer_queues(spec, retry_delays_s, delivery_limit)
     # The archive last: bound with `#`, it takes every event, so once it is bound the broker
     # confirms any publish. Declared before the consumers' queues (a broker that lost its
     # definitions, declared again), it would have an event accepted that no consumer gets.
@@ -224,8 +198,10 @@ async def declare(
     retry_delays_s: tuple[float, ...],
     delivery_limit: int,
     archive: Archive | None = None,
+    consumers: tuple[ConsumerSpec, ...] | None = None,
 ) -> list[QueueSpec]:
-    """Declare everything; a no-op when it exists as specified, TopologyConflict when it differs.
+    """Declare everything (for the installed consumers when `consumers` is not given); a no-op
+    when it exists as specified, TopologyConflict when it differs.
 
     Declaring is idempotent on the broker side: a second run with the same settings changes nothing.
     A queue that exists declared differently is left as it is, the rest declared, and the conflict
@@ -245,7 +221,7 @@ async def declare(
             arguments={"alternate-exchange": UNROUTED_EXCHANGE},
         ),
     )
-    queues = all_queues(retry_delays_s, delivery_limit, archive)
+    queues = all_queues(retry_delays_s, delivery_limit, archive, consumers)
     conflicts = []
     for spec in queues:
         try:

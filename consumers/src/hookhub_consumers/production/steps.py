@@ -68,6 +68,6 @@ async def advance_ticket(event: Event, ctx: Context) -> Outcome:
     return Outcome(state=changed, emit=emit)
 
 
-# One step per binding of the production queue and per deadline it sets
-# (topology.CONSUMER_BINDINGS and CONSUMER_DEADLINES, checked by a test).
+# One step per binding of the production queue and per deadline it sets (its spec's, checked when
+# the consumer starts).
 STEPS: Steps = dict.fromkeys(TRANSITIONS, advance_ticket)

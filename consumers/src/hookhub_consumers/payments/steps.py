@@ -22,7 +22,6 @@ from hookhub.events import Event
 from hookhub.providers import PROVIDERS
 from prometheus_client import Counter
 
-from hookhub_consumers import payment_providers
 from hookhub_consumers.contract import (
     Context,
     Outcome,
@@ -32,9 +31,10 @@ from hookhub_consumers.contract import (
     event_json,
     order_id_of,
 )
-from hookhub_consumers.mercadopago import MercadoPagoClient, ProviderUnavailable
-from hookhub_consumers.payment_providers import PaymentUpdate
-from hookhub_consumers.reconciliation import Verdict, reconcile, refund_is_partial
+from hookhub_consumers.payments import providers as payment_providers
+from hookhub_consumers.payments.mercadopago import MercadoPagoClient, ProviderUnavailable
+from hookhub_consumers.payments.providers import PaymentUpdate
+from hookhub_consumers.payments.reconciliation import Verdict, reconcile, refund_is_partial
 from hookhub_consumers.records import Order, PaymentStatus
 from hookhub_consumers.retries import Permanent, Retry
 
@@ -300,8 +300,8 @@ def _mercadopago(ctx: Context) -> MercadoPagoClient:
     )
 
 
-# One step per binding of the payments queue and per deadline it sets
-# (topology.CONSUMER_BINDINGS and CONSUMER_DEADLINES, checked by a test).
+# One step per binding of the payments queue and per deadline it sets (its spec's, checked when
+# the consumer starts).
 STEPS: Steps = {
     "order.created": order_created,
     **{f"{p.name}.#": provider_webhook for p in PROVIDERS.values() if p.payment},

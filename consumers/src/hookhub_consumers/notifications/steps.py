@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 
 import httpx
 import standardwebhooks
-from hookhub import topology, tracing
+from hookhub import tracing
 from hookhub.events import Event
 from hookhub.observability import log
 from prometheus_client import Histogram
 
 from hookhub_consumers.contract import Context, Outcome, Steps
+from hookhub_consumers.notifications.spec import SPEC
 from hookhub_consumers.records import Delivery
 from hookhub_consumers.retries import Permanent, Retry, worth_retrying
 
@@ -107,6 +108,5 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     return Outcome()
 
 
-# What gets delivered: every event the notifications queue binds (the bindings are the
-# topology's), each the same way.
-STEPS: Steps = dict.fromkeys(topology.CONSUMER_BINDINGS["notifications"], deliver)
+# What gets delivered: every event the notifications queue binds (its spec's), each the same way.
+STEPS: Steps = dict.fromkeys(SPEC.bindings, deliver)

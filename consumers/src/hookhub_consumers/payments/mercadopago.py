@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from hookhub_consumers.payment_providers import UnusablePayload
+from hookhub_consumers.payments.providers import UnusablePayload
 from hookhub_consumers.retries import worth_retrying
 
 PAYMENT_PATH = "/v1/payments/{payment_id}"

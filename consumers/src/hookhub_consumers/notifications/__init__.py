@@ -1,0 +1,1 @@
+"""The notifications consumer: delivers events to the team's endpoint (see `spec`)."""
