@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from hookhub import topology
+from hookhub import asyncapi, topology
 from hookhub_consumers.store import LoggedEvent
 from pydantic import BaseModel, Field
 
@@ -146,3 +146,11 @@ async def parking_lot(
             for p in parked
         ],
     )
+
+
+@router.get("/asyncapi.json", response_model=dict[str, Any])
+async def asyncapi_document() -> dict[str, Any]:
+    """The hub's AsyncAPI 3.0 document: the exchange and queues, the event types on each (with
+    their data contracts), who sends and who receives them; generated from the consumers'
+    specs."""
+    return asyncapi.document()
