@@ -27,9 +27,9 @@ from hookhub.providers import (
     reads_body,
 )
 from hookhub.settings import Settings
-from hookhub.signatures import SignatureError, SignedRequest
 
 from hub_api.ingest import CORRELATION_HEADER, Rejected, media_type, sendable
+from hub_api.signatures import VERIFIERS, SignatureError, SignedRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ def webhook_event(
     """
     spec = provider.spec
     try:
-        spec.verify(
+        VERIFIERS[spec.scheme](
             SignedRequest(headers, query, body, target), provider.secret, timestamp_tolerance_s
         )
     except SignatureError as exc:

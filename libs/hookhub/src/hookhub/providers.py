@@ -1,37 +1,44 @@
 """The webhook providers Hookhub accepts, as one table: one row a provider.
 
-A row says how the provider signs (a scheme from `hookhub.signatures`), what it sends (media types),
-where its event id and type are, how its key reaches Kong, and, for bots, the handshake hub-api
-answers itself and the reply the platform expects. hub-api, the Kong config tests, the chart and
-the payments consumer all read `PROVIDERS`.
+A row says how the provider signs (its `Scheme`, by name: the verifiers, and the libraries they
+need, are hub-api's, in `hub_api.signatures`), what it sends (media types), where its event id and
+type are, how its key reaches Kong, and, for bots, the handshake hub-api answers itself and the
+reply the platform expects. hub-api, the Kong config tests, the chart and the payments consumer all
+read `PROVIDERS`.
 """
 
 import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
-
-from hookhub.signatures import (
-    Scheme,
-    token_header,
-    verify_discord,
-    verify_hmac,
-    verify_hub_signature_256,
-    verify_kiwify,
-    verify_mercadopago,
-    verify_pagarme,
-    verify_shopify,
-    verify_slack,
-    verify_standard_webhooks,
-    verify_stripe,
-    verify_twilio,
-)
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 # A GET handshake's token is its own secret, apart from the signing one (Meta's "verify token").
 VERIFY_TOKEN_SUFFIX = "_verify_token"
+
+
+class Scheme(StrEnum):
+    """How a provider proves a webhook is its own. hub-api verifies each scheme
+    (`hub_api.signatures.VERIFIERS`); the library names them only, so that no other image
+    carries what verifying them needs."""
+
+    STRIPE = "stripe"  # Stripe-Signature, checked by the stripe library
+    HUB_SIGNATURE_256 = "hub-signature-256"  # GitHub and Meta: X-Hub-Signature-256
+    STANDARD_WEBHOOKS = "standard-webhooks"  # webhook-* or svix-* headers
+    MERCADOPAGO = "mercadopago"  # x-signature over a manifest
+    HOTMART_HOTTOK = "hotmart-hottok"  # a shared token in X-Hotmart-Hottok
+    KIWIFY = "kiwify"  # ?signature=, HMAC-SHA1 of the body
+    ASAAS_ACCESS_TOKEN = "asaas-access-token"  # a shared token in asaas-access-token
+    PAGARME = "pagarme"  # X-Hub-Signature: sha1=
+    SHOPIFY = "shopify"  # X-Shopify-Hmac-Sha256
+    SLACK = "slack"  # X-Slack-Signature v0
+    TELEGRAM_SECRET_TOKEN = "telegram-secret-token"  # X-Telegram-Bot-Api-Secret-Token
+    DISCORD = "discord"  # Ed25519 by the application's public key
+    TWILIO = "twilio"  # X-Twilio-Signature over the URL and the form
+    HMAC = "hmac"  # Hookhub's own: X-Hookhub-Signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +79,7 @@ class Provider:
     separated by `|`; an id found nowhere is the body's hash."""
 
     name: str
-    verify: Scheme
+    scheme: Scheme
     event_id: str
     event_type: str
     # Where the proof of origin travels (locators), the first being the signature itself: the
@@ -112,7 +119,7 @@ PROVIDERS: dict[str, Provider] = {
     for p in (
         Provider(
             "stripe",
-            verify_stripe,
+            Scheme.STRIPE,
             "json:id",
             "json:type",
             proof=("header:stripe-signature",),
@@ -121,7 +128,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "github",
-            verify_hub_signature_256,
+            Scheme.HUB_SIGNATURE_256,
             "header:x-github-delivery",
             "header:x-github-event",
             proof=("header:x-hub-signature-256",),
@@ -130,14 +137,14 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "standardwebhooks",
-            verify_standard_webhooks,
+            Scheme.STANDARD_WEBHOOKS,
             "header:webhook-id|header:svix-id",
             "json:type",
             proof=("header:webhook-signature", "header:webhook-timestamp", "header:webhook-id"),
         ),
         Provider(
             "mercadopago",
-            verify_mercadopago,
+            Scheme.MERCADOPAGO,
             "json:id",
             "json:action|json:type",
             proof=("header:x-signature", "header:x-request-id"),
@@ -146,7 +153,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "hotmart",
-            token_header("x-hotmart-hottok"),
+            Scheme.HOTMART_HOTTOK,
             "json:id",
             "json:event",
             proof=("header:x-hotmart-hottok",),
@@ -155,7 +162,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "kiwify",
-            verify_kiwify,
+            Scheme.KIWIFY,
             # Not order_id: an order's approval and its later refund share it, and the refund
             # would be dropped as a duplicate. Without an event id the body's hash is the id.
             "json:webhook_event_id",
@@ -166,7 +173,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "asaas",
-            token_header("asaas-access-token"),
+            Scheme.ASAAS_ACCESS_TOKEN,
             "json:id",
             "json:event",
             proof=("header:asaas-access-token",),
@@ -176,7 +183,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "pagarme",
-            verify_pagarme,
+            Scheme.PAGARME,
             "json:id",
             "json:type",
             proof=("header:x-hub-signature",),
@@ -186,7 +193,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "shopify",
-            verify_shopify,
+            Scheme.SHOPIFY,
             "header:x-shopify-webhook-id",
             "header:x-shopify-topic",  # orders/create becomes shopify.orders.create
             proof=("header:x-shopify-hmac-sha256",),
@@ -194,7 +201,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "slack",
-            verify_slack,
+            Scheme.SLACK,
             "json:event_id|json:trigger_id|form:trigger_id",
             "json:event.type|json:type|form:command",
             proof=("header:x-slack-signature", "header:x-slack-request-timestamp"),
@@ -206,7 +213,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "whatsapp",  # Meta's WhatsApp Cloud API (Instagram and Messenger sign the same way)
-            verify_hub_signature_256,
+            Scheme.HUB_SIGNATURE_256,
             "",  # Meta gives no delivery id; a retry sends the same body, so its hash serves
             "json:entry.0.changes.0.field|json:object",
             proof=("header:x-hub-signature-256",),
@@ -222,7 +229,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "telegram",
-            token_header("x-telegram-bot-api-secret-token"),
+            Scheme.TELEGRAM_SECRET_TOKEN,
             "json:update_id",
             "json-key-other-than:update_id",  # message, callback_query, ...
             proof=("header:x-telegram-bot-api-secret-token",),
@@ -230,7 +237,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "discord",
-            verify_discord,
+            Scheme.DISCORD,
             "json:id",
             "json:type",
             proof=("header:x-signature-ed25519", "header:x-signature-timestamp"),
@@ -241,7 +248,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "twilio",
-            verify_twilio,
+            Scheme.TWILIO,
             "header:i-twilio-idempotency-token",
             "form:MessageStatus|form:SmsStatus|form:CallStatus",
             proof=("header:x-twilio-signature",),
@@ -257,7 +264,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "hmac",
-            verify_hmac,
+            Scheme.HMAC,
             "header:x-hookhub-event-id",
             "header:x-hookhub-event-type",
             proof=("header:x-hookhub-signature", "header:x-hookhub-timestamp"),

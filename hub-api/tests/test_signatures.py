@@ -1,12 +1,15 @@
 """The signature schemes against the senders' own documented examples, reproduced exactly, and
-their refusals. Pure: no server, no broker."""
+their refusals; and the table that gives every provider's scheme its verifier. Pure: no server, no
+broker."""
 
 import time
 from urllib.parse import urlencode
 
 import nacl.signing
 import pytest
-from hookhub.signatures import (
+from hookhub.providers import PROVIDERS, Scheme
+from hub_api.signatures import (
+    VERIFIERS,
     SignatureError,
     SignedRequest,
     verify_discord,
@@ -14,6 +17,17 @@ from hookhub.signatures import (
     verify_slack,
     verify_twilio,
 )
+
+
+def test_every_providers_scheme_has_a_verifier():
+    unverifiable = {p.name: p.scheme for p in PROVIDERS.values() if p.scheme not in VERIFIERS}
+
+    assert unverifiable == {}
+
+
+def test_every_scheme_the_library_names_has_a_verifier():
+    assert set(Scheme) - set(VERIFIERS) == set()
+
 
 NO_TOLERANCE_LIMIT_S = 10**10  # for documented examples signed years ago
 GITHUB_EXAMPLE_SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"

@@ -1,7 +1,10 @@
-"""The signature schemes webhook providers sign with, one function each.
+"""The signature schemes webhook providers sign with: one verifier each, and `VERIFIERS`, the
+table from a scheme's name (`hookhub.providers.Scheme`) to its verifier.
 
-Everything here is pure: a scheme takes the raw request and the secret and either returns or raises
-`SignatureError`. `hookhub.providers.PROVIDERS` says which provider uses which.
+Everything here is pure: a verifier takes the raw request, the secret and the timestamp tolerance,
+and either returns or raises `SignatureError`. `hookhub.providers.PROVIDERS` says which provider
+signs with which scheme. Only hub-api verifies, so only hub-api's image carries the libraries
+the schemes need (stripe, PyNaCl, standardwebhooks).
 """
 
 import base64
@@ -17,6 +20,7 @@ import nacl.exceptions
 import nacl.signing
 import standardwebhooks
 import stripe
+from hookhub.providers import Scheme
 
 
 class SignatureError(Exception):
@@ -34,7 +38,7 @@ class SignedRequest:
     target: str = ""
 
 
-Scheme = Callable[[SignedRequest, str, int], None]
+Verifier = Callable[[SignedRequest, str, int], None]
 
 
 def _require(request: SignedRequest, header: str) -> str:
@@ -137,7 +141,7 @@ def verify_mercadopago(request: SignedRequest, secret: str, tolerance_s: int) ->
         raise SignatureError("x-signature does not match")
 
 
-def token_header(header: str) -> Scheme:
+def token_header(header: str) -> Verifier:
     """A shared token sent as is in `header` (Hotmart, Telegram, Asaas): it proves the sender
     knows the secret, but signs neither the body nor a time."""
 
@@ -225,3 +229,21 @@ def verify_hmac(request: SignedRequest, secret: str, tolerance_s: int) -> None:
     _check_timestamp(ts, tolerance_s)
     if not _same("sha256=" + _hmac_hex(secret, ts.encode() + b"." + request.body), given):
         raise SignatureError("X-Hookhub-Signature does not match")
+
+
+VERIFIERS: dict[Scheme, Verifier] = {
+    Scheme.STRIPE: verify_stripe,
+    Scheme.HUB_SIGNATURE_256: verify_hub_signature_256,
+    Scheme.STANDARD_WEBHOOKS: verify_standard_webhooks,
+    Scheme.MERCADOPAGO: verify_mercadopago,
+    Scheme.HOTMART_HOTTOK: token_header("x-hotmart-hottok"),
+    Scheme.KIWIFY: verify_kiwify,
+    Scheme.ASAAS_ACCESS_TOKEN: token_header("asaas-access-token"),
+    Scheme.PAGARME: verify_pagarme,
+    Scheme.SHOPIFY: verify_shopify,
+    Scheme.SLACK: verify_slack,
+    Scheme.TELEGRAM_SECRET_TOKEN: token_header("x-telegram-bot-api-secret-token"),
+    Scheme.DISCORD: verify_discord,
+    Scheme.TWILIO: verify_twilio,
+    Scheme.HMAC: verify_hmac,
+}
