@@ -78,8 +78,7 @@ def _messages_matching(keys: tuple[str, ...], known: dict[str, Any]) -> list[str
         name
         for name, message in known.items()
         if any(
-            topology.binding_matches(key, message["name"]) or key == message["name"]
-            for key in keys
+            topology.binding_matches(key, message["name"]) or key == message["name"] for key in keys
         )
     )
 
@@ -112,7 +111,7 @@ def document(consumers: tuple[ConsumerSpec, ...] | None = None) -> dict[str, Any
             topology.UNROUTED_QUEUE, "events no queue binds (without the archive)", []
         ),
     }
-    inbound = sorted(message_id(t) for t, (emitter, _) in catalogue.items() if emitter == "internal")
+    inbound = sorted(message_id(t) for t, (by, _) in catalogue.items() if by == "internal")
     operations: dict[str, Any] = {
         "acceptEvents": {
             "action": "send",
