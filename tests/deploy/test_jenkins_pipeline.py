@@ -9,7 +9,7 @@ import re
 
 import httpx
 import pytest
-from hookhub import topology
+from hookhub import specs
 
 from .repo import KONG_YML, ROOT, load_yaml
 from .test_docker_images import IMAGES
@@ -123,7 +123,7 @@ def test_the_report_goes_to_events_through_kong_with_the_jenkins_key() -> None:
 def test_the_report_is_routed_to_the_notifications_consumer() -> None:
     event_type = str(reported_event()["type"])
     assert event_type == "ci.pipeline.finished"
-    assert "ci.#" in topology.CONSUMER_BINDINGS["notifications"]
+    assert "ci.#" in specs.by_name("notifications").bindings
 
 
 async def test_hub_api_accepts_the_pipelines_report_and_publishes_it(
