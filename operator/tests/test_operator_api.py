@@ -16,7 +16,8 @@ import httpx
 import pytest
 from operator_hub import OPERATOR, READ_ONLY, Hub, eventually, running_hub
 
-from conftest import GATEWAY_SECRET, hub_env, post_internal_event
+from tests.support.senders import post_internal_event
+from tests.support.settings import GATEWAY_SECRET, hub_env
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from operator_hub import OPERATOR, READ_ONLY, Hub, eventually, running_hub
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from conftest import post_internal_event
+from tests.support.senders import post_internal_event
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/install-tools
 CHROMIUM_ARGS = [
