@@ -5,6 +5,7 @@ service's packages, non-root, with a healthcheck; and compose builds every image
 import re
 import tomllib
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 
 import pytest
 
@@ -225,3 +226,37 @@ def test_compose_builds_every_image_from_the_one_dockerfile_named_for_its_servic
     assert {dockerfile for dockerfile, _, _ in builds.values()} == {"Dockerfile"}
     assert {service for _, service, _ in builds.values()} == set(SERVICES)
     assert {(s, name) for _, s, name in builds.values()} == {(s, image_name(s)) for s in SERVICES}
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore leaves a path of the repository out of the build context."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        fnmatch(prefix.rsplit("/", 1)[-1], pattern.removeprefix("**/"))
+        if pattern.startswith("**/")
+        else fnmatch(prefix, pattern)
+        for pattern in patterns
+        for prefix in prefixes
+    )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_build_context_holds_everything_the_build_copies(service: str) -> None:
+    copied = [
+        source
+        for args in build_stage(DOCKERFILE.read_text()).all("COPY")
+        if not args.startswith("--from=")
+        for source in args.replace("${SERVICE}", service).split()[:-1]
+    ]
+    assert copied and [path for path in copied if dockerignored(path)] == []
+
+
+def test_the_context_check_reads_dockerignore_as_docker_does() -> None:
+    assert dockerignored("uv.lock") is False
+    assert dockerignored("consumers/tests") and dockerignored("helm/hookhub/values.yaml")
