@@ -5,6 +5,8 @@
 #   docker build --build-arg SERVICE=operator  -t hookhub-operator .
 # An image holds its service's packages and what uv.lock gives them, nothing else; its port,
 # healthcheck and default command are in the service's stage at the end of this file.
+# SERVICE has no default: a build that forgets it stops at the last FROM (blank), rather than
+# making one service's image under another's name.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 ARG SERVICE
