@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Response
 from hookhub import gateway, tracing
@@ -26,11 +25,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from hub_api import ingest, openapi, webhooks
 from hub_api.fast_path import BodyTooLarge, DirectRequest, HubApi, Reply
-from hub_api.ingest import CORRELATION_HEADER, Rejected
+from hub_api.headers import CORRELATION_HEADER, EVENT_ID_HEADER, header_value
 from hub_api.openapi import Accepted
+from hub_api.rejections import Rejected
 from hub_api.webhooks import Answer
-
-EVENT_ID_HEADER = "x-hookhub-event-id"
 
 REQUESTS = Counter(
     "hookhub_requests_total",
@@ -55,16 +53,6 @@ async def _read_body(request: DirectRequest, limit_bytes: int) -> bytes:
         return await request.body(limit_bytes)
     except BodyTooLarge:
         raise Rejected(413, f"body is larger than {limit_bytes} bytes") from None
-
-
-# What an HTTP field value carries as it is: visible ASCII but the percent sign.
-_FIELD_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
-
-
-def header_value(text: str) -> str:
-    """`text` for a response header: as it is when it is visible ASCII, else percent-encoded
-    UTF-8 (RFC 3986), as an id taken from a provider's JSON body may need."""
-    return quote(text, safe=_FIELD_SAFE)
 
 
 def _refusal(
