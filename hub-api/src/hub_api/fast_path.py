@@ -22,7 +22,7 @@ What a route served directly does NOT get, so that nothing added later is silent
   `request.state`, cookies, forms or background tasks. The endpoint returns a `Reply`;
   `response_model`, `status_code` and `response_class` only document it.
 - The app's exception handlers: an exception the endpoint raises is answered by the handler
-  registered with `direct_exception_handler` for its class (or a base class); one with no such
+  registered with `add_direct_exception_handler` for its class (or a base class); one with no such
   handler reaches the server, which answers 500. A method the path does not serve is refused by
   the handler for `HTTPException`, with status 405 and every method the path serves in `Allow`.
 
