@@ -371,12 +371,12 @@ def test_the_alert_queue_patterns_match_the_topologys_names(
 ) -> None:
     parked = queue_pattern(alerts(rule_groups)["HookhubParkingLotNotEmpty"])
     work = queue_pattern(alerts(rule_groups)["HookhubConsumerStalled"])
-    for consumer in specs.names():
+    for consumer in specs.installed():
         queues = [q.name for q in topology.consumer_queues(consumer, (5, 30), 10)]
         assert [q for q in queues if re.fullmatch(parked, q)] == [
-            topology.dead_letter_queue(consumer)
+            topology.dead_letter_queue(consumer.name)
         ]
-        assert [q for q in queues if re.fullmatch(work, q)] == [topology.work_queue(consumer)]
+        assert [q for q in queues if re.fullmatch(work, q)] == [topology.work_queue(consumer.name)]
 
 
 def slug(heading: str) -> str:
