@@ -15,6 +15,7 @@ ROOT = Path(__file__).parent.parent
 PACKAGES = {
     "hookhub": ROOT / "libs/hookhub/src/hookhub",
     "hub_api": ROOT / "hub-api/src/hub_api",
+    "hookhub_eventlog": ROOT / "eventlog/src/hookhub_eventlog",
     "hookhub_consumers": ROOT / "consumers/src/hookhub_consumers",
     "hookhub_operator": ROOT / "operator/src/hookhub_operator",
     "hookhub_dev": ROOT / "dev/src/hookhub_dev",
@@ -22,9 +23,16 @@ PACKAGES = {
 MAY_IMPORT = {
     "hookhub": set(),
     "hub_api": {"hookhub"},
-    "hookhub_consumers": {"hookhub"},
-    "hookhub_operator": {"hookhub", "hookhub_consumers"},
-    "hookhub_dev": {"hookhub", "hub_api", "hookhub_consumers", "hookhub_operator"},
+    "hookhub_eventlog": {"hookhub"},
+    "hookhub_consumers": {"hookhub", "hookhub_eventlog"},
+    "hookhub_operator": {"hookhub", "hookhub_eventlog"},
+    "hookhub_dev": {
+        "hookhub",
+        "hub_api",
+        "hookhub_eventlog",
+        "hookhub_consumers",
+        "hookhub_operator",
+    },
 }
 
 
