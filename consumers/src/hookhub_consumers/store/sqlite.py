@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hookhub.sqlite import SQLiteFile, path_of, time_text
+from hookhub.sqlite import SQLiteFile, path_of, time_of, time_text
 
 from hookhub_consumers.records import Delivery, Order, Ticket
 from hookhub_consumers.store.base import (
@@ -190,44 +190,22 @@ def _save_state(db: sqlite3.Connection, state: Order | Ticket) -> None:
         )
 
 
+# A row holds a record's fields by their names (a delivery's also its recording order, `id`).
+
+
 def _order(row: sqlite3.Row) -> Order:
-    return Order(
-        order_id=row["order_id"],
-        status=row["status"],
-        amount=row["amount"],
-        currency=row["currency"],
-        customer=None if row["customer"] is None else json.loads(row["customer"]),
-        items=json.loads(row["items"]),
-        provider=row["provider"],
-        payment_id=row["payment_id"],
-        paid_amount=row["paid_amount"],
-        paid_currency=row["paid_currency"],
-        refunded_amount=row["refunded_amount"],
-        version=row["version"],
-        updated_at=datetime.fromisoformat(row["updated_at"]),
-    )
+    customer = None if row["customer"] is None else json.loads(row["customer"])
+    parsed = {"customer": customer, "items": json.loads(row["items"])}
+    return Order(**{**dict(row), **parsed, "updated_at": time_of(row["updated_at"])})
 
 
 def _ticket(row: sqlite3.Row) -> Ticket:
-    return Ticket(
-        order_id=row["order_id"],
-        status=row["status"],
-        version=row["version"],
-        updated_at=datetime.fromisoformat(row["updated_at"]),
-    )
+    return Ticket(row["order_id"], row["status"], row["version"], time_of(row["updated_at"]))
 
 
 def _delivery(row: sqlite3.Row) -> Delivery:
-    return Delivery(
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        url=row["url"],
-        attempt=row["attempt"],
-        status_code=row["status_code"],
-        error=row["error"],
-        delivered=bool(row["delivered"]),
-        at=datetime.fromisoformat(row["at"]),
-    )
+    fields = {name: row[name] for name in row.keys() if name != "id"}
+    return Delivery(**{**fields, "delivered": bool(row["delivered"]), "at": time_of(row["at"])})
 
 
 def _record_delivery(db: sqlite3.Connection, delivery: Delivery) -> None:
