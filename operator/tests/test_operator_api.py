@@ -135,6 +135,7 @@ def test_a_read_only_operator_reads_the_api(hub: Hub) -> None:
 def test_the_openapi_document_lists_the_read_api_and_kongs_key(hub: Hub) -> None:
     document = hub.get("/api/openapi.json").json()
     assert set(document["paths"]) == {
+        "/api/asyncapi.json",
         "/api/events",
         "/api/events/{event_id}",
         "/api/events/{event_id}/journey",
