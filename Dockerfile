@@ -21,13 +21,14 @@ COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /src
-# The workspace packages each image installs. hub-api also installs the consumers' package: it
-# declares every consumer's queues from their specs, which the consumers register as entry points
-# (group `hookhub.consumers`), and entry points are read only from installed packages.
+# The workspace packages each image installs. hub-api and the operator also install the consumers'
+# package, never importing it: hub-api declares every consumer's queues, and the operator shows
+# them (queues, parking lots, unrouted events), from their specs, which the consumers register as
+# entry points (group `hookhub.consumers`), and entry points are read only from installed packages.
 RUN case "${SERVICE}" in \
       hub-api)   echo "--package hookhub-api --package hookhub-consumers" ;; \
       consumers) echo "--package hookhub-consumers" ;; \
-      operator)  echo "--package hookhub-operator" ;; \
+      operator)  echo "--package hookhub-operator --package hookhub-consumers" ;; \
       *) echo "build with --build-arg SERVICE=hub-api, consumers or operator (not '${SERVICE}')" >&2; exit 1 ;; \
     esac > /src/packages
 # Third-party dependencies first, from the lock file alone: this layer is rebuilt only when
@@ -35,14 +36,17 @@ RUN case "${SERVICE}" in \
 COPY pyproject.toml uv.lock ./
 COPY libs/hookhub/pyproject.toml libs/hookhub/
 COPY hub-api/pyproject.toml hub-api/
+COPY eventlog/pyproject.toml eventlog/
 COPY consumers/pyproject.toml consumers/
 COPY dev/pyproject.toml dev/
 COPY operator/pyproject.toml operator/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-install-workspace $(cat /src/packages)
-# The consumers' sources go into every image: they are the consumers', the operator's (the event
-# log is theirs) and hub-api's (above). For the consumers image the last COPY repeats this one.
+# The event log's and the consumers' sources go into every image: each installs the consumers'
+# package (above), which depends on the event log, as the operator does. For the consumers image
+# the last COPY repeats one of these.
 COPY libs/hookhub libs/hookhub
+COPY eventlog eventlog
 COPY consumers consumers
 COPY ${SERVICE} ${SERVICE}
 RUN --mount=type=cache,target=/root/.cache/uv \

@@ -16,8 +16,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 # Dockerfile stage its image ends on. An image is named for the service's package.
 SERVICES = ("hub-api", "consumers", "operator")
 # hub-api reads every consumer's spec (the `hookhub.consumers` entry points) to declare their
-# queues: its image carries the consumers' package too.
-EXTRA_PACKAGES = {"hub-api": {"hookhub-consumers"}}
+# queues, the operator to show them: their images carry the consumers' package too.
+EXTRA_PACKAGES = {"hub-api": {"hookhub-consumers"}, "operator": {"hookhub-consumers"}}
 
 
 @dataclass
