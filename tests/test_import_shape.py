@@ -5,10 +5,12 @@ shared test helpers are a package (`tests.support`), not conftest, and the scrip
 
 import ast
 import os
+import tomllib
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).parent.parent
 # package → its source folder, lowest layer first; each may import only the layers it names.
@@ -94,6 +96,21 @@ def test_a_package_imports_only_the_layers_below_it(package):
         if target.split(".")[0] not in MAY_IMPORT[package] | {package}
     )
     assert wrong == []
+
+
+def _distribution(package: str) -> dict:
+    """The `[project]` table of the workspace member whose source folder holds `package`."""
+    return tomllib.loads((PACKAGES[package].parents[1] / "pyproject.toml").read_text())["project"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_package_depends_on_exactly_the_workspace_layers_it_may_import(package):
+    """What a package's pyproject declares is what its image installs: a service that needs
+    another only for an import it may not make (the operator and the consumers) would carry it."""
+    ours = {_distribution(name)["name"]: name for name in PACKAGES}
+    declared = {Requirement(line).name for line in _distribution(package).get("dependencies", [])}
+
+    assert {ours[name] for name in declared if name in ours} == MAY_IMPORT[package]
 
 
 def test_no_modules_import_each_other():
