@@ -51,9 +51,12 @@ class Settings(BaseSettings):
     # How long a lost broker node may take to come back before the next address is tried.
     failover_after_s: float = Field(default=3.0, ge=0)
 
+    # A consumer's n-th failure waits the n-th delay (one retry queue each), less up to the
+    # jitter ratio of it, so that a burst of failures does not come back all at once.
     retry_delays_s: Annotated[tuple[float, ...], NoDecode] = Field(
         default=(5.0, 30.0, 300.0), validation_alias="HOOKHUB_RETRY_DELAYS"
     )
+    retry_jitter_ratio: float = Field(default=0.1, ge=0, lt=1)
     prefetch_count: int = 32
     delivery_limit: int = 20
     # How often a consumer publishes follow-ups that publishing after the commit left saved.
@@ -139,6 +142,16 @@ class Settings(BaseSettings):
                 raise ValueError("needs at least one delay, e.g. 5,30,300")
             return tuple(float(p) for p in parts)
         return value
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _delays_are_ttls(cls, delays_s: tuple[float, ...]) -> tuple[float, ...]:
+        # Each is a retry queue's TTL: RabbitMQ takes whole milliseconds, at least 1, in 32 bits.
+        if not delays_s:
+            raise ValueError("needs at least one delay, e.g. 5,30,300")
+        if not all(0.001 <= delay_s <= MAX_DEADLINE_S for delay_s in delays_s):
+            raise ValueError(f"each delay must be between 0.001 and {MAX_DEADLINE_S:g} seconds")
+        return delays_s
 
     @property
     def amqp_url(self) -> str:
