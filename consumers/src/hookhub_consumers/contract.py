@@ -3,7 +3,9 @@
 A handler computes; the runtime acts. It is handed the event and a `Context` (settings, the store
 to read, the process's HTTP client, its consumer's name) and returns an `Outcome`: the events to
 emit and how to save the state change; among the events, deadlines (`deadline`), which come back
-to the same consumer when due. It raises `retries.Retry` or `retries.Permanent` to fail.
+to the same consumer when due. It raises `Retry` for a failure that may pass (`Retry(...,
+delay_s=60)`: not to be tried again sooner) or `Permanent` for one that cannot: the vocabulary of
+`retries`, where the whole retry policy lives, exported here with the rest of the contract.
 Handlers and the runtime both import this module; neither imports the other.
 """
 
@@ -16,8 +18,22 @@ from hookhub.events import Event
 from hookhub.settings import Settings
 
 from hookhub_consumers.records import Order, Ticket
-from hookhub_consumers.retries import Permanent
+from hookhub_consumers.retries import Permanent, Retry, worth_retrying
 from hookhub_consumers.store import Store
+
+__all__ = [
+    "Context",
+    "Handler",
+    "Outcome",
+    "Permanent",
+    "Retry",
+    "Steps",
+    "deadline",
+    "emitted",
+    "event_json",
+    "order_id_of",
+    "worth_retrying",
+]
 
 
 @dataclass
