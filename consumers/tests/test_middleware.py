@@ -127,10 +127,11 @@ async def test_a_handlers_requested_delay_waits_in_the_shortest_retry_queue_at_l
     assert 1.0 <= handled_at[1] - handled_at[0] < 1.5
 
 
-@pytest.mark.parametrize("fails", ["before", "after"])
+@pytest.mark.parametrize("fails", ["before", "after", "to call on"])
 async def test_a_failing_middleware_never_loses_the_message(tmp_path, fails):
-    """Failing before the handler ran, the message is retried like a handler's failure; failing
-    after it was settled, it is done with all the same, and handled once."""
+    """Failing before the handler ran (or never calling on), the message is retried like a
+    handler's failure; failing after it was settled, it is done with all the same; handled
+    once either way."""
     handled: list[str] = []
     seen: list[str | None] = []
 
@@ -139,9 +140,11 @@ async def test_a_failing_middleware_never_loses_the_message(tmp_path, fails):
         return Outcome()
 
     async def flaky(handling: Handling, call_next: CallNext) -> None:
-        if fails == "before" and not seen:
+        if fails in ("before", "to call on") and not seen:
             seen.append(None)
-            raise RuntimeError("a middleware's bug")
+            if fails == "before":
+                raise RuntimeError("a middleware's bug")
+            return
         await call_next(handling)
         seen.append(handling.outcome)
         if fails == "after":
@@ -152,5 +155,5 @@ async def test_a_failing_middleware_never_loses_the_message(tmp_path, fails):
         await until(lambda: "processed" in seen)
         await asyncio.sleep(0.5)  # nothing more comes
 
-    assert seen == ([None, "processed"] if fails == "before" else ["processed"])
+    assert seen == (["processed"] if fails == "after" else [None, "processed"])
     assert len(handled) == 1

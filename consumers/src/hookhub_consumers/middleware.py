@@ -5,8 +5,9 @@ A middleware is an async callable `(handling, call_next)`. It may act before it 
 `handling.error`), or around it (a span, a timer). The runtime chains a consumer's middlewares
 once, outermost first, around its own last step, which handles the event and settles the message:
 acked after its effects, or moved to a retry queue or the parking lot. So a middleware never acks,
-retries or parks; one that raises before the runtime's step ran has the message retried like a
-handler's failure, and one that raises after it is logged and changes nothing.
+retries or parks, and cannot lose a message: one that raises before the runtime's step ran, or
+never calls on, has the message retried like a handler's failure; one that raises after it is
+logged and changes nothing.
 
     Consumer(..., middlewares=(*middleware.DEFAULT, my_middleware))
 

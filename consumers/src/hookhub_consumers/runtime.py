@@ -113,16 +113,16 @@ class Consumer:
             handling.event = Event.from_message(message)
         except Exception as error:  # headers no Hookhub publisher wrote: nothing to retry
             handling.error = retries.Permanent(f"not a Hookhub event: {error}")
+        failed: Exception | None = None
         try:
             await self._chain(handling)
         except backfill.ReadAgain:  # the backfill's to deal with
             raise
-        except Exception as error:  # a middleware's: settled already, or retried like any
-            log.exception(
-                "event.middleware_failed", consumer=self.name, event_id=message.message_id
-            )
-            if handling.outcome is None:
-                await self._fail(handling, error)
+        except Exception as error:  # a middleware's (or a defect's): said, never lost
+            log.exception("event.handling_failed", consumer=self.name, event_id=message.message_id)
+            failed = error
+        if handling.outcome is None:  # never settled: a middleware failed or did not call on
+            await self._fail(handling, failed or RuntimeError("a middleware did not call on"))
 
     async def _settle(self, handling: Handling) -> None:
         """The last step of the chain: handle the event, then ack it, or retry or park it."""
