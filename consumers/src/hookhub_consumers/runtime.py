@@ -303,6 +303,7 @@ class Subscription:
             await asyncio.sleep(1)
 
     async def on_connected(self, connection: AbstractRobustConnection) -> None:
+        """Subscribe to the work queue: the broker calls this on every (re)connect."""
         if not self._live:
             return  # the backfill subscribes once it reaches the seam
         # A robust channel re-opens and re-subscribes by itself after a reconnect.
