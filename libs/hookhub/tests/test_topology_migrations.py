@@ -1,0 +1,269 @@
+"""Topology migrations against the real broker: an older Hookhub's topology, with messages in it,
+brought to this version's by `plan` and `apply`, every message still there afterwards."""
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractConnection
+from hookhub import migrations, specs, topology
+from hookhub.failures import ROUTING_KEY_HEADER
+from hookhub.settings import Settings
+
+from conftest import fresh_vhost, hub_env
+
+N = 40
+OLD_DELAY_S = 7.0  # configured by the old version, not by this one
+NEW_DELAYS_S = (5.0,)
+OLD_UNROUTED = {"x-queue-type": "quorum", "x-max-length": 1000, "x-overflow": "drop-head"}
+PAYMENTS = topology.work_queue("payments")
+
+
+def settings_for(amqp_url: str) -> Settings:
+    return Settings(amqp_url=amqp_url, retry_delays_s=NEW_DELAYS_S, archive_enabled=False)
+
+
+@pytest.fixture
+async def old_hub() -> AsyncIterator[tuple[str, AbstractConnection]]:
+    """A vhost with the topology an older Hookhub declared: hookhub.unrouted with another
+    x-max-length, and a retry queue per consumer for a delay this version does not configure."""
+    with fresh_vhost() as amqp_url:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            async with connection.channel() as channel:
+                await channel.declare_queue(
+                    topology.UNROUTED_QUEUE, durable=True, arguments=OLD_UNROUTED
+                )
+            async with connection.channel() as channel:
+                with pytest.raises(topology.TopologyConflict):
+                    await topology.declare(channel, (*NEW_DELAYS_S, OLD_DELAY_S), 20)
+            yield amqp_url, connection
+
+
+async def publish(
+    connection: AbstractConnection, exchange: str, routing_key: str, n: int, **headers: str
+) -> set[str]:
+    """n confirmed persistent messages; their ids."""
+    ids = set()
+    async with connection.channel(publisher_confirms=True) as channel:
+        target = await channel.get_exchange(exchange) if exchange else channel.default_exchange
+        for _ in range(n):
+            message_id = uuid.uuid4().hex
+            await target.publish(
+                aio_pika.Message(
+                    b"{}",
+                    message_id=message_id,
+                    headers=headers,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key,
+            )
+            ids.add(message_id)
+    return ids
+
+
+async def take_all(connection: AbstractConnection, queue: str) -> list[aio_pika.IncomingMessage]:
+    taken = []
+    async with connection.channel() as channel:
+        declared = await channel.declare_queue(queue, passive=True)
+        while (message := await declared.get(no_ack=True, fail=False)) is not None:
+            taken.append(message)
+    return taken
+
+
+async def exists(connection: AbstractConnection, queue: str) -> bool:
+    async with connection.channel() as channel:
+        try:
+            await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return False
+    return True
+
+
+def queue_names(amqp_url: str) -> set[str]:
+    return set(migrations._with_rabbitmqctl(migrations.vhost_of(amqp_url)).queues)
+
+
+async def test_plan_names_the_changed_arguments_old_to_new_and_where_retired_messages_go(old_hub):
+    amqp_url, connection = old_hub
+    await publish(connection, topology.UNROUTED_EXCHANGE, "", N)
+    old_retry = topology.retry_queue("payments", OLD_DELAY_S)
+    await publish(connection, "", old_retry, N, **{ROUTING_KEY_HEADER: "order.created"})
+
+    plan = await migrations.plan_for(connection, settings_for(amqp_url))
+
+    assert plan.source == "rabbitmqctl" and plan.complete
+    assert plan.create == ()
+    [change] = plan.change
+    assert change.queue == topology.UNROUTED_QUEUE
+    assert (change.old["x-max-length"], change.new["x-max-length"]) == (1000, 100_000)
+    assert change.messages == N
+    retired = {r.queue: r for r in plan.retire}
+    assert set(retired) == {topology.retry_queue(name, OLD_DELAY_S) for name in specs.names()}
+    assert (retired[old_retry].messages, retired[old_retry].destination) == (N, PAYMENTS)
+    assert plan.refusals == []
+    assert "x-max-length: 1000 → 100000" in "\n".join(plan.lines())
+
+
+async def test_apply_moves_every_message_where_it_belongs_and_leaves_no_temporary_queue(old_hub):
+    amqp_url, connection = old_hub
+    unrouted_ids = await publish(connection, topology.UNROUTED_EXCHANGE, "", N)
+    old_retry = topology.retry_queue("payments", OLD_DELAY_S)
+    retry_ids = await publish(connection, "", old_retry, N, **{ROUTING_KEY_HEADER: "order.created"})
+    settings = settings_for(amqp_url)
+    said: list[str] = []
+
+    plan = await migrations.plan_for(connection, settings)
+    refused = await migrations.apply(connection, settings, plan, said.append)
+
+    assert refused == []
+    unrouted = await take_all(connection, topology.UNROUTED_QUEUE)
+    work = await take_all(connection, PAYMENTS)
+    assert {m.message_id for m in unrouted} == unrouted_ids and len(unrouted) == N
+    assert {m.message_id for m in work} == retry_ids and len(work) == N
+    assert all(m.headers[ROUTING_KEY_HEADER] == "order.created" for m in work)
+    names = queue_names(amqp_url)
+    assert not [name for name in names if name.endswith(topology.MIGRATING_SUFFIX)]
+    assert old_retry not in names
+    assert f"{topology.UNROUTED_QUEUE}: {N} moved to {topology.UNROUTED_QUEUE}.migrating" in said[0]
+    assert f"{old_retry}: {N} moved to {PAYMENTS}; removed" in said
+    assert (await migrations.plan_for(connection, settings)).empty
+
+
+async def test_events_published_while_their_work_queue_is_recreated_are_all_in_it(old_hub):
+    amqp_url, connection = old_hub
+    settings = settings_for(amqp_url)
+    await migrations.apply(
+        connection, settings, await migrations.plan_for(connection, settings), lambda _: None
+    )
+    # payments' work queue as a version with another delivery limit declared it, holding events
+    async with connection.channel() as channel:
+        await channel.queue_delete(PAYMENTS, if_unused=False, if_empty=False)
+        old_arguments = {
+            **topology.consumer_queues(specs.by_name("payments"), NEW_DELAYS_S, 5)[0].arguments
+        }
+        queue = await channel.declare_queue(PAYMENTS, durable=True, arguments=old_arguments)
+        for key in specs.by_name("payments").bindings:
+            await queue.bind(topology.EXCHANGE, key)
+    before = await publish(connection, topology.EXCHANGE, "order.created", 500)
+    confirmed: set[str] = set()
+    stop = asyncio.Event()
+
+    async def keep_publishing() -> None:
+        async with connection.channel(publisher_confirms=True) as channel:
+            exchange = await channel.get_exchange(topology.EXCHANGE)
+            while not stop.is_set():
+                message_id = uuid.uuid4().hex
+                await exchange.publish(
+                    aio_pika.Message(b"{}", message_id=message_id), "order.created", mandatory=True
+                )
+                confirmed.add(message_id)
+
+    publishing = asyncio.create_task(keep_publishing())
+    await asyncio.sleep(0.3)
+    plan = await migrations.plan_for(connection, settings)
+    at_start = len(confirmed)
+    await migrations.apply(connection, settings, plan, lambda _: None)
+    at_end = len(confirmed)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await publishing
+
+    assert [c.queue for c in plan.change] == [PAYMENTS]
+    assert at_end > at_start  # publishing went on through the migration
+    found = {m.message_id for m in await take_all(connection, PAYMENTS)}
+    assert before | confirmed <= found
+    assert not await exists(connection, topology.migrating_queue(PAYMENTS))
+    assert await take_all(connection, topology.UNROUTED_QUEUE) == []
+
+
+async def test_a_migration_left_half_done_is_finished_by_running_apply_again(old_hub):
+    amqp_url, connection = old_hub
+    settings = settings_for(amqp_url)
+    await migrations.apply(
+        connection, settings, await migrations.plan_for(connection, settings), lambda _: None
+    )
+    temporary = topology.migrating_queue(topology.UNROUTED_QUEUE)
+    async with connection.channel() as channel:
+        await channel.declare_queue(temporary, durable=True, arguments={"x-queue-type": "quorum"})
+    ids = await publish(connection, "", temporary, N)
+
+    plan = await migrations.plan_for(connection, settings)
+    await migrations.apply(connection, settings, plan, lambda _: None)
+
+    assert [(x.temporary, x.messages) for x in plan.resume] == [(temporary, N)]
+    assert {m.message_id for m in await take_all(connection, topology.UNROUTED_QUEUE)} == ids
+    assert not await exists(connection, temporary)
+
+
+async def test_a_retired_queue_no_installed_consumer_takes_is_refused_named_and_kept(old_hub):
+    amqp_url, connection = old_hub
+    gone = topology.work_queue("gone")
+    async with connection.channel() as channel:
+        await channel.declare_queue(gone, durable=True, arguments={"x-queue-type": "quorum"})
+    ids = await publish(connection, "", gone, 3)
+    settings = settings_for(amqp_url)
+
+    plan = await migrations.plan_for(connection, settings)
+    refused = await migrations.apply(connection, settings, plan, lambda _: None)
+
+    assert len(refused) == 1 and gone in refused[0] and "3 message(s)" in refused[0]
+    assert {m.message_id for m in await take_all(connection, gone)} == ids
+
+
+async def test_a_deadline_keeps_its_ttl_through_a_temporary_queue(old_hub):
+    amqp_url, connection = old_hub
+    settings = settings_for(amqp_url)
+    await migrations.apply(
+        connection, settings, await migrations.plan_for(connection, settings), lambda _: None
+    )
+    source, temporary = "hookhub.test-source", "hookhub.test-holding"
+    async with connection.channel(publisher_confirms=True) as channel:
+        for name in (source, temporary):
+            await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"{}", message_id="d1", expiration=3600), source
+        )
+    await migrations.move(connection, source, temporary, 5, migrations.to_holding)
+    await migrations.move(connection, temporary, source, 5, migrations.from_holding)
+
+    [back] = await take_all(connection, source)
+    assert back.expiration == 3600
+    assert migrations.EXPIRATION_HEADER not in back.headers
+
+
+def test_hookhub_topology_plan_and_apply_yes_migrate_the_old_topology(old_hub):
+    amqp_url, connection = old_hub
+    env = hub_env(amqp_url, HOOKHUB_RETRY_DELAYS="5", HOOKHUB_ARCHIVE_ENABLED="false")
+
+    def hookhub(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "hookhub.cli", "topology", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    planned = hookhub("plan", "--json")
+    applied = hookhub("apply", "--yes")
+    again = hookhub("plan")
+
+    assert planned.returncode == 0, planned.stderr
+    assert '"queue": "hookhub.unrouted"' in planned.stdout
+    assert applied.returncode == 0, applied.stderr
+    assert "done: the broker has this version's topology" in applied.stdout
+    assert "nothing to do" in again.stdout
+
+
+async def test_a_conflict_names_plan_and_apply_and_never_says_delete():
+    with fresh_vhost() as amqp_url:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.declare_queue(
+                topology.UNROUTED_QUEUE, durable=True, arguments=OLD_UNROUTED
+            )
+            with pytest.raises(topology.TopologyConflict) as conflict:
+                await topology.declare(channel, NEW_DELAYS_S, 20)
+    assert "`hookhub topology apply`" in str(conflict.value)
+    assert "delete" not in str(conflict.value).lower()
