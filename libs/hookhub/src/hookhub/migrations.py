@@ -44,7 +44,7 @@ from hookhub.topology import QueueSpec
 # A message's own TTL (a deadline's) rides in this header while it waits in a temporary queue,
 # which would otherwise expire it, and drop it: a temporary queue dead-letters nowhere.
 EXPIRATION_HEADER = "x-hookhub-migrating-expiration"
-MOVE_BATCH = 200
+MOVE_BATCH = 100
 RABBITMQCTL_TIMEOUT_S = 60
 # How long a queue to be deleted may keep consumers before `apply` stops: a message in a
 # consumer's hand when its queue is deleted could never be redelivered.
