@@ -2,10 +2,16 @@
 brought to this version's by `plan` and `apply`, every message still there afterwards."""
 
 import asyncio
+import base64
+import http.server
+import json
 import subprocess
 import sys
+import threading
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aio_pika
 import pytest
@@ -13,6 +19,7 @@ from aio_pika.abc import AbstractConnection
 from hookhub import migrations, specs, topology
 from hookhub.failures import ROUTING_KEY_HEADER
 from hookhub.settings import Settings
+from pydantic import SecretStr
 
 from conftest import fresh_vhost, hub_env
 
@@ -73,6 +80,12 @@ async def take_all(connection: AbstractConnection, queue: str) -> list[aio_pika.
         while (message := await declared.get(no_ack=True, fail=False)) is not None:
             taken.append(message)
     return taken
+
+
+async def ready(connection: AbstractConnection, queue: str) -> int:
+    async with connection.channel() as channel:
+        declared = await channel.declare_queue(queue, passive=True)
+    return declared.declaration_result.message_count
 
 
 async def exists(connection: AbstractConnection, queue: str) -> bool:
@@ -267,3 +280,121 @@ async def test_a_conflict_names_plan_and_apply_and_never_says_delete():
                 await topology.declare(channel, NEW_DELAYS_S, 20)
     assert "`hookhub topology apply`" in str(conflict.value)
     assert "delete" not in str(conflict.value).lower()
+
+
+async def test_over_amqp_alone_a_changed_queue_is_seen_and_migrated_without_its_old_arguments(
+    old_hub,
+):
+    amqp_url, connection = old_hub
+    ids = await publish(connection, topology.UNROUTED_EXCHANGE, "", N)
+    settings = settings_for(amqp_url)
+    wanted = migrations.wanted_queues(settings, None)
+
+    observed = await migrations._with_amqp(connection, wanted)
+    plan = migrations.plan(wanted, observed, specs.names())
+    refused = await migrations.apply(connection, settings, plan, lambda _: None)
+
+    assert (plan.source, plan.complete) == ("AMQP alone", False)
+    assert [(c.queue, c.old, c.messages) for c in plan.change] == [
+        (topology.UNROUTED_QUEUE, None, N)
+    ]
+    assert plan.retire == ()  # not seen: the old retry queues stay, and still expire into work
+    assert refused == []
+    assert {m.message_id for m in await take_all(connection, topology.UNROUTED_QUEUE)} == ids
+
+
+async def test_a_work_queue_still_consumed_is_not_deleted_and_apply_again_finishes(
+    old_hub, monkeypatch
+):
+    amqp_url, connection = old_hub
+    settings = settings_for(amqp_url)
+    await migrations.apply(
+        connection, settings, await migrations.plan_for(connection, settings), lambda _: None
+    )
+    async with connection.channel() as channel:
+        await channel.queue_delete(PAYMENTS, if_unused=False, if_empty=False)
+        old = topology.consumer_queues(specs.by_name("payments"), NEW_DELAYS_S, 5)[0].arguments
+        await channel.declare_queue(PAYMENTS, durable=True, arguments=old)
+    ids = await publish(connection, "", PAYMENTS, N)
+    monkeypatch.setattr(migrations, "HELD_TIMEOUT_S", 1.0)
+    consuming = await connection.channel()
+    await consuming.set_qos(prefetch_count=1)
+
+    async def hold(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        pass  # never acked: in the consumer's hands until its channel closes
+
+    await (await consuming.declare_queue(PAYMENTS, passive=True)).consume(hold)
+
+    plan = await migrations.plan_for(connection, settings)
+    with pytest.raises(migrations.MigrationStopped, match="still has 1 consumer"):
+        await migrations.apply(connection, settings, plan, lambda _: None)
+    assert await exists(connection, PAYMENTS)
+    assert await ready(connection, topology.migrating_queue(PAYMENTS)) == N - 1
+    await consuming.close()  # what it held goes back to the queue
+    rerun = await migrations.plan_for(connection, settings)
+    await migrations.apply(connection, settings, rerun, lambda _: None)
+
+    assert {m.message_id for m in await take_all(connection, PAYMENTS)} == ids
+    assert not await exists(connection, topology.migrating_queue(PAYMENTS))
+
+
+async def test_read_through_the_management_api_the_plan_is_the_same_as_through_rabbitmqctl(
+    old_hub,
+):
+    amqp_url, connection = old_hub
+    vhost = migrations.vhost_of(amqp_url)
+    queues = migrations._rabbitmqctl("list_queues", "-p", vhost, "name", "arguments", "durable")
+    bindings = migrations._rabbitmqctl(
+        "list_bindings",
+        "-p",
+        vhost,
+        "source_name",
+        "destination_name",
+        "destination_kind",
+        "routing_key",
+    )
+    answers = {
+        f"/api/queues/{vhost}": [
+            {**q, "arguments": migrations._arguments(q["arguments"]), "messages": 0} for q in queues
+        ],
+        f"/api/bindings/{vhost}": [
+            {
+                "source": b["source_name"],
+                "destination": b["destination_name"],
+                "destination_type": b["destination_kind"],
+                "routing_key": b["routing_key"],
+            }
+            for b in bindings
+        ],
+    }
+    asked: list[tuple[str, str]] = []
+
+    class ManagementApi(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            path = urllib.parse.unquote(self.path.split("?")[0])
+            asked.append((path, self.headers["Authorization"]))
+            body = json.dumps(answers[path]).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ManagementApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://monitor:s3cret@127.0.0.1:{server.server_address[1]}/"
+        settings = settings_for(amqp_url).model_copy(
+            update={"rabbitmq_management_url": SecretStr(url)}
+        )
+        through_api = await migrations.plan_for(connection, settings)
+    finally:
+        server.shutdown()
+    through_rabbitmqctl = await migrations.plan_for(connection, settings_for(amqp_url))
+
+    assert through_api.source == "the management API"
+    assert replace(through_api, source="rabbitmqctl") == through_rabbitmqctl
+    token = base64.b64encode(b"monitor:s3cret").decode()
+    assert {auth for _, auth in asked} == {f"Basic {token}"}

@@ -212,7 +212,13 @@ async def _guard(what: str, declaration: Any) -> Any:
     try:
         return await declaration
     except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        raise ExchangeConflict(_conflict(what, exc)) from None
+        # An exchange holds no message, so deleting one loses none; but while it is gone every
+        # publish is refused (and retried by its caller): `apply` leaves that to the operator.
+        raise ExchangeConflict(
+            f"{what} already exists on the broker with different settings ({exc}); it was left "
+            f"as it is. Exchanges are not migrated: delete it (rabbitmqctl delete_exchange; its "
+            f"queues and their messages stay) and run `hookhub topology apply` at once."
+        ) from None
 
 
 async def declare(
