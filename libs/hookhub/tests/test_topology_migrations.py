@@ -17,7 +17,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractConnection
 from hookhub import migrations, specs, topology
-from hookhub.failures import ROUTING_KEY_HEADER
+from hookhub.failures import ROUTING_KEY_HEADER, original_routing_key
 from hookhub.settings import Settings
 from pydantic import SecretStr
 
@@ -188,8 +188,9 @@ async def test_events_published_while_their_work_queue_is_recreated_are_all_in_i
 
     assert [c.queue for c in plan.change] == [PAYMENTS]
     assert at_end > at_start  # publishing went on through the migration
-    found = {m.message_id for m in await take_all(connection, PAYMENTS)}
-    assert before | confirmed <= found
+    messages = await take_all(connection, PAYMENTS)
+    assert before | confirmed <= {m.message_id for m in messages}
+    assert {original_routing_key(m) for m in messages} == {"order.created"}
     assert not await exists(connection, topology.migrating_queue(PAYMENTS))
     assert await take_all(connection, topology.UNROUTED_QUEUE) == []
 

@@ -101,3 +101,13 @@ def test_read_over_amqp_alone_a_changed_queue_shows_unknown_old_arguments_and_no
     assert change.old is None
     assert "          x-max-length: ? → 100000" in result.lines()
     assert (result.bind, result.unbind) == ((), ())
+
+
+def test_the_archive_stream_is_never_recreated_for_a_new_retention():
+    archive = topology.Archive().spec()
+    wanted = [*WANTED, archive]
+    old = Existing(archive.name, {**archive.arguments, "x-max-age": "1D"}, 10)
+    observed = broker_with(old)
+    [change] = plan(wanted, observed, CONSUMERS).change
+    assert change.queue == topology.ARCHIVE_QUEUE
+    assert change.refusal is not None and "is a stream and is not recreated" in change.refusal

@@ -327,6 +327,25 @@ def _would_drop(messages: int, arguments: dict[str, Any]) -> int:
     return max(0, messages - limit)
 
 
+def _change(existing: Existing, spec: QueueSpec, keys: frozenset[str]) -> Change:
+    old = existing.arguments
+    refusal = None
+    if "stream" in ((old or {}).get("x-queue-type"), spec.arguments.get("x-queue-type")):
+        # A stream is a log: copied into a new one, every event would take the copy's time and
+        # offset.
+        refusal = (
+            f"{spec.name} is a stream and is not recreated: it keeps its old retention. A "
+            f"policy can change a stream's retention (rabbitmqctl set_policy --apply-to queues); "
+            f"deleting it loses the events it keeps"
+        )
+    elif dropped := _would_drop(existing.messages, spec.arguments):
+        refusal = (
+            f"{spec.name} holds {existing.messages} message(s), {dropped} more than its new "
+            f"x-max-length keeps (the oldest would be dropped): move some out first"
+        )
+    return Change(spec.name, old, spec.arguments, existing.messages, tuple(sorted(keys)), refusal)
+
+
 def _retired(existing: Existing, keys: frozenset[str], consumers: tuple[str, ...]) -> Retired:
     name, messages = existing.name, existing.messages
     owner = topology.owner_of(name)
@@ -355,23 +374,7 @@ def plan(wanted: list[QueueSpec], observed: Observed, consumers: tuple[str, ...]
         if existing is None:
             create.append(spec.name)
         elif not _same(existing, spec):
-            dropped = _would_drop(existing.messages, spec.arguments)
-            refusal = None
-            if dropped:
-                refusal = (
-                    f"{spec.name} holds {existing.messages} message(s), {dropped} more than its "
-                    f"new x-max-length keeps (the oldest would be dropped): move some out first"
-                )
-            change.append(
-                Change(
-                    spec.name,
-                    existing.arguments,
-                    spec.arguments,
-                    existing.messages,
-                    tuple(sorted(keys)),
-                    refusal,
-                )
-            )
+            change.append(_change(existing, spec, keys))
         elif observed.bindings is not None:
             bind += [(spec.name, key) for key in spec.bindings if key not in keys]
             unbind += [(spec.name, key) for key in sorted(keys - set(spec.bindings))]
@@ -442,9 +445,10 @@ def _copy(
 
 def _headers(message: AbstractIncomingMessage) -> dict[str, Any]:
     headers = dict(message.headers or {})
-    # Moved through the default exchange, keyed by the queue's name: the event's own routing
-    # key goes in the header the consumers read it from (as a retry copy's does).
-    if ROUTING_KEY_HEADER not in headers and message.routing_key:
+    # Moved through the default exchange, keyed by the queue's name: the routing key of an event
+    # routed by the exchange goes in the header it is read from (as a retry copy's does).
+    routed = message.exchange in (EXCHANGE, topology.UNROUTED_EXCHANGE)
+    if routed and message.routing_key and ROUTING_KEY_HEADER not in headers:
         headers[ROUTING_KEY_HEADER] = message.routing_key
     return headers
 
