@@ -209,7 +209,7 @@ def topology_plan(
         console.print_json(json.dumps(plan.as_dict(), default=str))
         return
     for line in plan.lines():
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @topology_app.command("apply")
@@ -226,12 +226,12 @@ def topology_apply(
         async with broker_connection(settings) as connection:
             plan = await migrations.plan_for(connection, settings)
             for line in plan.lines():
-                console.print(line, markup=False, highlight=False)
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
             if plan.empty:
                 return None
             if not yes and not await asyncio.to_thread(typer.confirm, "Apply this plan?"):
                 raise typer.Exit(1)
-            say = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
+            say = lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
             refused = await migrations.apply(connection, settings, plan, say)
             return plan, refused, await migrations.plan_for(connection, settings)
 

@@ -7,7 +7,7 @@ arguments, so the broker is read, in this order, through:
      with the broker's own credentials, and on in the RabbitMQ Cluster Operator's clusters and the
      `-management` images (the way in Kubernetes, where a Job has no `rabbitmqctl` and no cookie);
   2. `rabbitmqctl`, when it is installed here and the broker is on this machine (a developer's
-     machine, CI);
+     machine, CI), and answers for the vhost;
   3. AMQP alone: a passive declare then an active one with the new arguments says whether a queue
      differs (PRECONDITION_FAILED), not how; and a queue the code no longer names (retired) is not
      seen at all. The plan says so.
@@ -213,7 +213,12 @@ async def observe(
         url = settings.rabbitmq_management_url.get_secret_value()
         listed = await asyncio.to_thread(_with_management_api, url, settings.amqp_url)
     elif shutil.which("rabbitmqctl") and urlsplit(settings.amqp_url).hostname in LOCAL_HOSTS:
-        listed = await asyncio.to_thread(_with_rabbitmqctl, vhost_of(settings.amqp_url))
+        try:
+            listed = await asyncio.to_thread(_with_rabbitmqctl, vhost_of(settings.amqp_url))
+        except (MigrationStopped, OSError, subprocess.TimeoutExpired) as exc:
+            # e.g. a broker in a container on this machine: rabbitmqctl has no node to talk to
+            observed = await _with_amqp(connection, wanted)
+            return replace(observed, source=f"AMQP alone ({exc})")
     else:
         return await _with_amqp(connection, wanted)
     # Both count from statistics a few seconds old; a passive declare counts now.
@@ -621,10 +626,9 @@ async def _recreate(
     await _bind(connection, queue, queue, set(spec.bindings), on=True)
     await _bind(connection, temporary, queue, keys, on=False)
     moved_in = await _refill(connection, temporary, queue, timeout_s)
-    arrived = moved_in - out
     say(
-        f"{queue}: {out} moved to {temporary}, {arrived} routed there meanwhile, {moved_in} moved "
-        f"back; recreated with the new arguments"
+        f"{queue}: recreated with the new arguments; {out} moved out to {temporary}, "
+        f"{moved_in - out} routed there meanwhile, {moved_in} moved back in, 0 left"
     )
 
 
