@@ -252,23 +252,30 @@ async def test_a_deadline_keeps_its_ttl_through_a_temporary_queue(old_hub):
     assert migrations.EXPIRATION_HEADER not in back.headers
 
 
-def test_hookhub_topology_plan_and_apply_yes_migrate_the_old_topology(old_hub):
+async def test_hookhub_topology_plan_then_apply_yes_migrate_and_name_what_is_kept(old_hub):
     amqp_url, connection = old_hub
+    gone = topology.work_queue("gone")  # a consumer this version does not install
+    async with connection.channel() as channel:
+        await channel.declare_queue(gone, durable=True, arguments={"x-queue-type": "quorum"})
+    await publish(connection, "", gone, 2)
     env = hub_env(amqp_url, HOOKHUB_RETRY_DELAYS="5", HOOKHUB_ARCHIVE_ENABLED="false")
 
     def hookhub(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "hookhub.cli", "topology", *args]
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
-    planned = hookhub("plan", "--json")
-    applied = hookhub("apply", "--yes")
-    again = hookhub("plan")
+    planned = await asyncio.to_thread(hookhub, "plan", "--json")
+    applied = await asyncio.to_thread(hookhub, "apply", "--yes")
+    again = await asyncio.to_thread(hookhub, "plan")
 
     assert planned.returncode == 0, planned.stderr
     assert '"queue": "hookhub.unrouted"' in planned.stdout
+    assert '"settled": false' in planned.stdout
     assert applied.returncode == 0, applied.stderr
     assert "done: the broker has this version's topology" in applied.stdout
-    assert "nothing to do" in again.stdout
+    assert "kept: hookhub.gone holds 2 message(s)" in applied.stderr
+    assert again.stdout.splitlines()[1].startswith("keep    hookhub.gone: ")
+    assert len(again.stdout.splitlines()) == 2
 
 
 async def test_a_conflict_names_plan_and_apply_and_never_says_delete():

@@ -69,6 +69,13 @@ def test_a_queue_of_a_consumer_no_longer_installed_is_kept_and_named_while_it_ho
     assert "hookhub.gone holds 4 message(s)" in by_name["hookhub.gone"].refusal
     assert by_name["hookhub.gone.dlq"].refusal is None  # empty: removed
     assert result.refusals == [by_name["hookhub.gone"].refusal]
+    assert not result.settled  # the empty one is still to be removed
+
+
+def test_a_broker_keeping_only_a_refused_retired_queue_has_this_version_s_topology():
+    full = Existing(topology.work_queue("gone"), {"x-queue-type": "quorum"}, 4)
+    result = plan(WANTED, broker_with(full), CONSUMERS)
+    assert result.settled and not result.empty
 
 
 def test_a_temporary_queue_left_by_an_interrupted_migration_is_emptied_back():

@@ -222,27 +222,28 @@ def topology_apply(
     what an interruption left."""
     settings = load_settings()
 
-    async def main() -> tuple[migrations.Plan, list[str], migrations.Plan] | None:
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    async def main() -> migrations.Plan | None:
         async with broker_connection(settings) as connection:
             plan = await migrations.plan_for(connection, settings)
             for line in plan.lines():
-                console.print(line, markup=False, highlight=False, soft_wrap=True)
+                say(line)
             if plan.empty:
                 return None
             if not yes and not await asyncio.to_thread(typer.confirm, "Apply this plan?"):
                 raise typer.Exit(1)
-            say = lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-            refused = await migrations.apply(connection, settings, plan, say)
-            return plan, refused, await migrations.plan_for(connection, settings)
+            await migrations.apply(connection, settings, plan, say)
+            return await migrations.plan_for(connection, settings)
 
-    outcome = _run_migration(main)
-    if outcome is None:
+    left = _run_migration(main)
+    if left is None:
         return
-    _, refused, left = outcome
-    if refused:
-        fail("left as they are: " + " ".join(refused))
-    if not left.empty:
-        fail("the broker still differs after applying: " + "; ".join(left.lines()[1:]))
+    if not left.settled:
+        fail("the broker still differs from this version: " + "; ".join(left.lines()[1:]))
+    for retired in left.retire:
+        err.print(f"[yellow]kept:[/yellow] {retired.refusal}", soft_wrap=True)
     console.print("done: the broker has this version's topology")
 
 

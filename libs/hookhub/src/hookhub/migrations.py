@@ -286,8 +286,17 @@ class Plan:
     def refusals(self) -> list[str]:
         return [x.refusal for x in (*self.change, *self.retire) if x.refusal]
 
+    @property
+    def settled(self) -> bool:
+        """Whether the broker has this version's topology: nothing left to do but retired
+        queues kept for their messages (which no longer take any)."""
+        removable = [r for r in self.retire if r.refusal is None]
+        return not (
+            self.create or self.change or removable or self.resume or self.bind or self.unbind
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "empty": self.empty, "settled": self.settled}
 
     def lines(self) -> list[str]:
         """The plan as an operator reads it."""
@@ -304,6 +313,8 @@ class Plan:
                 old = "?" if c.old is None else (c.old or {}).get(key, "-")
                 if c.old is None or old != c.new.get(key, "-"):
                     out.append(f"          {key}: {old} → {c.new.get(key, '-')}")
+            if c.refusal:
+                out.append(f"          not recreated: {c.refusal}")
         for r in self.retire:
             if r.refusal:
                 out.append(f"keep    {r.queue}: {r.refusal}")
@@ -316,7 +327,6 @@ class Plan:
         out += [f"unbind  {queue} ← {EXCHANGE} {key!r}" for queue, key in self.unbind]
         if self.empty:
             out.append("nothing to do: the broker has the code's topology")
-        out += [f"refused: {refusal}" for refusal in self.refusals]
         return out
 
 
