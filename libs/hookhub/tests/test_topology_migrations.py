@@ -26,7 +26,7 @@ from conftest import fresh_vhost, hub_env
 N = 40
 OLD_DELAY_S = 7.0  # configured by the old version, not by this one
 NEW_DELAYS_S = (5.0,)
-OLD_UNROUTED = {"x-queue-type": "quorum", "x-max-length": 1000, "x-overflow": "drop-head"}
+OLD_UNROUTED = {"x-queue-type": "quorum", "x-max-length": 200_000, "x-overflow": "drop-head"}
 PAYMENTS = topology.work_queue("payments")
 
 
@@ -113,13 +113,13 @@ async def test_plan_names_the_changed_arguments_old_to_new_and_where_retired_mes
     assert plan.create == ()
     [change] = plan.change
     assert change.queue == topology.UNROUTED_QUEUE
-    assert (change.old["x-max-length"], change.new["x-max-length"]) == (1000, 100_000)
+    assert (change.old["x-max-length"], change.new["x-max-length"]) == (200_000, 100_000)
     assert change.messages == N
     retired = {r.queue: r for r in plan.retire}
     assert set(retired) == {topology.retry_queue(name, OLD_DELAY_S) for name in specs.names()}
     assert (retired[old_retry].messages, retired[old_retry].destination) == (N, PAYMENTS)
     assert plan.refusals == []
-    assert "x-max-length: 1000 → 100000" in "\n".join(plan.lines())
+    assert "x-max-length: 200000 → 100000" in "\n".join(plan.lines())
 
 
 async def test_apply_moves_every_message_where_it_belongs_and_leaves_no_temporary_queue(old_hub):
@@ -149,32 +149,48 @@ async def test_apply_moves_every_message_where_it_belongs_and_leaves_no_temporar
     assert (await migrations.plan_for(connection, settings)).empty
 
 
-async def test_events_published_while_their_work_queue_is_recreated_are_all_in_it(old_hub):
+async def declare_old(connection: AbstractConnection, queue: str) -> None:
+    """`queue` as an older version declared it: payments' work queue with another delivery
+    limit, the unrouted queue with another bound; bound as it was."""
+    async with connection.channel() as channel:
+        await channel.queue_delete(queue, if_unused=False, if_empty=False)
+        if queue == topology.UNROUTED_QUEUE:
+            old = await channel.declare_queue(queue, durable=True, arguments=OLD_UNROUTED)
+            await old.bind(topology.UNROUTED_EXCHANGE, "")
+            return
+        payments = specs.by_name("payments")
+        arguments = topology.consumer_queues(payments, NEW_DELAYS_S, 5)[0].arguments
+        old = await channel.declare_queue(queue, durable=True, arguments=arguments)
+        for key in payments.bindings:
+            await old.bind(topology.EXCHANGE, key)
+
+
+# An event type payments' work queue binds, and one no queue binds (the unrouted queue's).
+@pytest.mark.parametrize(
+    ("queue", "event_type"),
+    [(PAYMENTS, "order.created"), (topology.UNROUTED_QUEUE, "nobody.binds")],
+)
+async def test_events_published_while_their_queue_is_recreated_are_all_in_it(
+    old_hub, queue, event_type
+):
     amqp_url, connection = old_hub
     settings = settings_for(amqp_url)
     await migrations.apply(
         connection, settings, await migrations.plan_for(connection, settings), lambda _: None
     )
-    # payments' work queue as a version with another delivery limit declared it, holding events
-    async with connection.channel() as channel:
-        await channel.queue_delete(PAYMENTS, if_unused=False, if_empty=False)
-        old_arguments = {
-            **topology.consumer_queues(specs.by_name("payments"), NEW_DELAYS_S, 5)[0].arguments
-        }
-        queue = await channel.declare_queue(PAYMENTS, durable=True, arguments=old_arguments)
-        for key in specs.by_name("payments").bindings:
-            await queue.bind(topology.EXCHANGE, key)
-    before = await publish(connection, topology.EXCHANGE, "order.created", 500)
+    await declare_old(connection, queue)
+    before = await publish(connection, topology.EXCHANGE, event_type, 500)
     confirmed: set[str] = set()
     stop = asyncio.Event()
 
     async def keep_publishing() -> None:
-        async with connection.channel(publisher_confirms=True) as channel:
+        # on_return_raises: an event no queue took must not count as confirmed
+        async with connection.channel(publisher_confirms=True, on_return_raises=True) as channel:
             exchange = await channel.get_exchange(topology.EXCHANGE)
             while not stop.is_set():
                 message_id = uuid.uuid4().hex
                 await exchange.publish(
-                    aio_pika.Message(b"{}", message_id=message_id), "order.created", mandatory=True
+                    aio_pika.Message(b"{}", message_id=message_id), event_type, mandatory=True
                 )
                 confirmed.add(message_id)
 
@@ -188,13 +204,12 @@ async def test_events_published_while_their_work_queue_is_recreated_are_all_in_i
     stop.set()
     await publishing
 
-    assert [c.queue for c in plan.change] == [PAYMENTS]
+    assert [c.queue for c in plan.change] == [queue]
     assert at_end > at_start  # publishing went on through the migration
-    messages = await take_all(connection, PAYMENTS)
+    messages = await take_all(connection, queue)
     assert before | confirmed <= {m.message_id for m in messages}
-    assert {original_routing_key(m) for m in messages} == {"order.created"}
-    assert not await exists(connection, topology.migrating_queue(PAYMENTS))
-    assert await take_all(connection, topology.UNROUTED_QUEUE) == []
+    assert {original_routing_key(m) for m in messages} == {event_type}
+    assert not await exists(connection, topology.migrating_queue(queue))
 
 
 async def test_a_migration_left_half_done_is_finished_by_running_apply_again(old_hub):
