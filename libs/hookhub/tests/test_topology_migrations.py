@@ -423,3 +423,21 @@ async def test_read_through_the_management_api_the_plan_is_the_same_as_through_r
     assert replace(through_api, source="rabbitmqctl") == through_rabbitmqctl
     token = base64.b64encode(b"monitor:s3cret").decode()
     assert {auth for _, auth in asked} == {f"Basic {token}"}
+
+
+async def test_a_temporary_queue_is_not_emptied_into_a_bound_that_would_drop_its_oldest(
+    old_hub, monkeypatch
+):
+    amqp_url, connection = old_hub
+    settings = settings_for(amqp_url)
+    monkeypatch.setattr(topology, "UNROUTED_MAX_MESSAGES", N - 5)
+    temporary = topology.migrating_queue(topology.UNROUTED_QUEUE)
+    async with connection.channel() as channel:
+        await channel.declare_queue(temporary, durable=True, arguments={"x-queue-type": "quorum"})
+    ids = await publish(connection, "", temporary, N)
+    plan = await migrations.plan_for(connection, settings)
+
+    with pytest.raises(migrations.MigrationStopped, match="5 more than hookhub.unrouted keeps"):
+        await migrations.apply(connection, settings, plan, lambda _: None)
+
+    assert {m.message_id for m in await take_all(connection, temporary)} == ids

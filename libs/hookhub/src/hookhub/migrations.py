@@ -635,7 +635,7 @@ async def _recreate(
         ) from None
     await _bind(connection, queue, queue, set(spec.bindings), on=True)
     await _bind(connection, temporary, queue, keys, on=False)
-    moved_in = await _refill(connection, temporary, queue, timeout_s)
+    moved_in = await _refill(connection, temporary, spec, timeout_s)
     say(
         f"{queue}: recreated with the new arguments; {out} moved out to {temporary}, "
         f"{moved_in - out} routed there meanwhile, {moved_in} moved back in, 0 left"
@@ -643,12 +643,19 @@ async def _recreate(
 
 
 async def _refill(
-    connection: AbstractConnection, temporary: str, queue: str, timeout_s: float
+    connection: AbstractConnection, temporary: str, spec: QueueSpec, timeout_s: float
 ) -> int:
     """Empty a temporary queue into its queue and delete it, checking the count."""
+    queue = spec.name
     before = await _queue_state(connection, temporary)
     if before is None:
         return 0
+    there = await _queue_state(connection, queue)
+    if dropped := _would_drop(before[0] + (there[0] if there else 0), spec.arguments):
+        raise MigrationStopped(
+            f"{temporary} holds {before[0]} message(s), {dropped} more than {queue} keeps: "
+            f"they stay in {temporary}; move some out, then run `hookhub topology apply` again"
+        )
     moved = await move(connection, temporary, queue, timeout_s, from_holding)
     after = await _queue_state(connection, temporary)
     if after is None or after[0] != 0 or moved < before[0]:
@@ -723,7 +730,7 @@ async def apply(
             continue  # emptied by its queue's migration
         keys = {*leftover.bindings, *by_name[leftover.queue].bindings}
         await _bind(connection, leftover.temporary, leftover.queue, keys, on=False)
-        moved = await _refill(connection, leftover.temporary, leftover.queue, timeout_s)
+        moved = await _refill(connection, leftover.temporary, by_name[leftover.queue], timeout_s)
         say(
             f"{leftover.temporary}: {moved} moved back to {leftover.queue} "
             f"(left by an earlier run); removed"
