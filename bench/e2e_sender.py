@@ -78,7 +78,7 @@ def order_created(order_id: str) -> bytes:
 
 
 def stripe_payment(order_id: str) -> bytes:
-    """Stripe's `payment_intent.succeeded` for the order, shaped as tests/test_saga.py's."""
+    """Stripe's `payment_intent.succeeded` for the order, shaped as the tests' `stripe_event`."""
     intent = {
         "id": f"pi_{order_id}",
         "object": "payment_intent",

@@ -8,7 +8,8 @@ arrival in the file BENCH_WITNESS_FILE (`<kind>\\t<order id>\\t<unix time>`):
   makes the order approved in its store (the outbox), so this is the payment's effect, made known
   to the rest of the hub; it reads no store, so it holds for SQLite and MongoDB alike.
 - `notified:<type>`: a notification the notifications consumer POSTed here: the witness is also
-  the receiver a team configures in HOOKHUB_NOTIFY_URL (tests/notify_endpoint.py is the tests').
+  the receiver a team configures in HOOKHUB_NOTIFY_URL (the tests' is
+  tests/support/notify_endpoint.py).
 
 Separate from the runner so that recording never shares an event loop with the sender, and its
 CPU shows on its own line. An ASGI app served by uvicorn (bench/e2e.py starts it): uvicorn

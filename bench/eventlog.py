@@ -2,7 +2,7 @@
 
 Two cases, one after the other:
   lookup   1,000,000 events indexed in a SQLite store (the default store), then 2,000 lookups by
-           id and 200 by type pattern and time window, each through `Store.find_events`, as
+           id and 200 by type pattern and time window, each through `EventLog.find_events`, as
            `hookhub events list` does: p50/p99/max per kind. Goal: by id p99 < 50 ms.
   replay   10,000 events in the archive stream of a vhost of its own, replayed by query to a
            consumer's work queue (no consumer runs, so nothing else costs): copies/s, each
@@ -21,9 +21,9 @@ from typing import Any
 import aio_pika
 from hookhub import topology
 from hookhub.events import EXCHANGE, Event
-from hookhub_consumers import eventlog
-from hookhub_consumers.store import EventQuery, LoggedEvent
-from hookhub_consumers.store.sqlite import SQLiteStore
+from hookhub_eventlog.replay import replay
+from hookhub_eventlog.store import EventQuery, LoggedEvent
+from hookhub_eventlog.store.sqlite import SQLiteEventLog
 from report import console
 from rich.table import Table
 from support import Options, bench_vhost
@@ -60,7 +60,7 @@ def _ms(samples: list[float]) -> dict[str, float]:
 
 async def lookup_case() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hookhub-bench-eventlog-") as tmp:
-        store = SQLiteStore(Path(tmp) / "index.db")
+        store = SQLiteEventLog(Path(tmp) / "index.db")
         try:
             started = time.perf_counter()
             for first in range(0, INDEXED, INDEX_BATCH):
@@ -108,7 +108,7 @@ async def replay_case(admin_url: str) -> dict[str, Any]:
                 for n in range(ARCHIVED)
             ]
             started = time.perf_counter()
-            result = await eventlog.replay(connection, selected, to="notifications")
+            result = await replay(connection, selected, to="notifications")
             seconds = time.perf_counter() - started
     return {
         "events": ARCHIVED,

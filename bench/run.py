@@ -19,10 +19,11 @@ from typing import Any
 
 import consumer
 import e2e
-import eventlog
 import ingest
 from report import console, write_json
 from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
+
+import eventlog
 
 SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "ingest": ingest.run,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from conftest import free_port
+from tests.support.net import free_port
 
 # The real scripts. /usr/sbin's wrappers `su` to the rabbitmq user, whose cookie is the shared
 # node's, and drop the environment that makes a node ours.

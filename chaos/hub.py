@@ -1,5 +1,5 @@
 """The hub under test: hub-api and the three consumers as real processes, with a SQLite store
-and a notification receiver, started as the system tests start them (conftest's helpers)."""
+and a notification receiver, started as the system tests start them (`tests/support/`)."""
 
 import base64
 import time
@@ -9,8 +9,10 @@ import httpx
 from hookhub import specs
 from hookhub.settings import Settings
 
-from conftest import HubProcess, free_port, hub_env, start_consumer, wait_http_ready
-from tests.notify_endpoint import NotifyEndpoint
+from tests.support.net import free_port
+from tests.support.notify_endpoint import NotifyEndpoint
+from tests.support.processes import HubProcess, start_consumer, wait_http_ready
+from tests.support.settings import hub_env
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"chaos-notify-secret").decode()
 # Short delays so that a failing event walks its retries and parks within a scenario; the

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from conftest import GATEWAY_SECRET
+from tests.support.senders import stripe_event
+from tests.support.settings import GATEWAY_SECRET
 from tests.support.signing import signed_request
-from tests.test_saga import stripe_event
 
 # Real providers wait Retry-After (hub-api says 5 s) and back off for days; compressed so that a
 # scenario lasts seconds, yet still spaced so a sender does not hammer a hub that is down.

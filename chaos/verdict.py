@@ -20,7 +20,7 @@ from hookhub.events import CE_PREFIX
 from hookhub_consumers.store import Marker, Store
 
 from chaos.load import Sent, ci_event_id
-from tests.notify_endpoint import Received
+from tests.support.notify_endpoint import Received
 
 # Every order id the load makes; found in any event's body about that order (the Stripe
 # webhook's metadata, order.created's data, every follow-up's data).

@@ -9,16 +9,11 @@ import uuid
 
 import aio_pika
 
-from conftest import (
-    _rabbitmqctl,
-    fresh_vhost,
-    hub_env,
-    post_internal_event,
-    start_api,
-    start_consumer,
-    wait_http_ready,
-)
-from tests.notify_endpoint import NotifyEndpoint
+from tests.support.broker import fresh_vhost, rabbitmqctl
+from tests.support.notify_endpoint import NotifyEndpoint
+from tests.support.processes import start_api, start_consumer, wait_http_ready
+from tests.support.senders import post_internal_event
+from tests.support.settings import hub_env
 from tests.support.tcp_proxy import TcpProxy
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"broker-reset-secret").decode()
@@ -64,9 +59,9 @@ def test_after_the_broker_loses_its_definitions_the_hub_declares_them_again(tmp_
             endpoint.wait_for("ci.build.finished", count=1)
 
             proxy.cut()
-            _rabbitmqctl("delete_vhost", vhost)  # exchanges, queues and bindings all gone
-            _rabbitmqctl("add_vhost", vhost)
-            _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+            rabbitmqctl("delete_vhost", vhost)  # exchanges, queues and bindings all gone
+            rabbitmqctl("add_vhost", vhost)
+            rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
             proxy.restore()
 
             after = f"after-reset-{uuid.uuid4().hex[:6]}"

@@ -11,16 +11,12 @@ import httpx
 import pytest
 import standardwebhooks
 
-from conftest import (
-    HubProcess,
-    free_port,
-    fresh_vhost,
-    hub_env,
-    post_internal_event,
-    start_consumer,
-    wait_http_ready,
-)
-from tests.notify_endpoint import NotifyEndpoint
+from tests.support.broker import fresh_vhost
+from tests.support.net import free_port
+from tests.support.notify_endpoint import NotifyEndpoint
+from tests.support.processes import HubProcess, start_consumer, wait_http_ready
+from tests.support.senders import post_internal_event
+from tests.support.settings import hub_env
 from tests.support.tcp_proxy import TcpProxy
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"outage-test-secret").decode()

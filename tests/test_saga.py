@@ -24,10 +24,15 @@ from hookhub.events import EXCHANGE, Event
 from hookhub.topology import work_queue
 from hookhub_consumers.store import open_store
 
-from conftest import GATEWAY_SECRET, HubProcess, free_port, fresh_vhost, hub_env, wait_http_ready
-from tests.notify_endpoint import NotifyEndpoint
+from tests.support.broker import fresh_vhost
 from tests.support.fake_mercadopago import DEFAULT_ACCESS_TOKEN, FakeMercadoPago
+from tests.support.net import free_port
+from tests.support.notify_endpoint import NotifyEndpoint
+from tests.support.processes import HubProcess, wait_http_ready
+from tests.support.senders import create_order, new_order_id, post_event, post_stripe, stripe_event
+from tests.support.settings import GATEWAY_SECRET, hub_env
 from tests.support.signing import signed_request
+from tests.support.waiting import eventually
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"notify-secret-for-the-tests").decode()
 RETRY_DELAYS_S = (1.0, 2.0)
@@ -147,113 +152,6 @@ def api_client(hub: Hub) -> httpx.AsyncClient:
     """A client of hub-api as the storefront, through the gateway as Kong would call it."""
     headers = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "x-consumer-username": "storefront"}
     return httpx.AsyncClient(base_url=hub.api_url, headers=headers, timeout=10)
-
-
-async def eventually(check, timeout_s: float = 20, interval_s: float = 0.05):
-    """The first truthy result of `check()` within the time, else a failed assertion."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        await asyncio.sleep(interval_s)
-
-
-def new_order_id() -> str:
-    return f"ord-{uuid.uuid4().hex[:10]}"
-
-
-async def post_event(
-    client: httpx.AsyncClient, type: str, data: object, id: str | None = None
-) -> httpx.Response:
-    body = {"specversion": "1.0", "type": type, "source": "/storefront", "data": data}
-    if id:
-        body["id"] = id
-    response = await client.post(
-        "/events",
-        content=json.dumps(body),
-        headers={"content-type": "application/cloudevents+json"},
-    )
-    assert response.status_code == 202, response.text
-    return response
-
-
-async def create_order(
-    client: httpx.AsyncClient, order_id: str, amount: int = 4990
-) -> httpx.Response:
-    return await post_event(
-        client,
-        "order.created",
-        {
-            "order_id": order_id,
-            "customer": {"id": "c1", "email": "ana@example.com", "name": "Ana"},
-            "items": [{"sku": "mug", "quantity": 1}],
-            "amount": amount,
-            "currency": "BRL",
-        },
-    )
-
-
-def stripe_event(
-    order_id: str,
-    type: str = "payment_intent.succeeded",
-    event_id: str | None = None,
-    amount: int = 4990,
-    currency: str = "brl",
-) -> bytes:
-    intent = f"pi_{order_id}"
-    if type == "charge.refunded":
-        obj = {
-            "id": f"ch_{order_id}",
-            "object": "charge",
-            "payment_intent": intent,
-            "amount": amount,
-            "amount_refunded": amount,
-            "refunded": True,
-            "currency": currency,
-            "metadata": {"order_id": order_id},
-        }
-    elif type == "charge.dispute.created":
-        # Stripe's own object: no metadata of the storefront's, only the payment it disputes.
-        obj = {
-            "id": f"dp_{order_id}",
-            "object": "dispute",
-            "charge": f"ch_{order_id}",
-            "payment_intent": intent,
-            "amount": amount,
-            "currency": currency,
-            "metadata": {},
-            "reason": "fraudulent",
-            "status": "needs_response",
-        }
-    else:
-        obj = {
-            "id": intent,
-            "object": "payment_intent",
-            "amount": amount,
-            "amount_received": amount,
-            "currency": currency,
-            "status": "succeeded",
-            "metadata": {"order_id": order_id},
-        }
-    event = {
-        "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
-        "object": "event",
-        "api_version": "2024-06-20",
-        "created": int(time.time()),
-        "type": type,
-        "data": {"object": obj},
-    }
-    return json.dumps(event).encode()
-
-
-async def post_stripe(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
-    headers, query, body = signed_request("stripe", body)
-    response = await client.post("/webhooks/stripe", content=body, headers=headers, params=query)
-    assert response.status_code == 202, response.text
-    return response
 
 
 def verified(received) -> dict:

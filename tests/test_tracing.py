@@ -24,21 +24,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
-from conftest import (
-    GATEWAY_SECRET,
-    PROVIDER_SECRETS,
-    HubProcess,
-    free_port,
-    fresh_vhost,
-    hub_env,
-    running_consumer,
-    start_api,
-    traced,
-    wait_http_ready,
-)
-from tests.notify_endpoint import NotifyEndpoint
+from tests.support.broker import fresh_vhost
+from tests.support.net import free_port
+from tests.support.notify_endpoint import NotifyEndpoint
 from tests.support.otlp_collector import OtlpCollector
-from tests.test_saga import create_order, eventually, new_order_id, post_stripe, stripe_event
+from tests.support.processes import HubProcess, running_consumer, start_api, wait_http_ready
+from tests.support.senders import create_order, new_order_id, post_stripe, stripe_event
+from tests.support.settings import GATEWAY_SECRET, PROVIDER_SECRETS, hub_env
+from tests.support.spans import traced
+from tests.support.waiting import eventually
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"notify-secret-for-the-tests").decode()
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

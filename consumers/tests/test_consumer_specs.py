@@ -8,6 +8,7 @@ from hookhub.settings import Settings
 from hookhub.specs import ConsumerSpec, SpecError
 from hookhub_consumers.runtime import Consumer, steps_disagreeing
 from hookhub_consumers.store import open_store
+from hookhub_eventlog.store import open_event_log
 
 
 def test_the_installed_consumers_are_found_through_their_entry_points():
@@ -26,10 +27,12 @@ async def test_the_runtime_refuses_a_consumer_whose_steps_miss_a_binding(tmp_pat
     steps = dict(spec.load_steps())
     del steps["payment.refunded"]
     store = open_store(f"sqlite:///{tmp_path}/store.db")
+    journal = open_event_log(f"sqlite:///{tmp_path}/store.db")
     async with httpx.AsyncClient() as http:
         with pytest.raises(ValueError, match=r"production: .* disagree on \{'payment.refunded'\}"):
-            Consumer(spec, steps, Settings(), store, http)
+            Consumer(spec, steps, Settings(), store, journal, http)
     await store.close()
+    await journal.close()
 
 
 async def test_the_runtime_refuses_a_consumer_without_a_step_for_its_deadline(tmp_path):
@@ -37,10 +40,12 @@ async def test_the_runtime_refuses_a_consumer_without_a_step_for_its_deadline(tm
     steps = dict(spec.load_steps())
     del steps["deadline.order_payment"]
     store = open_store(f"sqlite:///{tmp_path}/store.db")
+    journal = open_event_log(f"sqlite:///{tmp_path}/store.db")
     async with httpx.AsyncClient() as http:
         with pytest.raises(ValueError, match=r"disagree on \{'deadline.order_payment'\}"):
-            Consumer(spec, steps, Settings(), store, http)
+            Consumer(spec, steps, Settings(), store, journal, http)
     await store.close()
+    await journal.close()
 
 
 def test_an_unknown_consumer_is_refused_naming_the_known_ones():

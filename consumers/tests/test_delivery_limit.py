@@ -6,7 +6,7 @@ import aio_pika
 from hookhub import dlq, failures, topology
 from hookhub.events import Event
 
-from conftest import fresh_vhost
+from tests.support.broker import fresh_vhost
 
 DELIVERY_LIMIT = 3
 

@@ -6,7 +6,8 @@ import sys
 import aio_pika
 from hookhub import dlq, topology
 
-from conftest import fresh_vhost, hub_env
+from tests.support.broker import fresh_vhost
+from tests.support.settings import hub_env
 
 DELAYS_S = (1.0,)
 

@@ -11,8 +11,10 @@ import aio_pika
 from hookhub import dlq, topology
 from hookhub.events import EXCHANGE
 
-from conftest import fresh_vhost, hub_env, running_consumer
-from tests.notify_endpoint import NotifyEndpoint
+from tests.support.broker import fresh_vhost
+from tests.support.notify_endpoint import NotifyEndpoint
+from tests.support.processes import running_consumer
+from tests.support.settings import hub_env
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"failed-copies-secret").decode()
 DELAYS_S = (0.3, 0.3)

@@ -14,7 +14,9 @@ from hookhub import topology
 from hookhub.events import EXCHANGE, Event
 from hookhub_consumers.store import open_store
 
-from conftest import fresh_vhost, hub_env, running_consumer, start_consumer, wait_http_ready
+from tests.support.broker import fresh_vhost
+from tests.support.processes import running_consumer, start_consumer, wait_http_ready
+from tests.support.settings import hub_env
 
 
 def production_event(event_type: str, order_id: str, **data) -> Event:

@@ -11,7 +11,9 @@ from hookhub_consumers.contract import emitted
 from hookhub_consumers.records import Ticket
 from hookhub_consumers.store import Marker, open_store
 
-from conftest import HubProcess, fresh_vhost, hub_env, running_consumer
+from tests.support.broker import fresh_vhost
+from tests.support.processes import HubProcess, running_consumer
+from tests.support.settings import hub_env
 
 
 def approval(n: int) -> Event:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import hub_env
+from tests.support.settings import hub_env
 
 
 def test_a_taken_probe_port_stops_the_consumer_with_a_clear_error(

@@ -1,24 +1,29 @@
 """The store contract: what every adapter promises, run against each of them.
 
 SQLite on a temporary file; MongoDB against the in-process stand-in, and against a real server
-when HOOKHUB_TEST_MONGODB_URL is set. Tests use only the Store interface.
+when HOOKHUB_TEST_MONGODB_URL is set. Tests use only the Store interface, and the event log's
+read-only view of what stores keep (`hookhub_eventlog.store.consumer_tables`), on the same storage.
 """
 
 import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from hookhub_consumers.records import Delivery, Order, Ticket
 from hookhub_consumers.store import ConcurrentUpdate, Marker, Store, open_store
-from hookhub_consumers.store.base import EventQuery, LoggedEvent, Step
 from hookhub_consumers.store.mongo import MongoStore
 from hookhub_consumers.store.sqlite import SQLiteStore
-from mongo_standin import StandinClient
+from hookhub_eventlog.store import Attempt, EventLog
+from hookhub_eventlog.store.mongo import MongoEventLog
+from hookhub_eventlog.store.sqlite import SQLiteEventLog
 from pymongo import AsyncMongoClient
+
+from tests.support.mongo_standin import StandinClient
 
 MONGODB_URL_VAR = "HOOKHUB_TEST_MONGODB_URL"
 SOURCE = "/providers/stripe"
@@ -32,22 +37,35 @@ def marker(event_id: str = "evt-1", consumer: str = "payments") -> Marker:
 OpenStore = Callable[[], Store]
 
 
+@dataclass
+class Storage:
+    """One fresh storage (a SQLite file, a MongoDB database), on which stores and event logs are
+    opened, each as a separate process would; all closed at the end."""
+
+    new_store: Callable[[], Store]
+    new_event_log: Callable[[], EventLog]
+    opened: list[Store | EventLog] = field(default_factory=list)
+
+    def store(self) -> Store:
+        self.opened.append(store := self.new_store())
+        return store
+
+    def event_log(self) -> EventLog:
+        self.opened.append(event_log := self.new_event_log())
+        return event_log
+
+
 @pytest.fixture(params=["sqlite", "mongodb-standin", "mongodb-server"])
-async def open_another(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenStore]:
-    """Opens stores on one fresh storage, each as a separate consumer process would."""
-    opened: list[Store] = []
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     cleanup = None
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/hookhub.db"
-
-        def new() -> Store:
-            return SQLiteStore.from_url(url)
+        found = Storage(lambda: SQLiteStore.from_url(url), lambda: SQLiteEventLog.from_url(url))
 
     elif request.param == "mongodb-standin":
         database = StandinClient()[f"hookhub_test_{uuid.uuid4().hex}"]
-
-        def new() -> Store:
-            return MongoStore(database)  # type: ignore[arg-type]  # the stand-in's duck type
+        # The stand-in's duck type stands for an AsyncDatabase.
+        found = Storage(lambda: MongoStore(database), lambda: MongoEventLog(database))  # type: ignore[arg-type]
 
     else:
         server_url = os.environ.get(MONGODB_URL_VAR)
@@ -56,29 +74,40 @@ async def open_another(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         name = f"hookhub_test_{uuid.uuid4().hex}"
         admin: AsyncMongoClient = AsyncMongoClient(server_url)
 
-        def new() -> Store:
-            client: AsyncMongoClient = AsyncMongoClient(server_url, tz_aware=True)
-            return MongoStore(client[name], client)
+        def client() -> AsyncMongoClient:
+            return AsyncMongoClient(server_url, tz_aware=True)
+
+        found = Storage(
+            lambda: MongoStore((c := client())[name], c),
+            lambda: MongoEventLog((c := client())[name], c),
+        )
 
         async def cleanup() -> None:
             await admin.drop_database(name)
             await admin.close()
 
-    def opening() -> Store:
-        store = new()
-        opened.append(store)
-        return store
-
-    yield opening
-    for store in opened:
-        await store.close()
+    yield found
+    for opened in found.opened:
+        await opened.close()
     if cleanup:
         await cleanup()
 
 
 @pytest.fixture
-def store(open_another: OpenStore) -> Store:
-    return open_another()
+def open_another(storage: Storage) -> OpenStore:
+    """Opens stores on one fresh storage, each as a separate consumer process would."""
+    return storage.store
+
+
+@pytest.fixture
+def store(storage: Storage) -> Store:
+    return storage.store()
+
+
+@pytest.fixture
+def event_log(storage: Storage) -> EventLog:
+    """The event log on the same storage, which reads the markers and deliveries stores keep."""
+    return storage.event_log()
 
 
 def full_order() -> Order:
@@ -477,74 +506,41 @@ def test_a_sqlite_url_without_a_path_says_how_to_write_one():
         open_store("sqlite://hookhub.db")
 
 
-# The event log's index and journeys
+# What the event log reads of it, on the same storage
 
 
-def logged(position: int, type: str, **fields) -> LoggedEvent:
-    defaults = {"id": f"evt-{position}", "source": "/webhooks/stripe"}
-    at = A_TIME + timedelta(minutes=position)
-    return LoggedEvent(position=position, type=type, time=at, **{**defaults, **fields})
-
-
-async def test_indexed_events_are_found_by_each_field_newest_first(store: Store):
-    await store.index(
-        [
-            logged(1, "stripe.payment_intent.succeeded", correlation_id="c-1", subject="o-1"),
-            logged(2, "stripe.charge.refunded", correlation_id="c-1"),
-            logged(3, "order.created", source="/events/storefront", subject="o-1"),
-            logged(4, "payment.approved", source="/consumers/payments", causation_id="evt-1"),
-        ]
-    )
-
-    def positions(found: list[LoggedEvent]) -> list[int]:
-        return [e.position for e in found]
-
-    assert positions(await store.find_events(EventQuery(id="evt-3"))) == [3]
-    assert positions(await store.find_events(EventQuery(type="stripe.#"))) == [2, 1]
-    assert positions(await store.find_events(EventQuery(type="stripe.*"))) == []
-    assert positions(await store.find_events(EventQuery(type="payment.*"))) == [4]
-    assert positions(await store.find_events(EventQuery(source="/webhooks/stripe"))) == [2, 1]
-    assert positions(await store.find_events(EventQuery(correlation_id="c-1"))) == [2, 1]
-    assert positions(await store.find_events(EventQuery(subject="o-1"))) == [3, 1]
-    assert positions(await store.find_events(EventQuery(causation_id="evt-1"))) == [4]
-    window = EventQuery(since=A_TIME + timedelta(minutes=2), until=A_TIME + timedelta(minutes=4))
-    assert positions(await store.find_events(window)) == [3, 2]
-    assert positions(await store.find_events(EventQuery(limit=1))) == [4]
-    assert (await store.find_events(EventQuery(id="evt-1")))[0] == logged(
-        1, "stripe.payment_intent.succeeded", correlation_id="c-1", subject="o-1"
-    )
-
-
-async def test_the_index_remembers_how_far_it_got_and_takes_a_position_once(store: Store):
-    assert await store.indexed_up_to() is None
-    await store.index([logged(7, "ci.build"), logged(8, "ci.build")])
-    await store.index([logged(8, "ci.build", id="changed")])
-
-    assert await store.indexed_up_to() == 8
-    assert [e.id for e in await store.find_events(EventQuery(type="ci.build"))] == [
-        "evt-8",
-        "evt-7",
-    ]
-
-
-async def test_an_events_steps_come_back_in_the_order_recorded(store: Store):
-    await store.record(Step("evt-1", "notifications", "retried", "HTTP 500", at=A_TIME))
-    await store.record(
-        Step("evt-1", "notifications", "parked", "gave up", at=A_TIME + timedelta(seconds=5))
-    )
-    await store.record(Step("evt-2", "payments", "replayed", at=A_TIME))
-
-    assert [(s.what, s.detail) for s in await store.steps("evt-1")] == [
-        ("retried", "HTTP 500"),
-        ("parked", "gave up"),
-    ]
-
-
-async def test_the_consumers_that_processed_an_event_are_known(store: Store):
+async def test_the_event_log_knows_which_consumers_processed_an_event(
+    store: Store, event_log: EventLog
+):
     await store.save_order(Order("ord-1"), marker("evt-1", "payments"))
+    await store.save_ticket(Ticket("ord-1"), marker("evt-1", "production"))
     await store.mark_processed(marker("evt-1", "notifications"))
+    await store.mark_processed(marker("evt-2", "notifications"))
 
-    processed = await store.processed_by(marker("evt-1").event_key)
+    processed = await event_log.processed_by(SOURCE, "evt-1")
 
-    assert sorted(consumer for consumer, _ in processed) == ["notifications", "payments"]
-    assert await store.processed_by(marker("evt-2").event_key) == []
+    assert sorted(consumer for consumer, _ in processed) == [
+        "notifications",
+        "payments",
+        "production",
+    ]
+    assert all(at.utcoffset() == timedelta(0) for _, at in processed)
+    assert await event_log.processed_by(SOURCE, "evt-3") == []
+    assert await event_log.processed_by("/another/source", "evt-1") == []
+
+
+async def test_the_event_log_reads_an_events_delivery_attempts_oldest_first(
+    store: Store, event_log: EventLog
+):
+    url = "https://a.example/hook"
+    await store.record_delivery(Delivery("evt-1", "ci.build", url, 2, error="timed out", at=A_TIME))
+    await store.record_delivery(
+        Delivery("evt-1", "ci.build", url, 1, status_code=503, at=A_TIME - timedelta(seconds=5))
+    )
+    await store.record_delivery(Delivery("evt-2", "ci.build", url, 1, delivered=True, at=A_TIME))
+
+    assert await event_log.attempts("evt-1") == [
+        Attempt(url, False, A_TIME - timedelta(seconds=5), status_code=503),
+        Attempt(url, False, A_TIME, error="timed out"),
+    ]
+    assert await event_log.attempts("evt-3") == []

@@ -14,8 +14,10 @@ import httpx
 import pytest
 from hookhub.events import EXCHANGE, Event
 
-from conftest import fresh_vhost, hub_env, start_consumer, wait_http_ready
-from tests.notify_endpoint import NotifyEndpoint
+from tests.support.broker import fresh_vhost
+from tests.support.notify_endpoint import NotifyEndpoint
+from tests.support.processes import start_consumer, wait_http_ready
+from tests.support.settings import hub_env
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"store-outage-secret").decode()
 

@@ -12,7 +12,8 @@ from hookhub_consumers.records import Order
 from hookhub_consumers.store import Marker
 from hookhub_consumers.store.mongo import MongoStore
 from hookhub_consumers.store.sqlite import SQLiteStore
-from mongo_standin import StandinClient
+
+from tests.support.mongo_standin import StandinClient
 
 # The orders table as the first release made it, with one order in it.
 OLD_ORDERS = """

@@ -6,7 +6,9 @@ import json
 import aio_pika
 from hookhub import dlq, topology
 
-from conftest import fresh_vhost, hub_env, running_consumer
+from tests.support.broker import fresh_vhost
+from tests.support.processes import running_consumer
+from tests.support.settings import hub_env
 
 
 async def test_a_message_with_unreadable_headers_goes_to_the_dlq_with_its_reason(tmp_path):

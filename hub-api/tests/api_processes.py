@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from conftest import GATEWAY_SECRET, HubProcess, start_api, wait_http_ready
+from tests.support.processes import HubProcess, start_api, wait_http_ready
+from tests.support.settings import GATEWAY_SECRET
 
 THROUGH_GATEWAY = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "x-consumer-username": "tests"}
 

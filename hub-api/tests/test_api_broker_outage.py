@@ -16,7 +16,8 @@ from hookhub.settings import Settings
 from hookhub.topology import UNROUTED_QUEUE
 from provider_webhooks import webhook
 
-from conftest import fresh_vhost, hub_env
+from tests.support.broker import fresh_vhost
+from tests.support.settings import hub_env
 from tests.support.tcp_proxy import TcpProxy
 
 PUBLISH_TIMEOUT_S = float(hub_env("amqp://")["HOOKHUB_PUBLISH_TIMEOUT_S"])

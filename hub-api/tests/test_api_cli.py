@@ -11,7 +11,10 @@ import pytest
 from hookhub.topology import UNROUTED_QUEUE, work_queue
 from provider_webhooks import webhook
 
-from conftest import HubProcess, free_port, fresh_vhost, hub_env, wait_http_ready
+from tests.support.broker import fresh_vhost
+from tests.support.net import free_port
+from tests.support.processes import HubProcess, wait_http_ready
+from tests.support.settings import hub_env
 
 CLI_TIMEOUT_S = 60
 

@@ -9,7 +9,7 @@ from api_processes import RunningApi, running_api
 from prometheus_client.parser import text_string_to_metric_families
 from provider_webhooks import webhook
 
-from conftest import GATEWAY_SECRET, PROVIDER_SECRETS
+from tests.support.settings import GATEWAY_SECRET, PROVIDER_SECRETS
 from tests.support.signing import signed_request
 
 

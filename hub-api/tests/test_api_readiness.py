@@ -12,7 +12,7 @@ from api_processes import running_api
 from hookhub.broker import PROBE_TIMEOUT_S, REFUSALS_BEFORE_REOPEN
 from hookhub.events import EXCHANGE
 
-from conftest import fresh_vhost
+from tests.support.broker import fresh_vhost
 from tests.support.tcp_proxy import TcpProxy
 
 PROBE_INTERVAL_S = 1.0

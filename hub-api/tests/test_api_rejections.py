@@ -12,7 +12,7 @@ from api_processes import RunningApi, running_api
 from hookhub.providers import PROVIDERS
 from provider_webhooks import webhook
 
-from conftest import GATEWAY_SECRET
+from tests.support.settings import GATEWAY_SECRET
 from tests.support.signing import SECRETS_ENV, signed_request
 
 SMALL_LIMIT_BYTES = 1024

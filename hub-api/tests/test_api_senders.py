@@ -141,7 +141,8 @@ async def test_a_github_delivery_sent_as_a_form_is_published_byte_for_byte(api, 
 
 async def test_a_repeated_github_delivery_is_accepted_again_under_the_same_id(api, capture):
     # hub-api keeps no state: a redelivery is published again with its X-GitHub-Delivery as
-    # message_id, and each consumer's processed-marker drops the repeat (README, "Webhooks").
+    # message_id, and each consumer's processed-marker drops the repeat (docs/sending-events.md,
+    # "Webhooks from providers").
     hook = webhook("github")
     queue = await capture(hook.event_type)
     request = hook.request()

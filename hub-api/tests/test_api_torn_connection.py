@@ -6,7 +6,7 @@ import json
 
 from api_processes import running_api
 
-from conftest import fresh_vhost
+from tests.support.broker import fresh_vhost
 from tests.support.tcp_proxy import TcpProxy
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, HTTPException, Request, Response
-from hub_api.fast_path import BodyTooLarge, DirectRequest, HubApi, Reply
+from hub_api.fast_path import BodyTooLarge, DirectRequest, DirectRouter, HubApi, Reply
 from starlette.requests import ClientDisconnect
 
 DECLARED: dict[str, Any] = {"status_code": 202, "responses": {404: {"description": "unknown"}}}
@@ -112,6 +112,26 @@ async def test_a_route_served_directly_answers_with_its_reply():
         },
         {"type": "http.response.body", "body": b"lamp!"},
     ]
+
+
+async def test_a_route_declared_on_a_direct_router_is_served_by_the_app_including_it():
+    router = DirectRouter()
+
+    @router.serve_directly("/things/{name}", "POST", **DECLARED)
+    async def receive_thing(request: DirectRequest) -> Reply:
+        """Take a thing."""
+        return Reply(202, request.app.title.encode(), "text/plain")
+
+    app = HubApi(title="the app including it", version="1")
+    app.include_direct_router(router)
+    sent = await answer_of(app, http_scope("POST", "/things/lamp"))
+
+    assert (sent[0]["status"], sent[1]["body"]) == (202, b"the app including it")
+    operation = app.openapi()["paths"]["/things/{name}"]["post"]
+    assert (operation["operationId"], operation["description"]) == (
+        "receive_thing_things__name__post",
+        "Take a thing.",
+    )
 
 
 async def test_a_method_the_path_does_not_serve_is_refused_naming_every_method_it_serves():

@@ -10,7 +10,8 @@ from hookhub import specs
 from hookhub.events import JSON, Event
 from hookhub.providers import PROVIDERS
 from hookhub.settings import Settings
-from hub_api.ingest import Rejected, check_internal_event, internal_event, may_publish
+from hub_api.ingest import check_internal_event, internal_event, may_publish
+from hub_api.rejections import Rejected
 from hub_api.webhooks import Answer, Webhook, check_webhook, webhook_event, webhook_handshake
 from provider_webhooks import webhook
 

@@ -14,19 +14,13 @@ from typing import Any
 import httpx
 from hookhub import specs
 
-from conftest import (
-    GATEWAY_SECRET,
-    HubProcess,
-    free_port,
-    fresh_vhost,
-    hub_env,
-    post_internal_event,
-    start_consumer,
-    wait_http_ready,
-)
-from tests.notify_endpoint import NotifyEndpoint
+from tests.support.broker import fresh_vhost
+from tests.support.net import free_port
+from tests.support.notify_endpoint import NotifyEndpoint
+from tests.support.processes import HubProcess, start_consumer, wait_http_ready
+from tests.support.senders import post_internal_event, stripe_event
+from tests.support.settings import GATEWAY_SECRET, hub_env
 from tests.support.signing import signed_request
-from tests.test_saga import stripe_event
 
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"operator-test-secret").decode()
 # What Kong adds for the two operator consumers of gateway/kong.yml.

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from operator_hub import OPERATOR, READ_ONLY, Hub, eventually, running_hub
 
-from conftest import GATEWAY_SECRET, hub_env, post_internal_event
+from tests.support.senders import post_internal_event
+from tests.support.settings import GATEWAY_SECRET, hub_env
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,7 @@ def test_a_read_only_operator_reads_the_api(hub: Hub) -> None:
 def test_the_openapi_document_lists_the_read_api_and_kongs_key(hub: Hub) -> None:
     document = hub.get("/api/openapi.json").json()
     assert set(document["paths"]) == {
+        "/api/asyncapi.json",
         "/api/events",
         "/api/events/{event_id}",
         "/api/events/{event_id}/journey",

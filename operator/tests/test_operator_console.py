@@ -1,7 +1,7 @@
 """The console in a real headless Chromium (Debian's `chromium`, driven by Playwright): an
 operator finds what hub-api accepted and follows it, replays a parked event and sees it
 processed; a read-only operator cannot; a forged form post is refused. The overview and event
-page screenshots in README come from here (docs/screenshots/)."""
+page screenshots in docs/event-log.md come from here (docs/screenshots/)."""
 
 import time
 import uuid
@@ -13,7 +13,7 @@ import pytest
 from operator_hub import OPERATOR, READ_ONLY, Hub, eventually, running_hub
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from conftest import post_internal_event
+from tests.support.senders import post_internal_event
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/install-tools
 CHROMIUM_ARGS = [

@@ -4,7 +4,7 @@ overview counts."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hookhub_consumers.store import LoggedEvent
+from hookhub_eventlog.store import LoggedEvent
 from hookhub_operator import csrf
 from hookhub_operator.auth import Operator, Refused, identify, may_change
 from hookhub_operator.overview import refusals, traffic

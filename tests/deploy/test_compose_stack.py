@@ -1,6 +1,6 @@
 """docker-compose.yml: `docker-compose config` accepts it, and the stack it describes is the one
-the README promises (Kong alone published, the broker with its plugins, a service per consumer,
-data in volumes, health-ordered start). No Docker engine here: nothing is started."""
+docs/deploying.md promises (Kong alone published, the broker with its plugins, a service per
+consumer, data in volumes, health-ordered start). No Docker engine here: nothing is started."""
 
 import os
 import re
@@ -25,20 +25,21 @@ INTERPOLATED = re.compile(r"\$\{([A-Z0-9_]+)")
 GET_HANDSHAKES = [n for n, p in PROVIDERS.items() if p.handshake and p.handshake.method == "GET"]
 
 
-# What the README's one-liner fills in .env.example: the stack's own keys and passwords. Provider
-# secrets stay empty (those providers are disabled) until the user pastes them from dashboards.
-README_FILLS = re.compile(r"(?m)^(DECK_KEY_\w+|HOOKHUB_GATEWAY_SECRET|RABBITMQ_PASSWORD)=$")
+# What docs/deploying.md's one-liner fills in .env.example: the stack's own keys and passwords.
+# Provider secrets stay empty (those providers are disabled) until the user pastes them from
+# dashboards.
+DOC_FILLS = re.compile(r"(?m)^(DECK_KEY_\w+|HOOKHUB_GATEWAY_SECRET|RABBITMQ_PASSWORD)=$")
 
 
 def filled_env_file(tmp_path: Path) -> Path:
-    """.env.example filled the way the README tells a newcomer to."""
+    """.env.example filled the way docs/deploying.md tells a newcomer to."""
     path = tmp_path / "test.env"
-    path.write_text(README_FILLS.sub(r"\1=test-\1", ENV_EXAMPLE.read_text()))
+    path.write_text(DOC_FILLS.sub(r"\1=test-\1", ENV_EXAMPLE.read_text()))
     return path
 
 
-def test_the_readme_fills_env_with_the_same_pattern() -> None:
-    assert README_FILLS.pattern in (ROOT / "README.md").read_text()
+def test_the_deploying_doc_fills_env_with_the_same_pattern() -> None:
+    assert DOC_FILLS.pattern in (ROOT / "docs" / "deploying.md").read_text()
 
 
 def compose_config(compose_file: Path, env_file: Path) -> Any:

@@ -1,8 +1,9 @@
 """Each image's `hookhub` has the commands of the packages it installs, and only those.
 
-No Docker engine runs here, so the build stage is replayed: the files each Dockerfile copies
-into its build stage, then the same `uv sync --locked --no-dev --no-editable --package ...` into
-a fresh environment, whose `hookhub --help` is read.
+No Docker engine runs here, so the build stage is replayed: the files the Dockerfile copies into
+its build stage for a service (SERVICE in the paths), then the same `uv sync --locked --no-dev
+--no-editable` with that service's packages into a fresh environment, whose `hookhub --help` is
+read.
 """
 
 import os
@@ -14,15 +15,16 @@ from pathlib import Path
 import pytest
 
 from .repo import ROOT
-from .test_docker_images import IMAGES, package_of, parse
+from .test_docker_images import DOCKERFILE, SERVICES, build_stage, packages
 
 UV = shutil.which("uv") or str(ROOT / ".tools" / "uv" / "bin" / "uv")
 OPERATOR_COMMANDS = {"status", "publish", "topology", "dlq"}
 # The consumers bring the indexer and the event log's commands; the operator image has the
-# consumers' package too (the event log is theirs).
+# consumers' package too (the event log is theirs), and so has hub-api's (the consumer specs it
+# declares the queues from).
 CONSUMER_COMMANDS = {"consume", "index", "events"}
 RUNS = {
-    "hub-api": {"api"},
+    "hub-api": {"api", *CONSUMER_COMMANDS},
     "consumers": CONSUMER_COMMANDS,
     "operator": {"operator", *CONSUMER_COMMANDS},
 }
@@ -30,11 +32,11 @@ RUNS = {
 
 def build_stage_environment(service: str, workdir: Path) -> Path:
     """The build stage's files and virtual environment, as the Dockerfile makes them."""
-    build = parse((ROOT / IMAGES[service]).read_text())[-2]
-    for args in build.all("COPY"):
+    text = DOCKERFILE.read_text()
+    for args in build_stage(text).all("COPY"):
         if args.startswith("--from="):
             continue
-        *sources, destination = args.split()
+        *sources, destination = args.replace("${SERVICE}", service).split()
         for source in sources:
             into_folder = destination.endswith("/") or len(sources) > 1
             target = workdir / destination / (Path(source).name if into_folder else "")
@@ -47,9 +49,9 @@ def build_stage_environment(service: str, workdir: Path) -> Path:
                 shutil.copy(ROOT / source, target)
     venv = workdir / ".venv"
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)}
-    package = package_of(service)
+    selected = [arg for name in sorted(packages(text, service)) for arg in ("--package", name)]
     subprocess.run(
-        [UV, "sync", "--locked", "--no-dev", "--no-editable", "--package", package, "-q"],
+        [UV, "sync", "--locked", "--no-dev", "--no-editable", *selected, "-q"],
         cwd=workdir,
         env=env,
         check=True,
@@ -62,7 +64,7 @@ def commands(help_text: str) -> set[str]:
     return set(re.findall(r"^│ (\w+)\s", help_text, re.MULTILINE))
 
 
-@pytest.mark.parametrize("service", IMAGES)
+@pytest.mark.parametrize("service", SERVICES)
 def test_an_image_runs_its_own_service_and_the_operator_commands(service, tmp_path):
     venv = build_stage_environment(service, tmp_path)
     result = subprocess.run(

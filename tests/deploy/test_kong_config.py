@@ -17,7 +17,7 @@ from hookhub.providers import PROVIDERS
 from hookhub.settings import DEFAULT_MAX_BODY_BYTES, Settings
 from hookhub_operator.auth import OPERATOR_GROUPS
 from hub_api.app import create_app
-from hub_api.ingest import CORRELATION_HEADER
+from hub_api.headers import CORRELATION_HEADER
 
 from .repo import KONG_YML, kong_renderer, load_yaml, run_tool
 

@@ -1,7 +1,8 @@
 """What the chart ships for operators: the Grafana dashboard (dashboards/hookhub.json), the alert
 rules (the PrometheusRule), and Kong's tracing entry. The rules pass `promtool check rules` and
 each alert fires on the failure it is for (`promtool test rules`); every query names only metrics
-the code exports, with labels those metrics have; every alert links its runbook in README.md."""
+the code exports, with labels those metrics have; every alert links its runbook in
+docs/operating.md."""
 
 import ast
 import json
@@ -20,7 +21,7 @@ from .chart import CHART, NAMESPACE, manifests_of, of_kind, render_all_features
 from .repo import KONG_YML, ROOT, load_yaml, run_tool
 
 DASHBOARD = CHART / "dashboards" / "hookhub.json"
-README = ROOT / "README.md"
+OPERATING_DOC = ROOT / "docs" / "operating.md"
 OPERATIONS_SECTION = "## Operations: dashboards, alerts and runbooks"
 CODE = (ROOT / "libs", ROOT / "hub-api" / "src", ROOT / "consumers" / "src")
 # Labels Prometheus adds to every scraped series, whatever the code defines.
@@ -370,12 +371,12 @@ def test_the_alert_queue_patterns_match_the_topologys_names(
 ) -> None:
     parked = queue_pattern(alerts(rule_groups)["HookhubParkingLotNotEmpty"])
     work = queue_pattern(alerts(rule_groups)["HookhubConsumerStalled"])
-    for consumer in specs.names():
+    for consumer in specs.installed():
         queues = [q.name for q in topology.consumer_queues(consumer, (5, 30), 10)]
         assert [q for q in queues if re.fullmatch(parked, q)] == [
-            topology.dead_letter_queue(consumer)
+            topology.dead_letter_queue(consumer.name)
         ]
-        assert [q for q in queues if re.fullmatch(work, q)] == [topology.work_queue(consumer)]
+        assert [q for q in queues if re.fullmatch(work, q)] == [topology.work_queue(consumer.name)]
 
 
 def slug(heading: str) -> str:
@@ -384,20 +385,23 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def readme_anchors() -> set[str]:
-    text = README.read_text()
+def runbook_anchors() -> set[str]:
+    text = OPERATING_DOC.read_text()
     assert OPERATIONS_SECTION in text
     section = text.split(OPERATIONS_SECTION, 1)[1].split("\n## ", 1)[0]
     return {slug(line.lstrip("#")) for line in section.splitlines() if line.startswith("#")}
 
 
-def test_every_alert_links_its_runbook_in_the_readme(rule_groups: list[dict[str, Any]]) -> None:
-    anchors = readme_anchors()
+def test_every_alert_links_its_runbook_in_the_operating_doc(
+    rule_groups: list[dict[str, Any]],
+) -> None:
+    anchors = runbook_anchors()
+    doc = OPERATING_DOC.relative_to(ROOT).as_posix()
     for name, rule in alerts(rule_groups).items():
         url = rule["annotations"]["runbook_url"]
-        assert url.split("#")[1] in anchors, (
-            f"{name}: {url} has no heading in the README's operations section"
-        )
+        page, anchor = url.split("#")
+        assert page.endswith(f"/{doc}"), f"{name}: {url} is not a link to {doc}"
+        assert anchor in anchors, f"{name}: {url} has no heading in {doc}'s operations section"
         assert rule["labels"]["severity"] in ("warning", "critical"), name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
 

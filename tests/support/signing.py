@@ -27,7 +27,7 @@ import nacl.signing
 import standardwebhooks
 from slack_sdk.signature import SignatureVerifier
 
-from conftest import PROVIDER_SECRETS
+from tests.support.settings import PROVIDER_SECRETS
 
 JSON_HEADERS = {"content-type": "application/json"}
 FORM_HEADERS = {"content-type": "application/x-www-form-urlencoded"}

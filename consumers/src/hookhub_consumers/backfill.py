@@ -34,8 +34,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from hookhub import topology
 from hookhub.observability import log
 from hookhub.specs import ConsumerSpec
-
-from hookhub_consumers.eventlog import ArchiveReader, position, reading_archive
+from hookhub_eventlog.archive import ArchiveReader, position, reading_archive
 
 # An archive that sends nothing for this long, with nothing in hand, has been read to its end.
 IDLE_S = 1.0

@@ -15,8 +15,8 @@ from hookhub.commands import (
     moment,
     run,
 )
+from hookhub_eventlog.indexer import run_indexer
 
-from hookhub_consumers.eventlog import run_indexer
 from hookhub_consumers.probes import ProbesNotServed
 from hookhub_consumers.runtime import run_consumers, stop_on_signals
 

@@ -31,6 +31,7 @@ from hookhub.events import Event
 from hookhub.observability import log
 from hookhub.settings import Settings
 from hookhub.specs import ConsumerSpec
+from hookhub_eventlog.store import EventLog, Step, open_event_log
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import (
     AsyncRetrying,
@@ -45,7 +46,7 @@ from hookhub_consumers.acks import Acks
 from hookhub_consumers.contract import Context, Handler, Steps
 from hookhub_consumers.outbox import Outbox
 from hookhub_consumers.probes import StoreCheck, serving_probes
-from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Step, Store, open_store
+from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Store, open_store
 
 MESSAGES = Counter(
     "hookhub_consumer_messages_total",
@@ -86,6 +87,7 @@ class Consumer:
         steps: Steps,
         settings: Settings,
         store: Store,
+        journal: EventLog,
         http: httpx.AsyncClient,
         backfill_from: datetime | None = None,
     ):
@@ -97,6 +99,7 @@ class Consumer:
         self.steps = steps
         self.settings = settings
         self.context = Context(settings, store, http, name)
+        self.journal = journal  # where the steps of events' journeys are recorded
         self.broker = Broker(settings, on_connected=self._subscribe)
         self.outbox = Outbox(name, store, self.broker, settings.outbox_relay_interval_s)
         self._stopping = asyncio.Event()
@@ -375,7 +378,7 @@ class Consumer:
         """Record a step of the event's journey; the event is settled already, so a store that
         fails now costs the journey a line, not the event."""
         try:
-            await self.context.store.record(step)
+            await self.journal.record(step)
         except Exception as error:
             log.warning("journey.not_recorded", what=step.what, error=f"{type(error).__name__}")
 
@@ -477,9 +480,10 @@ async def run_consumers(
     of its bindings from then on (see `backfill`)."""
     tracing.configure(f"hookhub-{'-'.join(spec.name for spec in specs)}")  # e.g. hookhub-payments
     store = open_store(settings.store_url)
+    journal = open_event_log(settings.store_url)
     async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http, AsyncExitStack() as up:
         consumers = [
-            Consumer(spec, spec.load_steps(), settings, store, http, backfill_from)
+            Consumer(spec, spec.load_steps(), settings, store, journal, http, backfill_from)
             for spec in specs
         ]
         if probe_port is not None:  # first: a port that cannot be served stops the start-up
@@ -501,4 +505,5 @@ async def run_consumers(
         log.info("consumers.stopping", consumers=[c.name for c in consumers])
         await asyncio.gather(*(c.stop() for c in consumers))
     await store.close()
+    await journal.close()
     tracing.flush()

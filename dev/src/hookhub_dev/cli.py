@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from hookhub import specs, tracing
 from hookhub.commands import RUN_PANEL, Host, Port, console, load_settings, run
-from hookhub_consumers.eventlog import run_indexer
 from hookhub_consumers.runtime import run_consumers
+from hookhub_eventlog.indexer import run_indexer
 from hookhub_operator import cli as operator_cli
 from hub_api.cli import uvicorn_server
 

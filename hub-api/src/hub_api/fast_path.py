@@ -16,14 +16,18 @@ What a route served directly does NOT get, so that nothing added later is silent
 - Dependencies and parameter parsing: the endpoint is awaited as `endpoint(request)` with a
   `DirectRequest`, and FastAPI never sees its signature. `Depends(...)`, `dependencies=[...]` on
   the router, and path, query, header and body parameters are neither solved nor validated (so
-  they are documented by the route's `openapi_extra`).
-- Starlette's Request and Response: no `request.url`, `request.app`, `request.state`, cookies,
-  forms or background tasks. The endpoint returns a `Reply`; `response_model`, `status_code` and
-  `response_class` only document it.
+  they are documented by the route's `openapi_extra`). What a dependency would give, the endpoint
+  reads from `request.app.state` itself.
+- Starlette's Request and Response: `request.app` is there, but no `request.url`,
+  `request.state`, cookies, forms or background tasks. The endpoint returns a `Reply`;
+  `response_model`, `status_code` and `response_class` only document it.
 - The app's exception handlers: an exception the endpoint raises is answered by the handler
-  registered with `direct_exception_handler` for its class (or a base class); one with no such
+  registered with `add_direct_exception_handler` for its class (or a base class); one with no such
   handler reaches the server, which answers 500. A method the path does not serve is refused by
   the handler for `HTTPException`, with status 405 and every method the path serves in `Allow`.
+
+Routes served directly are declared where their endpoints live on a `DirectRouter`, as FastAPI's
+are on an `APIRouter`, and the app takes them with `include_direct_router`.
 """
 
 import functools
@@ -36,20 +40,16 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Response
 from fastapi.routing import APIRoute
 from hookhub import tracing
-from prometheus_client import Histogram
+from starlette.applications import Starlette
 from starlette.convertors import Convertor
 from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
 from starlette.routing import get_route_path
 from starlette.types import Receive, Scope, Send
 
+from hub_api.metrics import REQUEST_SECONDS
+
 NO_QUERY = QueryParams()
-REQUEST_SECONDS = Histogram(
-    "hookhub_request_duration_seconds",
-    "Ingest requests, from the server handing them over to the answer sent, by route and status",
-    ["route", "status"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
 
 
 class BodyTooLarge(Exception):
@@ -71,6 +71,11 @@ class DirectRequest:
             for name, value in reversed(scope["headers"])
         }
         self._receive = receive
+
+    @property
+    def app(self) -> Starlette:
+        """The app serving the request (its state is `request.app.state`)."""
+        return self.scope["app"]
 
     @property
     def path(self) -> str:
@@ -149,6 +154,33 @@ DirectHandler = Callable[[DirectRequest, Any], Reply]
 
 
 @dataclass(frozen=True, slots=True)
+class _Declaration:
+    path: str
+    method: str
+    declared: dict[str, Any]
+    endpoint: DirectEndpoint
+
+
+class DirectRouter:
+    """Routes to serve directly, declared apart from any app (as on FastAPI's `APIRouter`) and
+    served by each app that includes them with `HubApi.include_direct_router`."""
+
+    def __init__(self) -> None:
+        self.declarations: list[_Declaration] = []
+
+    def serve_directly(
+        self, path: str, method: str, **declared: Any
+    ) -> Callable[[DirectEndpoint], DirectEndpoint]:
+        """Decorator, as `HubApi.serve_directly`, for the apps that will include this router."""
+
+        def register(endpoint: DirectEndpoint) -> DirectEndpoint:
+            self.declarations.append(_Declaration(path, method, declared, endpoint))
+            return endpoint
+
+        return register
+
+
+@dataclass(frozen=True, slots=True)
 class _DirectRoute:
     path: str  # the template, e.g. /webhooks/{provider}: the metrics' route label
     path_regex: re.Pattern[str]
@@ -186,20 +218,32 @@ class HubApi(FastAPI):
 
         return register
 
+    def include_direct_router(self, router: DirectRouter) -> None:
+        """Serve the router's routes directly, in the order they were declared."""
+        for route in router.declarations:
+            self.serve_directly(route.path, route.method, **route.declared)(route.endpoint)
+
+    def add_direct_exception_handler(
+        self, exc_class: type[Exception], handler: DirectHandler
+    ) -> None:
+        """`handler(request, exc) -> Reply` answers `exc_class` (and its subclasses) raised by a
+        route served directly."""
+        self._direct_handlers[exc_class] = handler
+
     def direct_exception_handler(
         self, exc_class: type[Exception]
     ) -> Callable[[DirectHandler], DirectHandler]:
-        """Decorator: `handler(request, exc) -> Reply` answers `exc_class` (and its subclasses)
-        raised by a route served directly."""
+        """Decorator form of `add_direct_exception_handler`."""
 
         def register(handler: DirectHandler) -> DirectHandler:
-            self._direct_handlers[exc_class] = handler
+            self.add_direct_exception_handler(exc_class, handler)
             return handler
 
         return register
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            scope["app"] = self  # as Starlette sets it, for `DirectRequest.app`
             route_path = get_route_path(scope)
             allowed: set[str] = set()
             for route in self._direct_routes:

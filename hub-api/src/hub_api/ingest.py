@@ -1,5 +1,6 @@
-"""What may come in, and the event it becomes: an internal CloudEvent (a provider's webhook is
-`hub_api.webhooks`), and the rules both share.
+"""What may come in at /events, and the event it becomes: an internal CloudEvent, and who may
+publish which type. (A provider's webhook is `hub_api.webhooks`; the refusal both raise is
+`hub_api.rejections`.)
 
 Plain functions over headers and body, with no web framework and no broker, so every rule is tested
 in memory. A request that breaks a rule raises `Rejected`: hub-api answers with its status and
@@ -19,7 +20,9 @@ from hookhub.events import Event
 from hookhub.providers import PROVIDERS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-CORRELATION_HEADER = "x-correlation-id"
+from hub_api.headers import CORRELATION_HEADER, media_type
+from hub_api.rejections import Rejected, sendable
+
 STRUCTURED = "application/cloudevents+json"
 BATCHED = "application/cloudevents-batch+json"
 EVENT_MEDIA_TYPES = (STRUCTURED, "application/json")
@@ -28,27 +31,6 @@ BINARY_PREFIX = "ce-"
 BINARY_MARKER = "ce-specversion"
 # Not attributes in binary mode: the body is the data, Content-Type its datacontenttype.
 NOT_ATTRIBUTES = frozenset({"data", "data_base64", "datacontenttype"})
-# message_id, correlation_id and content_type are AMQP short strings; a longer one cannot be sent.
-MAX_SHORT_STRING_BYTES = 255
-
-
-class Rejected(Exception):
-    """The request is refused and nothing is published: the HTTP status and detail to answer with,
-    the event's id once the request got as far as one, and headers to send (`Retry-After`)."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        event_id: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(status, detail)
-        self.status = status
-        self.detail = detail
-        self.event_id = event_id
-        self.headers = headers
 
 
 class CloudEventIn(BaseModel):
@@ -169,37 +151,6 @@ def _validated(validate: Callable[[], CloudEventIn], prefix: str) -> CloudEventI
             f"{prefix}{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         raise Rejected(422, f"not a valid CloudEvent: {problems}") from None
-
-
-def media_type(headers: Mapping[str, str]) -> str:
-    """The request's media type, lower-cased, without parameters."""
-    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def sendable(event: Event) -> Event:
-    """The event, once its strings are known to fit in AMQP properties."""
-    if problem := _unsendable(event):
-        raise Rejected(422, problem, event_id=event.id)
-    return event
-
-
-def _unsendable(event: Event) -> str | None:
-    """Why the event's strings cannot go out as AMQP properties, if they cannot."""
-    for name, value, limit in (
-        ("event id", event.id, MAX_SHORT_STRING_BYTES),
-        ("correlation id", event.correlation_id, MAX_SHORT_STRING_BYTES),
-        ("content type", event.content_type, MAX_SHORT_STRING_BYTES),
-        ("subject", event.subject, None),
-    ):
-        if not value:
-            continue
-        try:
-            size = len(value.encode())
-        except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
-            return f"{name} is not valid Unicode"
-        if limit is not None and size > limit:
-            return f"{name} is longer than the {limit} bytes AMQP allows"
-    return None
 
 
 def _event_data(cloud_event: CloudEventIn) -> bytes:

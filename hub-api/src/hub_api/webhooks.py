@@ -28,7 +28,8 @@ from hookhub.providers import (
 )
 from hookhub.settings import Settings
 
-from hub_api.ingest import CORRELATION_HEADER, Rejected, media_type, sendable
+from hub_api.headers import CORRELATION_HEADER, media_type
+from hub_api.rejections import Rejected, sendable
 from hub_api.signatures import VERIFIERS, SignatureError, SignedRequest
 
 

@@ -11,7 +11,7 @@ from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import EXCHANGE, Event
 from hookhub.settings import Settings
 
-from conftest import fresh_vhost
+from tests.support.broker import fresh_vhost
 from tests.support.tcp_proxy import TcpProxy
 
 PUBLISH_TIMEOUT_S = 1.0

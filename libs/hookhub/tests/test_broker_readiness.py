@@ -21,7 +21,7 @@ from hookhub.events import EXCHANGE, Event
 from hookhub.settings import Settings
 from structlog.testing import capture_logs
 
-from conftest import fresh_vhost
+from tests.support.broker import fresh_vhost
 from tests.support.tcp_proxy import TcpProxy
 
 PROBE_INTERVAL_S = 1.0

@@ -5,7 +5,7 @@ import aio_pika
 import pytest
 from hookhub import topology
 
-from conftest import fresh_vhost
+from tests.support.broker import fresh_vhost
 
 
 async def test_a_queue_declared_differently_is_named_and_the_rest_is_still_declared():

@@ -13,7 +13,7 @@ from opentelemetry import context, trace
 from opentelemetry.sdk.trace import TracerProvider
 from structlog.testing import capture_logs
 
-from conftest import traced
+from tests.support.spans import traced
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 CALLER_STATE = "vendor=opaque"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from aio_pika.abc import AbstractConnection
 from hookhub import dlq
 from hookhub.observability import log
-from hookhub_consumers.store import Step, Store
+from hookhub_eventlog.store import EventLog, Step
 from prometheus_client import Counter
 
 from hookhub_operator.auth import Operator
@@ -28,10 +28,10 @@ class Change:
     done: list[str]  # the ids replayed or purged (fewer when some had left the parking lot)
 
 
-async def _record(store: Store, change: Change, operator: Operator, at: datetime) -> None:
+async def _record(event_log: EventLog, change: Change, operator: Operator, at: datetime) -> None:
     for event_id in dict.fromkeys(change.done):
         detail = f"by {operator.name} (console)"
-        await store.record(Step(event_id, change.consumer, change.what, detail, at))
+        await event_log.record(Step(event_id, change.consumer, change.what, detail, at))
     CHANGES.labels(change.what).inc(len(change.done))
     log.info(
         f"operator.{change.what}",
@@ -44,7 +44,7 @@ async def _record(store: Store, change: Change, operator: Operator, at: datetime
 
 async def replay(
     connection: AbstractConnection,
-    store: Store,
+    event_log: EventLog,
     operator: Operator,
     consumer: str,
     ids: set[str],
@@ -56,17 +56,21 @@ async def replay(
     at = datetime.now(UTC)
     done = await dlq.replay(connection, consumer, ids, timeout_s)
     change = Change(REPLAYED, consumer, len(ids), done)
-    await _record(store, change, operator, at)
+    await _record(event_log, change, operator, at)
     return change
 
 
 async def purge(
-    connection: AbstractConnection, store: Store, operator: Operator, consumer: str, ids: set[str]
+    connection: AbstractConnection,
+    event_log: EventLog,
+    operator: Operator,
+    consumer: str,
+    ids: set[str],
 ) -> Change:
     """Delete the parked messages with these ids: they cannot be replayed from the parking lot
     afterwards (the archive still has them, for `hookhub events replay`)."""
     at = datetime.now(UTC)
     done = await dlq.discard(connection, consumer, ids)
     change = Change(PURGED, consumer, len(ids), done)
-    await _record(store, change, operator, at)
+    await _record(event_log, change, operator, at)
     return change

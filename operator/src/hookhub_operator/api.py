@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from hookhub import asyncapi, topology
-from hookhub_consumers.store import LoggedEvent
+from hookhub_eventlog.store import LoggedEvent
 from pydantic import BaseModel, Field
 
 from hookhub_operator import reads
@@ -96,14 +96,14 @@ class ParkingLot(BaseModel):
 @router.get("/events", response_model=list[EventOut], responses=_problems(422))
 async def list_events(service: ServiceDep, filters: FiltersDep) -> list[EventOut]:
     """Archived events matching every filter given, newest first (as `hookhub events list`)."""
-    return [EventOut.of(e) for e in await reads.find_events(service.store, filters)]
+    return [EventOut.of(e) for e in await reads.find_events(service.event_log, filters)]
 
 
 @router.get("/events/{event_id:path}/journey", response_model=Journey, responses=_problems(404))
 async def event_journey(service: ServiceDep, event_id: str) -> Journey:
     """What became of an event: accepted, each consumer's outcome, retries, parking, replays
     (with the operator who asked), the follow-ups it caused and its notification deliveries."""
-    event, lines = await reads.journey(service.store, event_id)
+    event, lines = await reads.journey(service.event_log, event_id)
     timeline = [JourneyLine(at=a, where=w, what=what, detail=d) for a, w, what, d in lines]
     return Journey(event=EventOut.of(event), timeline=timeline)
 
@@ -111,7 +111,7 @@ async def event_journey(service: ServiceDep, event_id: str) -> Journey:
 @router.get("/events/{event_id:path}", response_model=EventDetail, responses=_problems(404, 503))
 async def show_event(service: ServiceDep, connection: BrokerDep, event_id: str) -> EventDetail:
     """One archived event: its attributes, headers and body, as the broker keeps them."""
-    found = await reads.archived_event(service.store, connection, event_id)
+    found = await reads.archived_event(service.event_log, connection, event_id)
     try:
         text = found.body.decode()
     except UnicodeDecodeError:

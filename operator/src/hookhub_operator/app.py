@@ -1,5 +1,6 @@
-"""The operator service's wiring: the API and console routers, the store and broker they share,
-the answers to expected failures, and the probes. Pages and queries live in their own modules."""
+"""The operator service's wiring: the API and console routers, the event log and broker they
+share, the answers to expected failures, and the probes. Pages and queries live in their own
+modules."""
 
 import json
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from hookhub import dlq, gateway
 from hookhub.addresses import CONNECT_ERRORS
 from hookhub.settings import Settings
-from hookhub_consumers.store import EventQuery, open_store
+from hookhub_eventlog.store import EventQuery, open_event_log
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hookhub_operator import api, console, csrf
@@ -63,10 +64,10 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         link = BrokerLink(settings.amqp_url, settings.connect_timeout_s)
-        store = open_store(settings.store_url)
+        event_log = open_event_log(settings.store_url)
         app.state.service = Service(
             settings=settings,
-            store=store,
+            event_log=event_log,
             broker=link,
             gateway_secret=secret,
             csrf_key=csrf.key_from(secret),
@@ -76,7 +77,7 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
         )
         yield
         await link.close()
-        await store.close()
+        await event_log.close()
 
     app = FastAPI(
         title="Hookhub operator API",
@@ -125,11 +126,11 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
-        """Ready while the broker answers and the store can be read."""
+        """Ready while the broker answers and the event log can be read."""
         service: Service = request.app.state.service
         try:
             await service.broker.connection()
-            await service.store.find_events(EventQuery(limit=1))
+            await service.event_log.find_events(EventQuery(limit=1))
         except Exception as error:  # any failure means not ready; the reason is in the answer
             body = {"status": "not ready", "reason": type(error).__name__}
             return Response(json.dumps(body), status_code=503, media_type="application/json")

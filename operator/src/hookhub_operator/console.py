@@ -121,7 +121,7 @@ def _first(fields: dict[str, list[str]], name: str) -> str:
 @router.get("/", response_class=HTMLResponse)
 async def overview_page(request: Request, service: ServiceDep, operator: OperatorDep) -> Response:
     now = datetime.now(UTC)
-    traffic = await overview.accepted_traffic(service.store, now)
+    traffic = await overview.accepted_traffic(service.event_log, now)
     refused = await overview.read_refusals(service.settings.api_metrics_url)
     try:
         connection = await service.broker.connection()
@@ -151,7 +151,7 @@ async def overview_page(request: Request, service: ServiceDep, operator: Operato
 async def events_page(
     request: Request, service: ServiceDep, operator: OperatorDep, filters: FiltersDep
 ) -> Response:
-    found = await reads.find_events(service.store, filters)
+    found = await reads.find_events(service.event_log, filters)
     return page(request, "events.html", operator, section="events", filters=filters, events=found)
 
 
@@ -160,7 +160,7 @@ async def event_raw(
     service: ServiceDep, connection: BrokerDep, operator: OperatorDep, event_id: str
 ) -> Response:
     """The body byte-for-byte, as a download (never rendered by the browser)."""
-    found = await reads.archived_event(service.store, connection, event_id)
+    found = await reads.archived_event(service.event_log, connection, event_id)
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", event_id)[:100] or "event"
     disposition = f'attachment; filename="{filename}.body"'
     return Response(
@@ -178,8 +178,8 @@ async def event_page(
     operator: OperatorDep,
     event_id: str,
 ) -> Response:
-    found = await reads.archived_event(service.store, connection, event_id)
-    _, timeline = await reads.journey(service.store, event_id)
+    found = await reads.archived_event(service.event_log, connection, event_id)
+    _, timeline = await reads.journey(service.event_log, event_id)
     return page(request, "event.html", operator, section="events", found=found, timeline=timeline)
 
 
@@ -267,9 +267,11 @@ async def change_parking_lot(
     ids = {i for i in fields.get("id", []) if i}
     if action == "replay":
         timeout_s = service.settings.publish_timeout_s
-        change = await actions.replay(connection, service.store, operator, consumer, ids, timeout_s)
+        change = await actions.replay(
+            connection, service.event_log, operator, consumer, ids, timeout_s
+        )
     elif action == "purge":
-        change = await actions.purge(connection, service.store, operator, consumer, ids)
+        change = await actions.purge(connection, service.event_log, operator, consumer, ids)
     else:
         raise reads.NotFound(f"no action '{action}': replay or purge")
     said = urlencode({"changed": change.what, "count": len(change.done), "of": change.asked})
@@ -289,7 +291,7 @@ async def providers_page(request: Request, service: ServiceDep, operator: Operat
         else None
     )
     refused = await overview.read_refusals(settings.api_metrics_url)
-    found = await overview.providers(service.store, enabled, refused)
+    found = await overview.providers(service.event_log, enabled, refused)
     return page(
         request, "providers.html", operator, section="providers", providers=found, refused=refused
     )

@@ -10,7 +10,7 @@ from aio_pika.abc import AbstractRobustConnection
 from fastapi import Depends, Query, Request
 from hookhub.addresses import CONNECT_ERRORS, redact
 from hookhub.settings import Settings
-from hookhub_consumers.store import Store
+from hookhub_eventlog.store import EventLog
 
 from hookhub_operator.auth import Operator, identify
 from hookhub_operator.reads import SEARCH_LIMIT_MAX, Filters, as_time
@@ -22,7 +22,8 @@ class BrokerDown(Exception):
 
 class BrokerLink:
     """One robust connection to the broker, opened on first use and kept: the console still
-    serves what the store knows while RabbitMQ is away, and says so where it needs the broker."""
+    serves what the event log knows while RabbitMQ is away, and says so where it needs the
+    broker."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         self._url = url
@@ -53,7 +54,7 @@ class Service:
     """The operator service's state, made at start-up (app.state.service)."""
 
     settings: Settings
-    store: Store
+    event_log: EventLog
     broker: BrokerLink
     gateway_secret: bytes | None
     csrf_key: bytes

@@ -11,7 +11,7 @@ import httpx
 from aio_pika.abc import AbstractConnection
 from hookhub import specs, topology
 from hookhub.providers import PROVIDERS
-from hookhub_consumers.store import EventQuery, LoggedEvent, Store
+from hookhub_eventlog.store import EventLog, EventQuery, LoggedEvent
 from prometheus_client.parser import text_string_to_metric_families
 
 WINDOW_MIN = 180  # the overview's chart and table: the last three hours, minute by minute
@@ -86,9 +86,11 @@ def traffic(events: list[LoggedEvent], now: datetime, window_min: int) -> Traffi
     return Traffic(per_minute, rows)
 
 
-async def accepted_traffic(store: Store, now: datetime, window_min: int = WINDOW_MIN) -> Traffic:
+async def accepted_traffic(
+    event_log: EventLog, now: datetime, window_min: int = WINDOW_MIN
+) -> Traffic:
     since = now - timedelta(minutes=window_min)
-    events = await store.find_events(EventQuery(since=since, limit=MAX_EVENTS))
+    events = await event_log.find_events(EventQuery(since=since, limit=MAX_EVENTS))
     found = traffic(events, now, window_min)
     found.truncated = len(events) == MAX_EVENTS
     return found
@@ -194,12 +196,12 @@ class Provider:
 
 
 async def providers(
-    store: Store, enabled: set[str] | None, refused: Refusals | None
+    event_log: EventLog, enabled: set[str] | None, refused: Refusals | None
 ) -> list[Provider]:
     """Each provider in the provider table, its latest event in the index and its refusals."""
     found = []
     for name in PROVIDERS:
-        latest = await store.find_events(EventQuery(source=f"/webhooks/{name}", limit=1))
+        latest = await event_log.find_events(EventQuery(source=f"/webhooks/{name}", limit=1))
         found.append(
             Provider(
                 name,

@@ -8,16 +8,16 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection
 from hookhub import dlq, specs, topology
-from hookhub_consumers import eventlog
-from hookhub_consumers.store import EventQuery, LoggedEvent, Store
+from hookhub_eventlog.archive import archived_message
+from hookhub_eventlog.journey import Line, unrouted
+from hookhub_eventlog.journey import journey as journey_of
+from hookhub_eventlog.store import EventLog, EventQuery, LoggedEvent
 
 SEARCH_LIMIT_MAX = 1000
 # Header names shown as "(hidden)": none of Hookhub's own headers carries a secret, but an
 # event published by something else might.
 SECRET_HEADER_WORDS = ("authorization", "secret", "token", "apikey", "api-key", "password")
 HIDDEN = "(hidden)"
-
-JourneyLine = tuple[datetime, str, str, str]  # when, where, what, detail
 
 
 class NotFound(LookupError):
@@ -71,10 +71,10 @@ class Filters:
         )
 
 
-async def find_events(store: Store, filters: Filters) -> list[LoggedEvent]:
+async def find_events(event_log: EventLog, filters: Filters) -> list[LoggedEvent]:
     """Indexed events matching every filter given, newest first."""
-    found = await store.find_events(filters.query())
-    return eventlog.unrouted(found) if filters.unrouted else found
+    found = await event_log.find_events(filters.query())
+    return unrouted(found) if filters.unrouted else found
 
 
 def _text(value: Any) -> str:
@@ -118,12 +118,12 @@ class ArchivedEvent:
 
 
 async def archived_event(
-    store: Store, connection: AbstractConnection, event_id: str
+    event_log: EventLog, connection: AbstractConnection, event_id: str
 ) -> ArchivedEvent:
-    found = await store.find_events(EventQuery(id=event_id, limit=1))
+    found = await event_log.find_events(EventQuery(id=event_id, limit=1))
     if not found:
         raise NotFound(f"no event with id '{event_id}' in the event log")
-    message = await eventlog.archived_message(connection, found[0].position)
+    message = await archived_message(connection, found[0].position)
     if message is None:
         return ArchivedEvent(found[0], False, {}, None, b"")
     return ArchivedEvent(
@@ -131,9 +131,9 @@ async def archived_event(
     )
 
 
-async def journey(store: Store, event_id: str) -> tuple[LoggedEvent, list[JourneyLine]]:
-    """The event and what became of it, oldest first."""
-    found = await eventlog.journey(store, event_id)
+async def journey(event_log: EventLog, event_id: str) -> tuple[LoggedEvent, list[Line]]:
+    """The event and what became of it, oldest first: (when, where, what, detail)."""
+    found = await journey_of(event_log, event_id)
     if found is None:
         raise NotFound(f"no event with id '{event_id}' in the event log")
     return found.event, found.timeline()

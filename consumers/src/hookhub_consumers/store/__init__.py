@@ -2,28 +2,12 @@
 
 SQLite (`sqlite:///path`, the embedded default) and MongoDB (`mongodb://...`) implement `Store`;
 `open_store` picks one by the URL. The adapters import `base`, never this package's `__init__`.
+The event log (`hookhub_eventlog.store`) keeps its tables in the same file or database.
 """
 
-from hookhub_consumers.store.base import (
-    Change,
-    ConcurrentUpdate,
-    EventQuery,
-    LoggedEvent,
-    Marker,
-    Step,
-    Store,
-)
+from hookhub_consumers.store.base import Change, ConcurrentUpdate, Marker, Store
 
-__all__ = [
-    "Change",
-    "ConcurrentUpdate",
-    "EventQuery",
-    "LoggedEvent",
-    "Marker",
-    "Step",
-    "Store",
-    "open_store",
-]
+__all__ = ["Change", "ConcurrentUpdate", "Marker", "Store", "open_store"]
 
 
 def open_store(url: str) -> Store:

@@ -14,13 +14,19 @@ queues a change and waits; whatever was queued while one write was running goes 
 neighbours: one that fails fails alone.
 
 Times come back tz-aware in UTC, to the millisecond (MongoDB's precision; SQLite keeps the same).
+
+The event log (`hookhub_eventlog`) keeps its index and journeys in the same file or database, in
+tables of its own, and reads the markers and the delivery attempts kept here: their shape is
+`hookhub_eventlog.store.consumer_tables`'s, and the contract suite checks that it reads them.
 """
 
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
+
+from hookhub_eventlog.store.consumer_tables import event_key
 
 from hookhub_consumers.records import Delivery, Order, Ticket
 
@@ -34,7 +40,7 @@ class Marker:
 
     @classmethod
     def of(cls, consumer: str, source: str, event_id: str) -> "Marker":
-        return cls(consumer, f"{source}#{event_id}")
+        return cls(consumer, event_key(source, event_id))
 
 
 class ConcurrentUpdate(Exception):
@@ -62,57 +68,7 @@ class Sent:
     marker: Marker
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """Something that happened to an event in a consumer, for its journey: `retried` or `parked`
-    (with the reason), `replayed` or `reprocessed` (by an operator), `purged` (from its parking
-    lot, by an operator)."""
-
-    event_id: str
-    consumer: str
-    what: str
-    detail: str = ""
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
-    """One archived event as the event log's index knows it; `position` is its offset in the
-    archive stream, where its whole message (body, headers) is kept."""
-
-    position: int
-    id: str
-    source: str
-    type: str
-    time: datetime
-    subject: str | None = None
-    correlation_id: str | None = None
-    causation_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EventQuery:
-    """What to find in the event log; every field given must match. `type` is a topic pattern
-    (`stripe.#`, `payment.*`); `source` a whole source (`/webhooks/stripe`)."""
-
-    id: str | None = None
-    type: str | None = None
-    source: str | None = None
-    correlation_id: str | None = None
-    subject: str | None = None
-    causation_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = 100
-
-    @property
-    def matched_by_the_store(self) -> bool:
-        """Whether the store's own filters match exactly (no topic pattern to match word by
-        word afterwards), so that it can stop at `limit` by itself."""
-        return self.type is None or not {"*", "#"} & set(self.type)
-
-
-Write = Change | Sent | Step
+Write = Change | Sent
 # A write's result: True saved (or forgotten), False a Change whose marker existed (nothing
 # written), or the exception that change alone raised (ConcurrentUpdate).
 Written = bool | Exception
@@ -218,33 +174,6 @@ class Store(ABC):
 
     @abstractmethod
     async def is_processed(self, marker: Marker) -> bool: ...
-
-    async def record(self, step: Step) -> None:
-        """Add a step to an event's journey (in the next group)."""
-        await self._group_commit.submit(step)
-
-    # The event log's index: written by the indexer in batches, off every consumer's path.
-
-    @abstractmethod
-    async def index(self, events: Sequence[LoggedEvent]) -> None:
-        """Add archived events to the index (one already there is left as it is)."""
-
-    @abstractmethod
-    async def indexed_up_to(self) -> int | None:
-        """The highest archive position indexed so far; None before the first."""
-
-    @abstractmethod
-    async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
-        """Indexed events matching the query, newest first, at most `query.limit`."""
-
-    @abstractmethod
-    async def steps(self, event_id: str) -> list[Step]:
-        """The steps recorded for an event, oldest first."""
-
-    @abstractmethod
-    async def processed_by(self, event_key: str) -> list[tuple[str, datetime]]:
-        """The consumers that hold a processed-marker for this event (`Marker.event_key`), with
-        when they wrote it."""
 
     @abstractmethod
     async def check_writable(self) -> None:

@@ -25,37 +25,31 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from hookhub import topology
+from hookhub_eventlog.store.consumer_tables import (
+    AGGREGATES,
+    APPLIED,
+    DELIVERIES,
+    MARKERS,
+    marker_key,
+)
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from hookhub_consumers.records import Delivery, Order, Ticket
-from hookhub_consumers.store.base import (
-    ConcurrentUpdate,
-    EventQuery,
-    LoggedEvent,
-    Marker,
-    Sent,
-    Step,
-    Store,
-    Write,
-    Written,
-)
+from hookhub_consumers.store.base import ConcurrentUpdate, Marker, Sent, Store, Write, Written
 
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
-ORDERS, TICKETS, DELIVERIES, MARKERS = "orders", "tickets", "deliveries", "markers"
+# The aggregates, which hold their markers in APPLIED; the markers written alone are in MARKERS
+# (the event log reads both, and the deliveries: `consumer_tables` is the shape they keep).
+ORDERS, TICKETS = AGGREGATES
 HEALTH = "health"  # one document, rewritten by each readiness check
-EVENTS, STEPS = "events", "steps"  # the event log's index (by archive position) and journeys
-AGGREGATES = (ORDERS, TICKETS)
-APPLIED = "applied"  # the field of an aggregate document that holds its markers
-OUTBOX = "outbox"  # and the one that holds the events it emits until they are sent
+OUTBOX = "outbox"  # the field of an aggregate that holds the events it emits until they are sent
 
 
 def _key(marker: Marker) -> str:
-    # Consumer names never hold "|", so the key reads back unambiguously.
-    return f"{marker.consumer}|{marker.event_key}"
+    return marker_key(marker.consumer, marker.event_key)
 
 
 def _utc(at: datetime) -> datetime:
@@ -141,9 +135,6 @@ class MongoStore(Store):
         return list(results)  # type: ignore[arg-type]
 
     async def _write_one(self, write: Write) -> bool:
-        if isinstance(write, Step):
-            await (await self._collection(STEPS)).insert_one(asdict(write))
-            return True
         if isinstance(write, Sent):
             await self._sent(write.marker)
             return True
@@ -286,69 +277,6 @@ class MongoStore(Store):
         except DuplicateKeyError:
             return False
         return True
-
-    async def index(self, events: Sequence[LoggedEvent]) -> None:
-        collection = await self._collection(EVENTS)
-        for event in events:  # one upsert each: indexing the same position twice is harmless
-            document = {k: v for k, v in asdict(event).items() if k != "position"}
-            await collection.update_one(
-                {"_id": event.position}, {"$setOnInsert": document}, upsert=True
-            )
-
-    async def indexed_up_to(self) -> int | None:
-        found = (
-            await (await self._collection(EVENTS))
-            .find({}, {"_id": 1})
-            .sort([("_id", -1)])
-            .to_list(1)
-        )
-        return found[0]["_id"] if found else None
-
-    async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
-        filters: dict[str, Any] = {
-            name: value
-            for name in ("id", "source", "correlation_id", "subject", "causation_id")
-            if (value := getattr(query, name)) is not None
-        }
-        if query.type is not None:  # narrowed by its literal head, matched word by word below
-            head = topology.literal_head(query.type)
-            filters["type"] = head if head == query.type else {"$regex": f"^{re.escape(head)}"}
-        period = {k: v for k, v in (("$gte", query.since), ("$lt", query.until)) if v}
-        if period:
-            filters["time"] = period
-        cursor = (await self._collection(EVENTS)).find(filters).sort([("_id", -1)])
-        documents = await cursor.to_list(query.limit if query.matched_by_the_store else None)
-        found = []
-        for document in documents:
-            if query.type is None or topology.binding_matches(query.type, document["type"]):
-                position = document.pop("_id")
-                found.append(
-                    LoggedEvent(position=position, **{**document, "time": _utc(document["time"])})
-                )
-                if len(found) == query.limit:
-                    break
-        return found
-
-    async def steps(self, event_id: str) -> list[Step]:
-        cursor = (await self._collection(STEPS)).find({"event_id": event_id}, {"_id": 0})
-        documents = await cursor.sort([("at", ASCENDING)]).to_list()
-        return [Step(**{**d, "at": _utc(d["at"])}) for d in documents]
-
-    async def processed_by(self, event_key: str) -> list[tuple[str, datetime]]:
-        found = []
-        for document in (
-            await (await self._collection(MARKERS)).find({"event_key": event_key}).to_list()
-        ):
-            found.append((document["consumer"], _utc(document["processed_at"])))
-        # A marker saved with a state lives in its aggregate: its time is the aggregate's.
-        suffix = {"$regex": f"\\|{re.escape(event_key)}$"}
-        for name in AGGREGATES:
-            for document in await (await self._collection(name)).find({APPLIED: suffix}).to_list():
-                for key in document[APPLIED]:
-                    consumer, _, key_event = key.partition("|")
-                    if key_event == event_key:
-                        found.append((consumer, _utc(document["updated_at"])))
-        return sorted(found, key=lambda found_one: found_one[1])
 
     async def check_writable(self) -> None:
         await (await self._collection(HEALTH)).update_one(

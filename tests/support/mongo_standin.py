@@ -1,9 +1,9 @@
 """An in-process stand-in for MongoDB: mongomock behind PyMongo's async API.
 
-No MongoDB server can run on this machine, so the contract suite runs MongoStore's real code
-against this. It mirrors only what MongoStore calls, by name and signature, and nothing else, so a
-store that starts using more of PyMongo fails here loudly (AttributeError) instead of passing
-against a mock that guessed.
+No MongoDB server can run on this machine, so the contract suites run the real code of the
+consumers' MongoStore and the event log's MongoEventLog against this. It mirrors only what they
+call, by name and signature, and nothing else, so an adapter that starts using more of PyMongo
+fails here loudly (AttributeError) instead of passing against a mock that guessed.
 """
 
 from typing import Any

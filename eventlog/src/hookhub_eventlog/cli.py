@@ -16,8 +16,8 @@ from hookhub.commands import broker_connection, console, fail, load_settings, mo
 from rich.progress import Progress
 from rich.table import Table
 
-from hookhub_consumers import eventlog
-from hookhub_consumers.store import EventQuery, LoggedEvent, open_store
+from hookhub_eventlog import archive, journey, replay
+from hookhub_eventlog.store import EventQuery, LoggedEvent, open_event_log
 
 app = typer.Typer(help="The event log: find, follow and replay archived events.")
 
@@ -56,12 +56,12 @@ def _query(
 
 
 async def _find(query: EventQuery, unrouted: bool) -> list[LoggedEvent]:
-    store = open_store(load_settings().store_url)
+    event_log = open_event_log(load_settings().store_url)
     try:
-        found = await store.find_events(query)
+        found = await event_log.find_events(query)
     finally:
-        await store.close()
-    return eventlog.unrouted(found) if unrouted else found
+        await event_log.close()
+    return journey.unrouted(found) if unrouted else found
 
 
 def _as_json(value: Any) -> str:
@@ -120,7 +120,7 @@ def show(
         if not found:
             return None
         async with broker_connection(settings) as connection:
-            message = await eventlog.archived_message(connection, found[0].position)
+            message = await archive.archived_message(connection, found[0].position)
         shown: dict[str, Any] = asdict(found[0])
         if message is None:
             shown["body"] = None
@@ -149,12 +149,12 @@ def show_journey(
     the follow-ups it caused and its notification deliveries."""
     settings = load_settings()
 
-    async def main() -> eventlog.Journey | None:
-        store = open_store(settings.store_url)
+    async def main() -> journey.Journey | None:
+        event_log = open_event_log(settings.store_url)
         try:
-            return await eventlog.journey(store, id)
+            return await journey.journey(event_log, id)
         finally:
-            await store.close()
+            await event_log.close()
 
     found = run(main)
     if found is None:
@@ -203,7 +203,7 @@ def replay_events(
     settings = load_settings()
     query = _query(id, type, provider, source, correlation_id, order, since, until, limit)
     found = sorted(run(lambda: _find(query, unrouted=False)), key=lambda e: e.position)
-    targets = Counter(c for e in found for c in eventlog.consumers_for(e.type, to))
+    targets = Counter(c for e in found for c in replay.consumers_for(e.type, to))
     console.print(
         f"{len(found)} event(s) selected; copies per consumer: "
         + (", ".join(f"{c} {n}" for c, n in sorted(targets.items())) or "none")
@@ -214,11 +214,11 @@ def replay_events(
         raise typer.Exit(1)
     reprocessing = str(uuid.uuid4())[:8] if reprocess else None
 
-    async def main() -> eventlog.ReplayResult:
+    async def main() -> replay.ReplayResult:
         async with broker_connection(settings) as connection:
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("replaying", total=len(found))
-                return await eventlog.replay(
+                return await replay.replay(
                     connection,
                     found,
                     to=to,

@@ -1,0 +1,93 @@
+"""Reading the archive: `hookhub.archive`, the stream queue that keeps every event the exchange
+routed, byte-for-byte with its headers, readable from any position (offset) or time."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import aio_pika
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+from hookhub import failures, topology
+from hookhub.addresses import CONNECT_ERRORS
+from hookhub.events import Event
+
+from hookhub_eventlog.store.base import LoggedEvent
+
+READ_TIMEOUT_S = 5.0  # a stream that sends nothing for this long has nothing more to read
+
+
+def position(message: AbstractIncomingMessage) -> int:
+    """Where an archived message is in the stream (its offset)."""
+    return int((message.headers or {})[failures.STREAM_OFFSET_HEADER])
+
+
+def logged(message: AbstractIncomingMessage) -> LoggedEvent:
+    """What the index keeps of an archived message."""
+    event = Event.from_message(message)
+    return LoggedEvent(
+        position=position(message),
+        id=event.id,
+        source=event.source,
+        type=event.type,
+        time=event.time,
+        subject=event.subject,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+    )
+
+
+@dataclass
+class ArchiveReader:
+    """The archive's messages from a start position, in order, as they arrive. `broken` once
+    its channel closed, re-opened or lost its consumer: after that its silence is not the end
+    of the stream (a robust channel re-opens without this consumer)."""
+
+    channel: aio_pika.abc.AbstractChannel
+    inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
+    broken: bool = False
+
+    def break_off(self, *_: object) -> None:
+        self.broken = True
+
+    async def next(self, timeout_s: float) -> AbstractIncomingMessage | None:
+        """The next message; None when none came for `timeout_s`."""
+        try:
+            return await asyncio.wait_for(self.inbox.get(), timeout_s)
+        except TimeoutError:
+            return None
+
+
+@asynccontextmanager
+async def reading_archive(
+    connection: AbstractConnection, start: int | str | datetime, prefetch: int
+) -> AsyncIterator[ArchiveReader]:
+    """Read the archive from position `start`, "first", "next" (what is written from now on)
+    or a time (the broker's clock, to the second)."""
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=prefetch)  # a stream consumer must have one
+    queue = await channel.get_queue(topology.ARCHIVE_QUEUE, ensure=False)
+    reader = ArchiveReader(channel)
+    channel.close_callbacks.add(reader.break_off)
+    if isinstance(channel, aio_pika.abc.AbstractRobustChannel):
+        channel.reopen_callbacks.add(reader.break_off)
+    (await channel.get_underlay_channel()).on_consumer_cancel_callbacks.add(reader.break_off)
+    tag = await queue.consume(reader.inbox.put, arguments={"x-stream-offset": start})
+    try:
+        yield reader
+    finally:
+        if not channel.is_closed:
+            await queue.cancel(tag)
+        # Closed even when it looks closed: a robust channel would be re-opened otherwise.
+        with suppress(*CONNECT_ERRORS, RuntimeError):
+            await channel.close()
+
+
+async def archived_message(
+    connection: AbstractConnection, at: int
+) -> AbstractIncomingMessage | None:
+    """The archived message at position `at`; None once retention has dropped it."""
+    async with reading_archive(connection, at, 1) as reader:
+        message = await reader.next(READ_TIMEOUT_S)
+    return message if message is not None and position(message) == at else None

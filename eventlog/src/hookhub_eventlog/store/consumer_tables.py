@@ -1,0 +1,33 @@
+"""What the event log reads of the consumers' storage, and never writes.
+
+An event's journey says which consumers processed it (the runtime's processed-markers) and how
+its notifications went (the notifications consumer's delivery attempts). Those records are the
+consumers', written with their state changes; the event log only reads them, from the same file
+or database. This module is the one place for the shape both sides rely on: the consumers' store
+takes these names from here, and its contract suite checks that the event log reads what it
+wrote, on every adapter.
+
+SQLite: `markers (consumer, event_key, processed_at)`; `deliveries (id, event_id, url, delivered,
+status_code, error, at)`, `id` growing in the order recorded.
+
+MongoDB: `markers` documents `{_id: marker_key, consumer, event_key, processed_at}` for markers
+written alone; a marker saved with a state change is kept in its aggregate's document, in the
+array `applied` (marker keys), its time being the document's `updated_at`; `deliveries`
+documents `{event_id, url, delivered, status_code, error, at}`.
+"""
+
+MARKERS = "markers"
+DELIVERIES = "deliveries"
+# MongoDB: the collections whose documents carry markers in APPLIED (the consumers' aggregates).
+AGGREGATES = ("orders", "tickets")
+APPLIED = "applied"
+
+
+def event_key(source: str, event_id: str) -> str:
+    """The key of one event in the markers: its CloudEvents (source, id), unique per event."""
+    return f"{source}#{event_id}"
+
+
+def marker_key(consumer: str, key: str) -> str:
+    """A marker's key in MongoDB. Consumer names never hold "|", so it reads back unambiguously."""
+    return f"{consumer}|{key}"

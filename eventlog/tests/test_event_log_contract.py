@@ -1,0 +1,225 @@
+"""The event log's contract: what every adapter promises, run against each of them.
+
+SQLite on a temporary file; MongoDB against the in-process stand-in, and against a real server
+when HOOKHUB_TEST_MONGODB_URL is set. Tests use only the EventLog interface. That it reads what
+the consumers' store writes (markers, delivery attempts) is checked by the consumers' contract
+suite, which has the store to write them.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hookhub_eventlog.store import EventLog, EventQuery, LoggedEvent, Step, open_event_log
+from hookhub_eventlog.store.mongo import MongoEventLog
+from hookhub_eventlog.store.sqlite import SQLiteEventLog
+from pymongo import AsyncMongoClient
+
+from tests.support.mongo_standin import StandinClient
+
+MONGODB_URL_VAR = "HOOKHUB_TEST_MONGODB_URL"
+A_TIME = datetime(2025, 3, 1, 15, 30, 12, 345000, tzinfo=UTC)  # millisecond precision, as stored
+
+OpenEventLog = Callable[[], EventLog]
+
+
+@pytest.fixture(params=["sqlite", "mongodb-standin", "mongodb-server"])
+async def open_another(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[OpenEventLog]:
+    """Opens event logs on one fresh storage, each as a separate process would."""
+    opened: list[EventLog] = []
+    cleanup = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/hookhub.db"
+
+        def new() -> EventLog:
+            return SQLiteEventLog.from_url(url)
+
+    elif request.param == "mongodb-standin":
+        database = StandinClient()[f"hookhub_test_{uuid.uuid4().hex}"]
+
+        def new() -> EventLog:
+            return MongoEventLog(database)  # type: ignore[arg-type]  # the stand-in's duck type
+
+    else:
+        server_url = os.environ.get(MONGODB_URL_VAR)
+        if not server_url:
+            pytest.skip(f"no MongoDB server: set {MONGODB_URL_VAR}=mongodb://host:port to run this")
+        name = f"hookhub_test_{uuid.uuid4().hex}"
+        admin: AsyncMongoClient = AsyncMongoClient(server_url)
+
+        def new() -> EventLog:
+            client: AsyncMongoClient = AsyncMongoClient(server_url, tz_aware=True)
+            return MongoEventLog(client[name], client)
+
+        async def cleanup() -> None:
+            await admin.drop_database(name)
+            await admin.close()
+
+    def opening() -> EventLog:
+        event_log = new()
+        opened.append(event_log)
+        return event_log
+
+    yield opening
+    for event_log in opened:
+        await event_log.close()
+    if cleanup:
+        await cleanup()
+
+
+@pytest.fixture
+def event_log(open_another: OpenEventLog) -> EventLog:
+    return open_another()
+
+
+def logged(position: int, type: str, **fields) -> LoggedEvent:
+    defaults = {"id": f"evt-{position}", "source": "/webhooks/stripe"}
+    at = A_TIME + timedelta(minutes=position)
+    return LoggedEvent(position=position, type=type, time=at, **{**defaults, **fields})
+
+
+def positions(found: list[LoggedEvent]) -> list[int]:
+    return [e.position for e in found]
+
+
+# The index
+
+
+async def test_indexed_events_are_found_by_each_field_newest_first(event_log: EventLog):
+    await event_log.index(
+        [
+            logged(1, "stripe.payment_intent.succeeded", correlation_id="c-1", subject="o-1"),
+            logged(2, "stripe.charge.refunded", correlation_id="c-1"),
+            logged(3, "order.created", source="/events/storefront", subject="o-1"),
+            logged(4, "payment.approved", source="/consumers/payments", causation_id="evt-1"),
+        ]
+    )
+
+    async def found(**query) -> list[int]:
+        return positions(await event_log.find_events(EventQuery(**query)))
+
+    assert await found(id="evt-3") == [3]
+    assert await found(type="stripe.#") == [2, 1]
+    assert await found(type="stripe.*") == []
+    assert await found(type="payment.*") == [4]
+    assert await found(source="/webhooks/stripe") == [2, 1]
+    assert await found(correlation_id="c-1") == [2, 1]
+    assert await found(subject="o-1") == [3, 1]
+    assert await found(causation_id="evt-1") == [4]
+    assert await found(
+        since=A_TIME + timedelta(minutes=2), until=A_TIME + timedelta(minutes=4)
+    ) == [
+        3,
+        2,
+    ]
+    assert await found(limit=1) == [4]
+    assert (await event_log.find_events(EventQuery(id="evt-1")))[0] == logged(
+        1, "stripe.payment_intent.succeeded", correlation_id="c-1", subject="o-1"
+    )
+
+
+async def test_a_type_pattern_stops_at_the_limit_after_matching_word_by_word(event_log: EventLog):
+    await event_log.index(
+        [logged(n, "stripe.charge.refunded" if n % 2 else "stripe.refund") for n in range(1, 9)]
+    )
+
+    found = await event_log.find_events(EventQuery(type="stripe.*.refunded", limit=2))
+
+    assert positions(found) == [7, 5]
+
+
+async def test_found_times_are_in_utc_to_the_millisecond(event_log: EventLog):
+    sao_paulo = timezone(timedelta(hours=-3))
+    at = datetime(2025, 3, 1, 12, 30, 12, 345678, tzinfo=sao_paulo)
+    await event_log.index([LoggedEvent(1, "evt-1", "/webhooks/stripe", "ci.build", at)])
+
+    [found] = await event_log.find_events(EventQuery(id="evt-1"))
+
+    assert found.time == A_TIME
+    assert found.time.utcoffset() == timedelta(0)
+
+
+async def test_the_index_remembers_how_far_it_got_and_takes_a_position_once(event_log: EventLog):
+    assert await event_log.indexed_up_to() is None
+    await event_log.index([logged(7, "ci.build"), logged(8, "ci.build")])
+    await event_log.index([logged(8, "ci.build", id="changed")])
+
+    assert await event_log.indexed_up_to() == 8
+    assert [e.id for e in await event_log.find_events(EventQuery(type="ci.build"))] == [
+        "evt-8",
+        "evt-7",
+    ]
+
+
+# Journeys
+
+
+async def test_an_events_steps_come_back_in_the_order_recorded(event_log: EventLog):
+    await event_log.record(Step("evt-1", "notifications", "retried", "HTTP 500", at=A_TIME))
+    await event_log.record(
+        Step("evt-1", "notifications", "parked", "gave up", at=A_TIME + timedelta(seconds=5))
+    )
+    await event_log.record(Step("evt-2", "payments", "replayed", at=A_TIME))
+
+    assert await event_log.steps("evt-1") == [
+        Step("evt-1", "notifications", "retried", "HTTP 500", at=A_TIME),
+        Step("evt-1", "notifications", "parked", "gave up", at=A_TIME + timedelta(seconds=5)),
+    ]
+    assert await event_log.steps("evt-3") == []
+
+
+async def test_without_any_consumer_on_the_storage_no_event_was_processed_or_delivered(
+    event_log: EventLog,
+):
+    assert await event_log.processed_by("/webhooks/stripe", "evt-1") == []
+    assert await event_log.attempts("evt-1") == []
+
+
+# Several processes on one storage
+
+
+async def test_a_second_event_log_on_the_same_storage_sees_the_first_ones_writes(
+    open_another: OpenEventLog,
+):
+    indexer, reader = open_another(), open_another()
+    await indexer.index([logged(1, "ci.build")])
+    await indexer.record(Step("evt-1", "operator", "replayed", at=A_TIME))
+
+    assert positions(await reader.find_events(EventQuery())) == [1]
+    assert [s.what for s in await reader.steps("evt-1")] == ["replayed"]
+
+
+# Choosing the adapter
+
+
+async def test_open_event_log_picks_sqlite_for_a_sqlite_url(tmp_path: Path):
+    event_log = open_event_log(f"sqlite:///{tmp_path}/nested/hookhub.db")
+    try:
+        assert isinstance(event_log, SQLiteEventLog)
+        await event_log.index([logged(1, "ci.build")])
+    finally:
+        await event_log.close()
+
+    assert (tmp_path / "nested" / "hookhub.db").is_file()
+
+
+async def test_open_event_log_picks_mongodb_for_a_mongodb_url():
+    event_log = open_event_log("mongodb://127.0.0.1:27017/hookhub")  # connects on first use
+    try:
+        assert isinstance(event_log, MongoEventLog)
+    finally:
+        await event_log.close()
+
+
+def test_open_event_log_rejects_other_urls_saying_which_ones_work_and_not_the_password():
+    with pytest.raises(ValueError) as rejected:
+        open_event_log("postgresql://hookhub:s3cret@localhost/hookhub")
+
+    assert str(rejected.value) == (
+        "unsupported HOOKHUB_STORE_URL scheme 'postgresql': use sqlite:///path or mongodb://host/db"
+    )
