@@ -21,7 +21,8 @@ from hookhub.failures import ROUTING_KEY_HEADER, original_routing_key
 from hookhub.settings import Settings
 from pydantic import SecretStr
 
-from conftest import fresh_vhost, hub_env
+from tests.support.broker import fresh_vhost
+from tests.support.settings import hub_env
 
 N = 40
 OLD_DELAY_S = 7.0  # configured by the old version, not by this one
