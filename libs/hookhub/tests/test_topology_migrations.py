@@ -22,6 +22,7 @@ from hookhub.settings import Settings
 from pydantic import SecretStr
 
 from tests.support.broker import fresh_vhost
+from tests.support.net import free_port
 from tests.support.settings import hub_env
 
 N = 40
@@ -442,3 +443,17 @@ async def test_a_temporary_queue_is_not_emptied_into_a_bound_that_would_drop_its
         await migrations.apply(connection, settings, plan, lambda _: None)
 
     assert {m.message_id for m in await take_all(connection, temporary)} == ids
+
+
+async def test_a_management_api_out_of_reach_leaves_amqp_alone_and_the_plan_says_why(old_hub):
+    amqp_url, connection = old_hub
+    closed = f"http://guest:guest@127.0.0.1:{free_port()}"
+    settings = settings_for(amqp_url).model_copy(
+        update={"rabbitmq_management_url": SecretStr(closed)}
+    )
+
+    plan = await migrations.plan_for(connection, settings)
+
+    assert plan.source.startswith("AMQP alone (the RabbitMQ management API at http://127.0.0.1:")
+    assert "guest:guest" not in plan.source
+    assert [c.queue for c in plan.change] == [topology.UNROUTED_QUEUE]

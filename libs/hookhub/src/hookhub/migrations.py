@@ -45,7 +45,10 @@ from hookhub.topology import QueueSpec
 # which would otherwise expire it, and drop it: a temporary queue dead-letters nowhere.
 EXPIRATION_HEADER = "x-hookhub-migrating-expiration"
 MOVE_BATCH = 100
+# rabbitmqctl starts an Erlang VM (a second or two); the management API answers in milliseconds
+# unless something (a NetworkPolicy) drops the packets.
 RABBITMQCTL_TIMEOUT_S = 60
+MANAGEMENT_API_TIMEOUT_S = 10
 # How long a queue to be deleted may keep consumers before `apply` stops: a message in a
 # consumer's hand when its queue is deleted could never be redelivered.
 HELD_TIMEOUT_S = 60.0
@@ -154,7 +157,7 @@ def _get_json(url: str, credentials: tuple[str, str]) -> Any:
         url = base._replace(netloc=netloc).geturl()
     token = base64.b64encode(":".join(credentials).encode()).decode()
     request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
-    with urllib.request.urlopen(request, timeout=RABBITMQCTL_TIMEOUT_S) as response:
+    with urllib.request.urlopen(request, timeout=MANAGEMENT_API_TIMEOUT_S) as response:
         return json.load(response)
 
 
@@ -209,18 +212,20 @@ async def observe(
 ) -> Observed:
     """The broker's queues and bindings in the vhost of HOOKHUB_AMQP_URL, read the best way
     available here (see the module's docstring)."""
-    if settings.rabbitmq_management_url is not None:
-        url = settings.rabbitmq_management_url.get_secret_value()
-        listed = await asyncio.to_thread(_with_management_api, url, settings.amqp_url)
-    elif shutil.which("rabbitmqctl") and urlsplit(settings.amqp_url).hostname in LOCAL_HOSTS:
-        try:
+    try:
+        if settings.rabbitmq_management_url is not None:
+            url = settings.rabbitmq_management_url.get_secret_value()
+            listed = await asyncio.to_thread(_with_management_api, url, settings.amqp_url)
+        elif shutil.which("rabbitmqctl") and urlsplit(settings.amqp_url).hostname in LOCAL_HOSTS:
             listed = await asyncio.to_thread(_with_rabbitmqctl, vhost_of(settings.amqp_url))
-        except (MigrationStopped, OSError, subprocess.TimeoutExpired) as exc:
-            # e.g. a broker in a container on this machine: rabbitmqctl has no node to talk to
-            observed = await _with_amqp(connection, wanted)
-            return replace(observed, source=f"AMQP alone ({exc})")
-    else:
-        return await _with_amqp(connection, wanted)
+        else:
+            return await _with_amqp(connection, wanted)
+    except (MigrationStopped, OSError, subprocess.TimeoutExpired) as exc:
+        # A management API out of reach (a NetworkPolicy), a broker in a container that leaves
+        # rabbitmqctl no node: AMQP alone still migrates what differs, and the plan says why it
+        # could see no more.
+        observed = await _with_amqp(connection, wanted)
+        return replace(observed, source=f"AMQP alone ({exc})")
     # Both count from statistics a few seconds old; a passive declare counts now.
     queues = dict(listed.queues)
     for name, existing in listed.queues.items():
