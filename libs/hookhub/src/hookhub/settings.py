@@ -80,11 +80,21 @@ class Settings(BaseSettings):
     mercadopago_access_token: SecretStr | None = None
     # Where the operator console reads hub-api's request counters (its rejections by status).
     api_metrics_url: str | None = None
+    # RabbitMQ's management HTTP API (http://user:password@host:15672; without credentials, the
+    # AMQP URL's): how `hookhub topology plan/apply` read the queues' arguments, which AMQP
+    # cannot read.
+    rabbitmq_management_url: SecretStr | None = None
 
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON lines unless a person watches a terminal
 
-    @field_validator("gateway_secret", "notify_secret", "mercadopago_access_token", mode="before")
+    @field_validator(
+        "gateway_secret",
+        "notify_secret",
+        "mercadopago_access_token",
+        "rabbitmq_management_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # An empty variable (as in a fresh .env) must mean "not set", never "a secret of ''":
