@@ -4,6 +4,7 @@ from hookhub.settings import Settings
 from hookhub_consumers import contract
 from hookhub_consumers.retries import (
     DeadLetter,
+    Hold,
     Permanent,
     Policy,
     Retry,
@@ -131,3 +132,9 @@ def test_errors_that_every_retry_would_raise_again_are_dead_lettered_at_once(err
     step = decide(error, 1, NO_JITTER)
 
     assert step == DeadLetter(f"permanent failure: {type(error).__name__}: {error}")
+
+
+def test_a_held_message_waits_the_longest_delay_whatever_its_attempts():
+    policy = Policy((5.0, 30.0, 300.0), jitter_ratio=0.5)
+    for attempts in (0, 1, 3, 50):
+        assert decide(Hold("newer type"), attempts, policy, draw=0.0) == RetryLater(300.0, 300.0)

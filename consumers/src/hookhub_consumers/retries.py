@@ -52,6 +52,13 @@ class Permanent(Exception):
     """A failure that retrying cannot fix: dead-letter at once with this reason."""
 
 
+class Hold(Exception):
+    """A message this release cannot handle but a newer one can (a type it does not know, on its
+    own work queue: only a newer release binds or sends it there). Held, never parked: it waits
+    the longest retry delay and comes back, its attempts not counted, until a release that
+    handles it takes it (during a rolling upgrade, the new processes beside the old)."""
+
+
 # Errors that the same message raises again however often it is retried: a number too large for
 # the store (OverflowError), JSON nested past Python's limit (RecursionError), a value of the
 # wrong type in a header or payload (TypeError). Parked at once, with the reason.
@@ -107,6 +114,9 @@ def decide(
     [0, 1], random in the runtime) picks the wait within the jitter band: 1.0 the queue's full
     delay, 0.0 the shortest wait the band (and a requested delay) allows."""
     reason = f"{type(error).__name__}: {error}"
+    if isinstance(error, Hold):
+        longest_s = max(policy.delays_s)
+        return RetryLater(longest_s, longest_s)
     if isinstance(error, Permanent):
         return DeadLetter(f"permanent failure: {error}")
     if isinstance(error, NEVER_PASS):
@@ -146,10 +156,11 @@ async def retry_or_park(
         # back and redelivers it. A copy parked now would make it two events.
         log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
         return None
-    attempts = failures.attempts_so_far(message.headers) + 1
+    held = isinstance(error, Hold)
+    attempts = failures.attempts_so_far(message.headers) + (0 if held else 1)
     step = decide(error, attempts, policy, random.random())
     if isinstance(step, RetryLater):
-        moved = Moved("retried", f"{type(error).__name__}: {error}")
+        moved = Moved("retried", f"{'held' if held else type(error).__name__}: {error}")
         target = topology.retry_queue(consumer, step.delay_s)
         # The queue's TTL is the full delay: a copy carries its own only when shorter.
         expiration_s = step.wait_s if step.wait_s < step.delay_s else None

@@ -198,8 +198,10 @@ class Consumer:
         for binding, step in self.steps.items():
             if topology.binding_matches(binding, event_type):
                 return step
-        # Only a message published straight to the work queue gets here.
-        raise retries.Permanent(f"{self.name} does not handle {event_type}")
+        # A type the steps do not cover reaches the work queue only from a newer release (its
+        # bindings, its deadlines) or from someone publishing straight to the queue: held for a
+        # release that handles it, never parked (a rolling upgrade must not lose it).
+        raise retries.Hold(f"{self.name} does not handle {event_type}: held for a newer release")
 
     async def _fail(self, handling: Handling, error: Exception) -> None:
         """Retry or park the message (`retries`), and say so in the event's journey."""
