@@ -8,6 +8,7 @@ And the way back: the current release refuses a store that a newer release's sch
 
 import asyncio
 import base64
+import json
 import re
 import sqlite3
 import subprocess
@@ -45,9 +46,10 @@ RETRY_DELAYS_S = (8, 3)
 # Long enough that the pending orders are still pending when the current release takes over,
 # short enough that the deadline the previous release set for one fires under the current one.
 ORDER_PAYMENT_TIMEOUT_S = 40
-# The receiver refuses this one twice (503): once each release, the last retry delivers it.
-FLAKY, FLAKY_REFUSALS = "production.cancelled", 2
-REJECTED = "payment.mismatched"  # the receiver answers 400: the previous release parks it
+FLAKY = "production.cancelled"  # refused with 503 once under each release, then delivered
+REJECTED = "payment.mismatched"  # refused with 400 once: the previous release parks it
+# The receiver's refusals: type → (its answer, to how many POSTs); anything else gets 200.
+REFUSALS = {FLAKY: (503, 2), REJECTED: (400, 1)}
 SHORT_AMOUNT = 1000  # of the 4990 an order costs (tests.support.senders): a mismatch
 SETTLE_TIMEOUT_S = 60
 QUIET_S = 2  # after everything arrived, how long a late repeat has to show up
@@ -105,6 +107,12 @@ class Hub:
         processes = [p for p in (self.api, *self.workers) if p is not None]
         return "\n".join(f"--- {p.log_path.name}\n{p.log[-3000:]}" for p in processes)
 
+    def logged(self, consumer: str, what: str) -> list[dict]:
+        """The JSON log lines of one kind (`event.retried`, ...) a consumer wrote."""
+        log = (self.log_dir / f"{consumer}.log").read_text()
+        lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("event") == what]
+
 
 class StoreReader:
     """The SQLite store, read-only, as `docs/saga.md`'s `state` helper reads it."""
@@ -149,8 +157,8 @@ class StoreReader:
 
 
 class Answers(dict[str, int]):
-    """The receiver's answer by event type (`NotifyEndpoint.status_for_type`), where a type can
-    be refused only its first few times: `refusals` = {type: (status, how many times)}."""
+    """The receiver's answer by event type (`NotifyEndpoint.status_for_type`), where a type is
+    refused only its first few times: `refusals` = {type: (status, how many times)}."""
 
     def __init__(self, refusals: dict[str, tuple[int, int]]) -> None:
         super().__init__()
@@ -196,20 +204,23 @@ class Upgrade:
     dlq_list: str
     dlq_show: str
     dlq_replay: tuple[int, str]
-    rejected_until: float  # when the receiver stopped refusing REJECTED (monotonic time)
+    previous: Hub
+    current: Hub
     logs: str = ""
 
 
 def delivered(upgrade: Upgrade) -> list[Received]:
-    """The POSTs the receiver answered with 2xx."""
-    received = list(upgrade.endpoint.received)
-    refused = {id(r) for r in [r for r in received if r.json["type"] == FLAKY][:FLAKY_REFUSALS]}
-    return [
-        r
-        for r in received
-        if id(r) not in refused
-        and not (r.json["type"] == REJECTED and r.at < upgrade.rejected_until)
-    ]
+    """The POSTs the receiver answered with 2xx: all but the first ones of a refused type (one
+    event each, so its POSTs come one after the other)."""
+    refusals_left = {event_type: times for event_type, (_, times) in REFUSALS.items()}
+    accepted = []
+    for received in list(upgrade.endpoint.received):
+        event_type = received.json["type"]
+        if refusals_left.get(event_type, 0) > 0:
+            refusals_left[event_type] -= 1
+        else:
+            accepted.append(received)
+    return accepted
 
 
 def delivered_pairs(upgrade: Upgrade) -> list[tuple[str, str]]:
@@ -285,8 +296,7 @@ async def upgrade(
     tmp = tmp_path_factory.mktemp("upgrade")
     store = StoreReader(tmp / "hookhub.db")
     endpoint = NotifyEndpoint()
-    endpoint.status_for_type = Answers({FLAKY: (503, FLAKY_REFUSALS)})
-    endpoint.status_for_type[REJECTED] = 400
+    endpoint.status_for_type = Answers(REFUSALS)
     current = releases.current()
     accepted: list[Accepted] = []
 
@@ -391,8 +401,6 @@ async def upgrade(
             parked_id = parked[0].headers["webhook-id"] if parked else ""
             dlq_list = current.cli("dlq", "list", "notifications", env=env)
             dlq_show = current.cli("dlq", "show", "notifications", parked_id, env=env)
-            rejected_until = time.monotonic()  # nothing POSTs it while it is parked
-            del endpoint.status_for_type[REJECTED]
             replay = current.cli("dlq", "replay", "notifications", "--id", parked_id, env=env)
 
             upgrade = Upgrade(
@@ -410,7 +418,8 @@ async def upgrade(
                 dlq_list=dlq_list.stdout + dlq_list.stderr,
                 dlq_show=dlq_show.stdout + dlq_show.stderr,
                 dlq_replay=(replay.returncode, replay.stdout + replay.stderr),
-                rejected_until=rejected_until,
+                previous=old,
+                current=new,
             )
             # Settled: every notification the saga owes was delivered and the expiring order
             # expired; then a quiet moment for a late repeat to show.
@@ -484,11 +493,18 @@ def test_the_receiver_gets_each_webhook_id_once(upgrade):
     assert len(ids) == len(set(ids)) == len(upgrade.expected_notifications)
 
 
-def test_the_notification_retried_across_the_upgrade_was_tried_by_both_releases(upgrade):
-    """Refused once by the previous release, once by the current one, then delivered."""
-    attempts = upgrade.endpoint.of(FLAKY)
-    assert len(attempts) == 3, [r.at for r in attempts]
-    assert len({r.headers["webhook-id"] for r in attempts}) == 1
+def test_a_retry_keeps_its_attempt_count_across_the_upgrade(upgrade):
+    """Refused once under each release: the current release counts the previous one's attempt
+    (the count rides on the message), and its next retry delivers."""
+    posts = upgrade.endpoint.of(FLAKY)
+    [event_id] = {post.headers["webhook-id"] for post in posts}
+
+    def retried(hub: Hub) -> list[int]:
+        lines = hub.logged("notifications", "event.retried")
+        return [line["attempts"] for line in lines if line["event_id"] == event_id]
+
+    assert (retried(upgrade.previous), retried(upgrade.current)) == ([1], [2])
+    assert len(posts) == 3 and posts[-1] in delivered(upgrade)
 
 
 def test_the_parked_message_is_listed_by_the_current_release(upgrade):
