@@ -191,7 +191,6 @@ class Upgrade:
     """What the scenario did, and what it saw at the handover, for the tests to judge."""
 
     amqp_url: str
-    env: dict[str, str]
     store: StoreReader
     endpoint: NotifyEndpoint
     orders: dict[str, tuple[str, str | None]]  # order id → expected (status, ticket)
@@ -239,6 +238,16 @@ async def queue_depths(amqp_url: str, names: list[str]) -> dict[str, int]:
     finally:
         await connection.close()
     return depths
+
+
+async def arrived_in(amqp_url: str, queue: str, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
+    """Whether a message arrived in `queue` within the time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (await queue_depths(amqp_url, [queue]))[queue] > 0:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def wait_for(check, timeout_s: float, interval_s: float = 0.1) -> bool:
@@ -310,6 +319,10 @@ async def upgrade(
     async def create(client: httpx.AsyncClient, order_id: str, release: Release) -> None:
         accept(await create_order(client, order_id), order_id, release)
 
+    async def finish(client: httpx.AsyncClient, order_id: str, release: Release) -> None:
+        data = {"order_id": order_id}
+        accept(await post_event(client, "production.finished", data), order_id, release)
+
     def client(hub: Hub) -> httpx.AsyncClient:
         headers = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "x-consumer-username": "shop"}
         return httpx.AsyncClient(base_url=hub.api_url, headers=headers, timeout=10)
@@ -374,14 +387,14 @@ async def upgrade(
                 await pay(api, refunded, previous_release, type="charge.refunded")
                 # The notification of the refund's cancellation fails once and waits to be
                 # retried; the mismatch's is parked.
-                await queue_wait(amqp_url, topology.retry_queue("notifications", RETRY_DELAYS_S[0]))
-                await queue_wait(amqp_url, topology.dead_letter_queue("notifications"))
+                await arrived_in(amqp_url, topology.retry_queue("notifications", RETRY_DELAYS_S[0]))
+                await arrived_in(amqp_url, topology.dead_letter_queue("notifications"))
                 old.stop_workers()
                 # What the failures and the deadlines left, before a retry comes back to the
                 # work queue (its delay is longer than this takes).
                 waiting = await queue_depths(amqp_url, [*failure_queues(), ORDER_DEADLINES])
                 # A backlog: accepted while no consumer runs.
-                await post_finished(api, ready, accept, previous_release)
+                await finish(api, ready, previous_release)
                 await pay(api, pay_later, previous_release)
                 await create(api, backlog, previous_release)
                 await pay(api, backlog, previous_release)
@@ -405,7 +418,6 @@ async def upgrade(
 
             upgrade = Upgrade(
                 amqp_url=amqp_url,
-                env=env,
                 store=store,
                 endpoint=endpoint,
                 orders=orders,
@@ -437,21 +449,6 @@ async def upgrade(
             new.stop()
             old.stop()
             endpoint.close()
-
-
-async def queue_wait(amqp_url: str, queue: str, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
-    """Whether a message arrived in `queue` within the time."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (await queue_depths(amqp_url, [queue]))[queue] > 0:
-            return True
-        await asyncio.sleep(0.1)
-    return False
-
-
-async def post_finished(api: httpx.AsyncClient, order_id: str, accept, release: Release) -> None:
-    response = await post_event(api, "production.finished", {"order_id": order_id})
-    accept(response, order_id, release)
 
 
 def test_the_handover_has_work_in_flight_in_every_kind_of_queue(upgrade):
