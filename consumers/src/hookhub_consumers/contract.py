@@ -12,12 +12,12 @@ Handlers and the runtime both import this module; neither imports the other.
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import httpx
 from hookhub.events import Event
 from hookhub.settings import Settings
 
-from hookhub_consumers.records import Order, Ticket
 from hookhub_consumers.retries import Permanent, Retry, worth_retrying
 from hookhub_consumers.store import Store
 
@@ -38,11 +38,12 @@ __all__ = [
 
 @dataclass
 class Outcome:
-    """What handling an event decided: the aggregate's new state (read from the store, changed;
-    none when nothing changes) and the events to emit. The runtime saves the state with the
-    event's marker and the events (its outbox) in one atomic write, then publishes them."""
+    """What handling an event decided: a record's new state (read through `ctx.records`,
+    changed; none when nothing changes) and the events to emit. The runtime saves the state,
+    through the repository registered for its record type, with the event's marker and the
+    events (its outbox) in one atomic write, then publishes them."""
 
-    state: Order | Ticket | None = None
+    state: Any | None = None
     emit: list[Event] = field(default_factory=list)
     # Called once the state is saved, never when it was not (a repeat, a lost race): the place
     # for an effect outside the store that must count each decision once, such as a metric.
@@ -55,6 +56,11 @@ class Context:
     store: Store
     http: httpx.AsyncClient
     consumer: str
+
+    @property
+    def records(self) -> Any:
+        """Its consumer's repository (its spec's `repositories`): the reads of its records."""
+        return self.store.repository(self.consumer)
 
 
 Handler = Callable[[Event, Context], Awaitable[Outcome]]

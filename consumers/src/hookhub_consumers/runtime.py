@@ -391,7 +391,7 @@ async def run_consumers(
     until `stop` is set; with `backfill_from`, each first processes the archive's events
     of its bindings from then on (see `backfill`)."""
     tracing.configure(f"hookhub-{'-'.join(spec.name for spec in specs)}")  # e.g. hookhub-payments
-    store = open_store(settings.store_url)
+    store = open_store(settings.store_url, specs)  # with their records' repositories
     journal = open_event_log(settings.store_url)
     async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http, AsyncExitStack() as up:
         consumers = [

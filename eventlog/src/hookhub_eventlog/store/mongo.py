@@ -104,7 +104,8 @@ class MongoEventLog(EventLog):
         ]
         # A marker saved with a state lives in its aggregate: its time is the aggregate's.
         suffix = {"$regex": f"\\|{re.escape(key)}$"}
-        for name in AGGREGATES:
+        named = await self._db[AGGREGATES].find({}, {"_id": 1}).to_list()
+        for name in (document["_id"] for document in named):
             aggregates = self._db[name].find({APPLIED: suffix})
             for document in await aggregates.to_list():
                 for marker in document[APPLIED]:
