@@ -260,12 +260,12 @@ async def test_the_same_webhook_delivered_twice_makes_one_payment_and_one_notifi
 
 
 async def test_a_consumer_killed_mid_work_loses_nothing_and_duplicates_nothing(hub, client, store):
-    orders = [new_order_id() for _ in range(150)]
-    webhooks = [stripe_event(order_id) for order_id in orders]
-    await asyncio.gather(*(create_order(client, order_id) for order_id in orders))
+    order_ids = [new_order_id() for _ in range(150)]
+    webhooks = [stripe_event(order_id) for order_id in order_ids]
+    await asyncio.gather(*(create_order(client, order_id) for order_id in order_ids))
 
     async def all_created() -> bool:
-        return all([await orders(store).get(order_id) for order_id in orders])
+        return all([await orders(store).get(order_id) for order_id in order_ids])
 
     await eventually(all_created, timeout_s=60)
     hub.consumers["payments"].process.send_signal(signal.SIGSTOP)  # hold it: work piles up
@@ -275,7 +275,7 @@ async def test_a_consumer_killed_mid_work_loses_nothing_and_duplicates_nothing(h
         hub.consumers["payments"].process.send_signal(signal.SIGCONT)
 
     async def some_paid() -> bool:
-        paid = [await orders(store).get(o) for o in orders[:]]
+        paid = [await orders(store).get(o) for o in order_ids[:]]
         return sum(1 for o in paid if o and o.status == "approved") >= 5
 
     await eventually(some_paid, interval_s=0.01)
@@ -283,14 +283,14 @@ async def test_a_consumer_killed_mid_work_loses_nothing_and_duplicates_nothing(h
     hub.start_consumer("payments")
 
     async def all_paid() -> bool:
-        paid = [await orders(store).get(o) for o in orders]
+        paid = [await orders(store).get(o) for o in order_ids]
         return all(o and o.status == "approved" for o in paid)
 
     await eventually(all_paid, timeout_s=60)
-    for order_id in orders:
+    for order_id in order_ids:
         hub.endpoint.wait_for("payment.approved", order_id, timeout_s=30)
     await asyncio.sleep(1.5)
-    for order_id in orders:
+    for order_id in order_ids:
         assert len(hub.endpoint.of("payment.approved", order_id)) == 1, order_id
         ticket = await tickets(store).get(order_id)
         assert ticket is not None and ticket.status == "queued"
@@ -535,24 +535,24 @@ async def test_conflicting_outcomes_for_one_order_notify_only_the_changes_that_w
 ):
     # A decline and an approval for the same order arrive at once: whichever loses the race to
     # save must not have told anyone. Every payment notification is a saved status change.
-    orders = [new_order_id() for _ in range(20)]
-    for order_id in orders:
+    order_ids = [new_order_id() for _ in range(20)]
+    for order_id in order_ids:
         await create_order(client, order_id)
     await asyncio.gather(
         *(
             post_stripe(client, stripe_event(order_id, type))
-            for order_id in orders
+            for order_id in order_ids
             for type in ("payment_intent.payment_failed", "payment_intent.succeeded")
         )
     )
 
     async def all_approved() -> bool:
-        found = [await orders(store).get(order_id) for order_id in orders]
+        found = [await orders(store).get(order_id) for order_id in order_ids]
         return all(order and order.status == "approved" for order in found)
 
     await eventually(all_approved, timeout_s=30)
     await asyncio.sleep(1.5)  # room for a stray notification, if there were one
-    for order_id in orders:
+    for order_id in order_ids:
         order = await orders(store).get(order_id)
         notified = sorted(
             (r.json["data"]["version"], r.json["type"])

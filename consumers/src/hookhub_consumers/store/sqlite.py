@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hookhub.sqlite import SQLiteFile, path_of, time_text
+from hookhub.sqlite import SQLiteFile, Upgrade, path_of, time_text
 from hookhub_eventlog.store.consumer_tables import MARKERS
 
 from hookhub_consumers.store.base import (
@@ -94,7 +94,9 @@ def write_versioned(
         )
 
 
-def _upgrade(repositories: Sequence[type[SQLiteRepository]]):
+def _upgrade(repositories: Sequence[type[SQLiteRepository]]) -> Upgrade:
+    """What brings a file an older release made up to date: the columns it lacks."""
+
     def add_missing_columns(db: sqlite3.Connection) -> None:
         for repository in repositories:
             for table, columns in repository.added_columns.items():
