@@ -1,7 +1,7 @@
 """Who may publish what: the publish policy, one table from an internal caller (the Kong consumer
 hub-api is told of in `X-Consumer-Username`) to the topic patterns of the types it may send to
-`POST /events`. The table and its checks live here (settings read it); hub-api enforces it
-(`hub_api.ingest.may_publish`).
+`POST /events`. The table and its checks live here (settings read it); the service that takes
+internal events enforces it behind the gateway.
 
 Patterns match as the broker's bindings do (`topology.binding_matches`): `ci.#` is `ci` and
 everything under it, `order.*` one word after `order`. A caller the table does not name may
