@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hookhub import publish_policy
+
 PROVIDER_SECRET_PREFIX = "HOOKHUB_SECRET_"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -15,6 +17,8 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 STORE_URL_PREFIXES = ("sqlite:", "mongodb://", "mongodb+srv://")
 # A deadline rides as a message's TTL, which RabbitMQ keeps in 32 bits of milliseconds.
 MAX_DEADLINE_S = (2**32 - 1) / 1000
+# A follow-up key is a random secret: 32 hex characters are 128 bits.
+FOLLOW_UP_KEY_MIN_CHARS = 32
 
 
 def _provider_secrets_from_env() -> dict[str, SecretStr]:
@@ -39,6 +43,14 @@ class Settings(BaseSettings):
         default=(DEFAULT_AMQP_URL,), validation_alias="HOOKHUB_AMQP_URL"
     )
     gateway_secret: SecretStr | None = None
+    # HOOKHUB_PUBLISH_POLICY: which internal caller may publish which types, as JSON
+    # (`hookhub.publish_policy`); unset or empty, the default table. Enforced behind the gateway.
+    publish_policy: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
+        default_factory=lambda: dict(publish_policy.DEFAULT)
+    )
+    # The key follow-up ids are derived with (`events.follow_up_id`): one per deployment, the same
+    # in every consumer process, never shown to a caller. Unset, a public dev key (dev and tests).
+    follow_up_key: SecretStr | None = None
     provider_secrets: dict[str, SecretStr] = Field(default_factory=_provider_secrets_from_env)
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -93,6 +105,7 @@ class Settings(BaseSettings):
         "notify_secret",
         "mercadopago_access_token",
         "rabbitmq_management_url",
+        "follow_up_key",
         mode="before",
     )
     @classmethod
@@ -100,6 +113,23 @@ class Settings(BaseSettings):
         # An empty variable (as in a fresh .env) must mean "not set", never "a secret of ''":
         # an empty gateway secret would otherwise switch the gateway check off unnoticed.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("follow_up_key")
+    @classmethod
+    def _follow_up_key_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < FOLLOW_UP_KEY_MIN_CHARS:
+            raise ValueError(
+                f"must be at least {FOLLOW_UP_KEY_MIN_CHARS} characters of a random secret, "
+                "e.g. `openssl rand -hex 32`"
+            )
+        return value
+
+    @field_validator("publish_policy", mode="before")
+    @classmethod
+    def _parse_publish_policy(cls, value: object) -> object:
+        if isinstance(value, str):
+            return publish_policy.parse(value) if value.strip() else dict(publish_policy.DEFAULT)
+        return publish_policy.checked(value)
 
     @model_validator(mode="before")
     @classmethod
