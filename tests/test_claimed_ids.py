@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from hookhub import specs
+from hookhub_consumers.production.records import tickets
 from hookhub_consumers.store import open_store
 
 from tests.support.broker import fresh_vhost
@@ -71,7 +72,7 @@ async def test_a_caller_cannot_claim_the_id_of_order_ready_and_silence_it(hub):
         await post_stripe(stripe, stripe_event(order_id))
     store = open_store(store_url)
     try:
-        await eventually(lambda: store.get_ticket(order_id))
+        await eventually(lambda: tickets(store).get(order_id))
     finally:
         await store.close()
 

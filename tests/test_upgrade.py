@@ -324,7 +324,7 @@ async def upgrade(
         accept(await post_event(client, "production.finished", data), order_id, release)
 
     def client(hub: Hub) -> httpx.AsyncClient:
-        headers = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "x-consumer-username": "shop"}
+        headers = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "x-consumer-username": "storefront"}
         return httpx.AsyncClient(base_url=hub.api_url, headers=headers, timeout=10)
 
     ready, refunded, short, pay_later, expiring, early, backlog, control = (
