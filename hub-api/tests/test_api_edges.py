@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from api_processes import THROUGH_GATEWAY, RunningApi, running_api
-from hub_api.cli import HEAD_TIMEOUT_S
+from hookhub.slow_clients import HEAD_TIMEOUT_S
 from hub_api.fast_path import BODY_READ_TIMEOUT_S
 from provider_webhooks import webhook
 

@@ -77,11 +77,20 @@ class Settings(BaseSettings):
     mercadopago_access_token: SecretStr | None = None
     # Where the operator console reads hub-api's request counters (its rejections by status).
     api_metrics_url: str | None = None
+    # The key the operator console signs its forms' CSRF tokens with: its own, so that a leaked
+    # gateway secret does not also forge an operator's replay or purge.
+    operator_csrf_key: SecretStr | None = None
 
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON lines unless a person watches a terminal
 
-    @field_validator("gateway_secret", "notify_secret", "mercadopago_access_token", mode="before")
+    @field_validator(
+        "gateway_secret",
+        "notify_secret",
+        "mercadopago_access_token",
+        "operator_csrf_key",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # An empty variable (as in a fresh .env) must mean "not set", never "a secret of ''":
