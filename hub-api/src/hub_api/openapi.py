@@ -81,9 +81,11 @@ WEBHOOK_POST: dict[str, Any] = {
             s400="a body the provider's table row must read that is not JSON or a form",
             s401="not through the gateway, or missing, wrong or stale signature",
             s404="unknown or unconfigured provider",
+            s408="the body did not arrive whole within 5 s (the connection is closed)",
             s413="body over the size limit",
             s415="not a media type this provider sends",
-            s422="no event type in the webhook, or an id too long for AMQP",
+            s422="no event type in the webhook, or an id too long for AMQP or not visible ASCII",
+            s431="traceparent, tracestate, X-Correlation-ID or Content-Type over its limit",
             s503="not confirmed by the broker: send again with the same id",
         ),
     },
@@ -150,9 +152,11 @@ EVENTS_POST: dict[str, Any] = {
     "responses": _refusals(
         s401="not through the gateway",
         s403="the type is reserved for Hookhub's own events or a provider's",
+        s408="the body did not arrive whole within 5 s (the connection is closed)",
         s413="body over the size limit",
         s415="a batch, or neither CloudEvents JSON nor ce-* headers",
-        s422="not a valid CloudEvent, or data that breaks its type's contract",
+        s422="not a valid CloudEvent, data that breaks its type's contract, an id that is not "
+        "visible ASCII, or an attribute (subject, trace context, correlation id) over its limit",
         s503="not confirmed by the broker: send again with the same id",
     ),
     "openapi_extra": {
