@@ -4,6 +4,7 @@ accepted on the same broker connection; truncated and slow requests are answered
 seconds; a client that leaves is an info line; the docs load nothing from elsewhere."""
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -166,6 +167,23 @@ async def test_slowloris_connections_are_closed_once_their_head_is_late(api, edg
     finally:
         for connection in connections:
             connection.close()
+
+
+async def test_a_head_over_a_mebibyte_is_refused_431_and_the_connection_closed(api, edge_api):
+    head = b"GET /livez HTTP/1.1\r\nhost: x\r\n" + b"x-filler: " + b"f" * (2 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", _port(edge_api)), timeout=10) as connection:
+        with contextlib.suppress(OSError):  # the server may close before all of it is sent
+            connection.sendall(head)
+        answer = connection.recv(4096)
+        try:
+            closed = connection.recv(4096) == b""
+        except ConnectionResetError:  # closed with our unread bytes still in its buffer
+            closed = True
+
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert closed
+
+    assert (await api.get("/livez")).status_code == 200
 
 
 async def test_the_docs_page_loads_nothing_from_elsewhere_and_keeps_kongs_prefix(api):
