@@ -148,6 +148,7 @@ class MongoEventLog(EventLog):
         await self._db[STEPS].insert_one(asdict(step))
 
     async def steps(self, event_id: str) -> list[Step]:
+        await self._ensure_indexes()
         cursor = self._db[STEPS].find(
             {"event_id": event_id}, {"_id": 0}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
         )
