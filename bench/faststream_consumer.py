@@ -4,7 +4,7 @@ step written as a plain FastStream subscriber, on the same SQLite store as Hookh
 For each message, the same work as Hookhub's production consumer:
   skip it if its processed-marker exists (SQLiteStore.is_processed) → read the ticket → if there
   is none, publish `production.queued` to hookhub.events and wait for the broker's confirm → save
-  the ticket and the marker in one transaction (SQLiteStore.save_ticket) → ack.
+  the ticket and the marker in one transaction (SQLiteStore.save) → ack.
 Hookhub saves first (ticket, marker and the follow-up in its outbox) and publishes after; a
 plain subscriber has no outbox, so it publishes first, which is the order that loses nothing.
 The follow-up event is built by the same wire contract (hookhub.events.Event, the runtime's
@@ -39,8 +39,10 @@ from faststream.rabbit.annotations import RabbitMessage
 from hookhub import topology
 from hookhub.events import EXCHANGE, Event
 from hookhub_consumers.contract import emitted
-from hookhub_consumers.records import Ticket
-from hookhub_consumers.store import Marker
+from hookhub_consumers.production.records import Ticket, tickets
+from hookhub_consumers.production.spec import SPEC as PRODUCTION
+from hookhub_consumers.store import Change, Marker
+from hookhub_consumers.store.base import load_repositories
 from hookhub_consumers.store.sqlite import SQLiteStore
 
 CONSUMER = "production"  # the markers are the production consumer's, as in the Hookhub case
@@ -50,7 +52,7 @@ PUBLISH_TIMEOUT_S = 5.0  # Hookhub's publish_timeout_s default
 broker = RabbitBroker(
     os.environ["BENCH_AMQP_URL"], default_channel=Channel(publisher_confirms=True)
 )
-store = SQLiteStore(Path(os.environ["BENCH_STORE_PATH"]))
+store = SQLiteStore(Path(os.environ["BENCH_STORE_PATH"]), load_repositories("sqlite", [PRODUCTION]))
 # Declared by the bench set-up (hookhub.topology); declare=False only looks them up.
 events = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True, declare=False)
 work_queue = RabbitQueue(topology.work_queue(CONSUMER), durable=True, declare=False)
@@ -72,7 +74,7 @@ async def payment_approved(data: dict, message: RabbitMessage) -> None:
     if await store.is_processed(marker):
         return
     order_id = data["order_id"]
-    if await store.get_ticket(order_id) is not None:
+    if await tickets(store).get(order_id) is not None:
         return  # already queued by another event: nothing to do, as in production.handle
     ticket = Ticket(order_id, status="queued")
     follow_up = emitted(event, CONSUMER, EMITS, {"order_id": order_id}).to_message()
@@ -89,7 +91,7 @@ async def payment_approved(data: dict, message: RabbitMessage) -> None:
     )
     if not isinstance(confirmation, aiormq.spec.Basic.Ack):
         raise NotConfirmed(f"{EMITS} for {order_id}: {confirmation!r}")
-    await store.save_ticket(ticket, marker)
+    await store.save(Change(marker, ticket))
 
 
 async def main() -> None:

@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass, field
 import aio_pika
 from hookhub import dlq, specs, topology
 from hookhub.events import CE_PREFIX
+from hookhub_consumers.notifications.records import deliveries
+from hookhub_consumers.payments.records import orders
+from hookhub_consumers.production.records import tickets
 from hookhub_consumers.store import Marker, Store
 
 from chaos.load import Sent, ci_event_id
@@ -79,14 +82,14 @@ async def missing_effect(sent: Sent, store: Store, receipts: Receipts) -> str | 
     """The consumer whose part of this accepted event's effect is missing, or None."""
     if sent.kind == "ci":
         return None if ci_event_id(sent.order_id) in receipts.webhook_ids else "notifications"
-    order = await store.get_order(sent.order_id)
+    order = await orders(store).get(sent.order_id)
     if sent.kind == "order":  # only order.created brings the customer
         return None if order is not None and order.customer else "payments"
     if order is not None and order.status == "held":
         return None  # waiting for an order.created never applied, whose own check says why
     if order is None or order.status != "approved":
         return "payments"
-    if await store.get_ticket(sent.order_id) is None:
+    if await tickets(store).get(sent.order_id) is None:
         return "production"
     return None if sent.order_id in receipts.approved_orders else "notifications"
 
@@ -190,7 +193,7 @@ async def _had_effects(
     # A notification's effect is the POST: the receiver has it, whether or not the store
     # managed to record the delivery.
     return message.id in receipts.webhook_ids or any(
-        delivery.delivered for delivery in await store.deliveries(message.id)
+        delivery.delivered for delivery in await deliveries(store).attempts(message.id)
     )
 
 
@@ -199,7 +202,7 @@ async def duplicate_effects(sent: list[Sent], store: Store, received: list[Recei
     saved more times than the events that changed it (order.created, the payment)."""
     repeats = sum(n - 1 for n in Counter(r.headers["webhook-id"] for r in received).values())
     for order_id in {s.order_id for s in sent}:
-        order = await store.get_order(order_id)
+        order = await orders(store).get(order_id)
         if order is not None:
             applied = (order.customer is not None) + (order.status in ("approved", "held"))
             repeats += max(0, order.version - applied)

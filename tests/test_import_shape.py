@@ -121,7 +121,7 @@ def test_no_modules_import_each_other():
 
 
 # Folders that hold no code of ours: tools, environments and caches.
-NOT_OURS = {".git", ".venv", ".tools", ".ruff_cache", ".pytest_cache", "__pycache__"}
+NOT_OURS = {".git", ".venv", ".tools", ".cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
 # Run outside pytest, where only what is importable from the root (`tests.support`) is there.
 SCRIPTS = ("chaos", "bench")
 

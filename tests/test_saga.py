@@ -22,6 +22,9 @@ import standardwebhooks
 from hookhub import specs
 from hookhub.events import EXCHANGE, Event
 from hookhub.topology import work_queue
+from hookhub_consumers.notifications.records import deliveries
+from hookhub_consumers.payments.records import orders
+from hookhub_consumers.production.records import tickets
 from hookhub_consumers.store import open_store
 
 from tests.support.broker import fresh_vhost
@@ -186,7 +189,7 @@ async def test_an_order_is_paid_produced_and_ready_with_signed_notifications(hub
     await create_order(client, order_id)
     await post_stripe(client, stripe_event(order_id))
 
-    ticket = await eventually(lambda: store.get_ticket(order_id))
+    ticket = await eventually(lambda: tickets(store).get(order_id))
     assert ticket.status == "queued"
     await post_event(client, "production.finished", {"order_id": order_id})
 
@@ -203,13 +206,13 @@ async def test_an_order_is_paid_produced_and_ready_with_signed_notifications(hub
         "overpaid": 0,
     }
     assert verified(ready)["data"] == {"order_id": order_id}
-    order = await store.get_order(order_id)
+    order = await orders(store).get(order_id)
     assert (order.status, order.amount, order.customer["email"]) == (
         "approved",
         4990,
         "ana@example.com",
     )
-    assert (await store.get_ticket(order_id)).status == "ready"
+    assert (await tickets(store).get(order_id)).status == "ready"
 
 
 def test_notification_urls_stay_out_of_the_logs(hub):
@@ -224,7 +227,7 @@ async def test_a_refund_after_the_order_is_ready_cancels_the_ticket_and_notifies
     order_id = new_order_id()
     await create_order(client, order_id)
     await post_stripe(client, stripe_event(order_id))
-    await eventually(lambda: store.get_ticket(order_id))
+    await eventually(lambda: tickets(store).get(order_id))
     await post_event(client, "production.finished", {"order_id": order_id})
     hub.endpoint.wait_for("order.ready", order_id)
 
@@ -234,8 +237,8 @@ async def test_a_refund_after_the_order_is_ready_cancels_the_ticket_and_notifies
     [cancelled] = hub.endpoint.wait_for("production.cancelled", order_id)
     assert verified(refunded)["data"]["order_id"] == order_id
     assert verified(cancelled)["data"] == {"order_id": order_id, "reason": "payment refunded"}
-    assert (await store.get_order(order_id)).status == "refunded"
-    assert (await store.get_ticket(order_id)).status == "cancelled"
+    assert (await orders(store).get(order_id)).status == "refunded"
+    assert (await tickets(store).get(order_id)).status == "cancelled"
 
 
 async def test_the_same_webhook_delivered_twice_makes_one_payment_and_one_notification(
@@ -248,21 +251,21 @@ async def test_the_same_webhook_delivered_twice_makes_one_payment_and_one_notifi
     await post_stripe(client, webhook)  # the provider retried: same event id
 
     hub.endpoint.wait_for("payment.approved", order_id)
-    await eventually(lambda: store.get_ticket(order_id))
+    await eventually(lambda: tickets(store).get(order_id))
     await asyncio.sleep(1.5)  # room for a duplicate to show up, if there were one
     assert len(hub.endpoint.of("payment.approved", order_id)) == 1
     assert len(hub.endpoint.of("production.queued", order_id)) == 0  # not a notified type
-    order = await store.get_order(order_id)
+    order = await orders(store).get(order_id)
     assert order.status == "approved" and order.version == 2  # order.created + one payment
 
 
 async def test_a_consumer_killed_mid_work_loses_nothing_and_duplicates_nothing(hub, client, store):
-    orders = [new_order_id() for _ in range(150)]
-    webhooks = [stripe_event(order_id) for order_id in orders]
-    await asyncio.gather(*(create_order(client, order_id) for order_id in orders))
+    order_ids = [new_order_id() for _ in range(150)]
+    webhooks = [stripe_event(order_id) for order_id in order_ids]
+    await asyncio.gather(*(create_order(client, order_id) for order_id in order_ids))
 
     async def all_created() -> bool:
-        return all([await store.get_order(order_id) for order_id in orders])
+        return all([await orders(store).get(order_id) for order_id in order_ids])
 
     await eventually(all_created, timeout_s=60)
     hub.consumers["payments"].process.send_signal(signal.SIGSTOP)  # hold it: work piles up
@@ -272,7 +275,7 @@ async def test_a_consumer_killed_mid_work_loses_nothing_and_duplicates_nothing(h
         hub.consumers["payments"].process.send_signal(signal.SIGCONT)
 
     async def some_paid() -> bool:
-        paid = [await store.get_order(o) for o in orders[:]]
+        paid = [await orders(store).get(o) for o in order_ids[:]]
         return sum(1 for o in paid if o and o.status == "approved") >= 5
 
     await eventually(some_paid, interval_s=0.01)
@@ -280,16 +283,16 @@ async def test_a_consumer_killed_mid_work_loses_nothing_and_duplicates_nothing(h
     hub.start_consumer("payments")
 
     async def all_paid() -> bool:
-        paid = [await store.get_order(o) for o in orders]
+        paid = [await orders(store).get(o) for o in order_ids]
         return all(o and o.status == "approved" for o in paid)
 
     await eventually(all_paid, timeout_s=60)
-    for order_id in orders:
+    for order_id in order_ids:
         hub.endpoint.wait_for("payment.approved", order_id, timeout_s=30)
     await asyncio.sleep(1.5)
-    for order_id in orders:
+    for order_id in order_ids:
         assert len(hub.endpoint.of("payment.approved", order_id)) == 1, order_id
-        ticket = await store.get_ticket(order_id)
+        ticket = await tickets(store).get(order_id)
         assert ticket is not None and ticket.status == "queued"
 
 
@@ -372,7 +375,7 @@ async def test_a_malformed_order_is_refused_at_the_door_and_parked_if_published_
         await exchange.publish(around.to_message(), around.routing_key)
     await create_order(client, good_id)
 
-    assert await eventually(lambda: store.get_order(good_id))
+    assert await eventually(lambda: orders(store).get(good_id))
 
     async def parked() -> str | None:
         listing = hub.cli("dlq", "list", "payments").stdout
@@ -389,7 +392,7 @@ async def _async(value):
 async def test_consumers_serve_probes_and_count_what_they_did(hub, client, store):
     order_id = new_order_id()
     await create_order(client, order_id)
-    await eventually(lambda: store.get_order(order_id))
+    await eventually(lambda: orders(store).get(order_id))
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{hub.probe_ports['payments']}"
     ) as probe:
@@ -418,7 +421,7 @@ async def test_sigterm_lets_a_consumer_finish_the_delivery_in_hand_then_exit_cle
     finally:
         hub.endpoint.delay_s = 0
     assert exit_code == 0
-    [delivery] = await store.deliveries(event_id)
+    [delivery] = await deliveries(store).attempts(event_id)
     assert delivery.delivered and delivery.status_code == 200
 
     hub.start_consumer("notifications")
@@ -463,7 +466,7 @@ async def test_a_mercado_pago_notification_is_resolved_through_its_api_into_a_pa
     [paid] = hub.endpoint.wait_for("payment.approved", order_id)
     assert verified(paid)["data"]["provider"] == "mercadopago"
     assert (verified(paid)["data"]["amount"], verified(paid)["data"]["currency"]) == (14990, "BRL")
-    assert (await store.get_order(order_id)).status == "approved"
+    assert (await orders(store).get(order_id)).status == "approved"
     assert (
         f"/v1/payments/{payment_id}",
         f"Bearer {DEFAULT_ACCESS_TOKEN}",
@@ -532,25 +535,25 @@ async def test_conflicting_outcomes_for_one_order_notify_only_the_changes_that_w
 ):
     # A decline and an approval for the same order arrive at once: whichever loses the race to
     # save must not have told anyone. Every payment notification is a saved status change.
-    orders = [new_order_id() for _ in range(20)]
-    for order_id in orders:
+    order_ids = [new_order_id() for _ in range(20)]
+    for order_id in order_ids:
         await create_order(client, order_id)
     await asyncio.gather(
         *(
             post_stripe(client, stripe_event(order_id, type))
-            for order_id in orders
+            for order_id in order_ids
             for type in ("payment_intent.payment_failed", "payment_intent.succeeded")
         )
     )
 
     async def all_approved() -> bool:
-        found = [await store.get_order(order_id) for order_id in orders]
+        found = [await orders(store).get(order_id) for order_id in order_ids]
         return all(order and order.status == "approved" for order in found)
 
     await eventually(all_approved, timeout_s=30)
     await asyncio.sleep(1.5)  # room for a stray notification, if there were one
-    for order_id in orders:
-        order = await store.get_order(order_id)
+    for order_id in order_ids:
+        order = await orders(store).get(order_id)
         notified = sorted(
             (r.json["data"]["version"], r.json["type"])
             for r in hub.endpoint.received
@@ -591,31 +594,31 @@ async def test_money_that_does_not_settle_the_order_never_reaches_production_and
     )
     assert data["reason"] == reason
     await asyncio.sleep(1.5)  # room for production to act, were it told
-    assert await store.get_ticket(order_id) is None
+    assert await tickets(store).get(order_id) is None
     assert hub.endpoint.of("payment.approved", order_id) == []
-    assert (await store.get_order(order_id)).status == "mismatched"
+    assert (await orders(store).get(order_id)).status == "mismatched"
 
 
 async def test_payment_then_order_ends_as_order_then_payment_does(hub, client, store):
     paid_first, ordered_first = new_order_id(), new_order_id()
     await post_stripe(client, stripe_event(paid_first))
-    held = await eventually(lambda: store.get_order(paid_first))
+    held = await eventually(lambda: orders(store).get(paid_first))
     assert held.status == "held"
     await asyncio.sleep(1)  # held: nothing approved, nothing produced
     assert hub.endpoint.of("payment.approved", paid_first) == []
-    assert await store.get_ticket(paid_first) is None
+    assert await tickets(store).get(paid_first) is None
 
     await create_order(client, paid_first)
     await create_order(client, ordered_first)
-    await eventually(lambda: store.get_order(ordered_first))
+    await eventually(lambda: orders(store).get(ordered_first))
     await post_stripe(client, stripe_event(ordered_first))
 
     notified = {}
     for order_id in (paid_first, ordered_first):
         [approved] = hub.endpoint.wait_for("payment.approved", order_id)
         notified[order_id] = verified(approved)["data"]
-        assert (await eventually(lambda: store.get_ticket(order_id))).status == "queued"  # noqa: B023
-    first, second = await store.get_order(paid_first), await store.get_order(ordered_first)
+        assert (await eventually(lambda: tickets(store).get(order_id))).status == "queued"  # noqa: B023
+    first, second = await orders(store).get(paid_first), await orders(store).get(ordered_first)
     for field_name in ("status", "amount", "currency", "paid_amount", "paid_currency", "version"):
         assert getattr(first, field_name) == getattr(second, field_name), field_name
     assert first.status == "approved"
@@ -630,7 +633,7 @@ async def test_a_refund_that_overtakes_its_approval_wins_and_nothing_is_produced
 ):
     order_id = new_order_id()
     await create_order(client, order_id)
-    await eventually(lambda: store.get_order(order_id))
+    await eventually(lambda: orders(store).get(order_id))
     await post_stripe(client, stripe_event(order_id, "charge.refunded"))
     hub.endpoint.wait_for("payment.refunded", order_id)
 
@@ -638,10 +641,10 @@ async def test_a_refund_that_overtakes_its_approval_wins_and_nothing_is_produced
     await post_stripe(client, stripe_event(order_id, "charge.refunded"))  # and the refund again
 
     await asyncio.sleep(1.5)
-    assert (await store.get_order(order_id)).status == "refunded"
+    assert (await orders(store).get(order_id)).status == "refunded"
     assert hub.endpoint.of("payment.approved", order_id) == []
     assert len(hub.endpoint.of("payment.refunded", order_id)) == 1
-    assert (await store.get_ticket(order_id)).status == "cancelled"
+    assert (await tickets(store).get(order_id)).status == "cancelled"
 
 
 async def test_a_chargeback_after_the_order_is_ready_cancels_the_ticket_and_notifies(
@@ -650,7 +653,7 @@ async def test_a_chargeback_after_the_order_is_ready_cancels_the_ticket_and_noti
     order_id = new_order_id()
     await create_order(client, order_id)
     await post_stripe(client, stripe_event(order_id))
-    await eventually(lambda: store.get_ticket(order_id))
+    await eventually(lambda: tickets(store).get(order_id))
     await post_event(client, "production.finished", {"order_id": order_id})
     hub.endpoint.wait_for("order.ready", order_id)
 
@@ -661,8 +664,8 @@ async def test_a_chargeback_after_the_order_is_ready_cancels_the_ticket_and_noti
     [cancelled] = hub.endpoint.wait_for("production.cancelled", order_id)
     assert verified(charged_back)["data"]["payment_id"] == f"pi_{order_id}"
     assert verified(cancelled)["data"] == {"order_id": order_id, "reason": "payment charged back"}
-    assert (await store.get_order(order_id)).status == "charged_back"
-    assert (await store.get_ticket(order_id)).status == "cancelled"
+    assert (await orders(store).get(order_id)).status == "charged_back"
+    assert (await tickets(store).get(order_id)).status == "cancelled"
 
 
 async def test_an_unpaid_order_expires_after_its_deadline_though_payments_restarted_meanwhile(
@@ -670,7 +673,7 @@ async def test_an_unpaid_order_expires_after_its_deadline_though_payments_restar
 ):
     hub, order_id = deadline_hub, new_order_id()
     await create_order(deadline_client, order_id)
-    created = await eventually(lambda: deadline_store.get_order(order_id))
+    created = await eventually(lambda: orders(deadline_store).get(order_id))
     assert created.status == "pending"
     set_at = time.monotonic()
     assert await asyncio.to_thread(hub.consumers["payments"].stop) == 0
@@ -678,7 +681,7 @@ async def test_an_unpaid_order_expires_after_its_deadline_though_payments_restar
     await asyncio.sleep(max(0.0, set_at + DEADLINE_S + 1 - time.monotonic()))
     # Due while no payments process runs: the deadline waits in the work queue, nowhere else.
     assert await queue_depth(hub, work_queue("payments")) == 1
-    assert (await deadline_store.get_order(order_id)).status == "pending"
+    assert (await orders(deadline_store).get(order_id)).status == "pending"
     hub.start_consumer("payments")
 
     [expired] = hub.endpoint.wait_for("order.expired", order_id)
@@ -689,7 +692,7 @@ async def test_an_unpaid_order_expires_after_its_deadline_though_payments_restar
         "customer": None,
         "version": 2,
     }
-    assert (await deadline_store.get_order(order_id)).status == "expired"
+    assert (await orders(deadline_store).get(order_id)).status == "expired"
 
 
 async def test_a_paid_orders_deadline_changes_nothing(
@@ -701,7 +704,7 @@ async def test_a_paid_orders_deadline_changes_nothing(
     hub.endpoint.wait_for("payment.approved", order_id)
 
     await asyncio.sleep(DEADLINE_S + 1.5)
-    assert (await deadline_store.get_order(order_id)).status == "approved"
+    assert (await orders(deadline_store).get(order_id)).status == "approved"
     assert hub.endpoint.of("order.expired", order_id) == []
 
 
@@ -714,8 +717,8 @@ async def test_a_payment_whose_order_never_comes_is_surfaced_by_an_event_and_a_m
     [missing] = hub.endpoint.wait_for("payment.order_missing", order_id, timeout_s=DEADLINE_S + 15)
     data = verified(missing)["data"]
     assert (data["payment_id"], data["amount"], data["currency"]) == (f"pi_{order_id}", 4990, "BRL")
-    assert (await deadline_store.get_order(order_id)).status == "order_missing"
-    assert await deadline_store.get_ticket(order_id) is None
+    assert (await orders(deadline_store).get(order_id)).status == "order_missing"
+    assert await tickets(deadline_store).get(order_id) is None
     probe = f"http://127.0.0.1:{hub.probe_ports['payments']}/metrics"
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(probe)).text
@@ -736,10 +739,10 @@ async def test_a_ticket_not_finished_in_time_is_flagged_and_can_still_finish(
 
     [overdue] = hub.endpoint.wait_for("production.overdue", order_id, timeout_s=DEADLINE_S + 15)
     assert verified(overdue)["data"] == {"order_id": order_id}
-    assert (await deadline_store.get_ticket(order_id)).status == "overdue"
+    assert (await tickets(deadline_store).get(order_id)).status == "overdue"
     await post_event(deadline_client, "production.finished", {"order_id": order_id})
     hub.endpoint.wait_for("order.ready", order_id)
-    assert (await deadline_store.get_ticket(order_id)).status == "ready"
+    assert (await tickets(deadline_store).get(order_id)).status == "ready"
 
 
 async def queue_depth(hub: Hub, queue: str) -> int:

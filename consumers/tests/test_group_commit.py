@@ -12,6 +12,7 @@ import uuid
 import aio_pika
 from hookhub import topology
 from hookhub.events import EXCHANGE, Event
+from hookhub_consumers.production.records import tickets
 from hookhub_consumers.store import open_store
 
 from tests.support.broker import fresh_vhost
@@ -56,10 +57,10 @@ async def drain(queue: aio_pika.abc.AbstractQueue, quiet_s: float = 1.0) -> list
     return got
 
 
-async def tickets(store_url: str, order_ids: list[str]) -> dict:
+async def stored_tickets(store_url: str, order_ids: list[str]) -> dict:
     store = open_store(store_url)
     try:
-        found = {order_id: await store.get_ticket(order_id) for order_id in order_ids}
+        found = {order_id: await tickets(store).get(order_id) for order_id in order_ids}
     finally:
         await store.close()
     return {k: (v.status, v.version) for k, v in found.items() if v is not None}
@@ -67,7 +68,7 @@ async def tickets(store_url: str, order_ids: list[str]) -> dict:
 
 async def until_tickets(store_url: str, order_ids: list[str], timeout_s: float = 30) -> dict:
     deadline = time.monotonic() + timeout_s
-    while len(found := await tickets(store_url, order_ids)) < len(order_ids):
+    while len(found := await stored_tickets(store_url, order_ids)) < len(order_ids):
         assert time.monotonic() < deadline, f"{len(found)} of {len(order_ids)} tickets"
         await asyncio.sleep(0.2)
     return found
@@ -120,7 +121,7 @@ async def test_two_events_of_one_order_in_one_batch_apply_in_the_order_they_came
             env = hub_env(amqp_url, HOOKHUB_STORE_URL=store_url, HOOKHUB_RETRY_DELAYS="0.5")
             with running_consumer("production", env, tmp_path) as consumer:
                 emitted = await drain(emitted_queue, quiet_s=2)
-                found = await tickets(store_url, orders)
+                found = await stored_tickets(store_url, orders)
     per_order: dict[str, list[str]] = {}
     for message in emitted:
         per_order.setdefault(json.loads(message.body)["order_id"], []).append(message.type)

@@ -8,8 +8,8 @@ import aio_pika
 from hookhub import topology
 from hookhub.events import Event
 from hookhub_consumers.contract import emitted
-from hookhub_consumers.records import Ticket
-from hookhub_consumers.store import Marker, open_store
+from hookhub_consumers.production.records import Ticket, tickets
+from hookhub_consumers.store import Change, Marker, open_store
 
 from tests.support.broker import fresh_vhost
 from tests.support.processes import HubProcess, running_consumer
@@ -49,7 +49,7 @@ async def test_a_redelivered_event_publishes_the_outbox_its_first_delivery_commi
     # The state the crash left: ticket, marker and outbox committed; nothing published.
     store = open_store(store_url)
     marker = Marker.of("production", approved.source, approved.id)
-    await store.save_ticket(Ticket("o-1"), marker, outbox=[queued.to_json()])
+    await store.save(Change(marker, Ticket("o-1"), (queued.to_json(),)))
     await store.close()
 
     with fresh_vhost() as amqp_url:
@@ -67,7 +67,7 @@ async def test_a_redelivered_event_publishes_the_outbox_its_first_delivery_commi
     assert sent == [(queued.type, queued.id)]
     store = open_store(store_url)
     assert await store.pending(marker) == []
-    assert (await store.get_ticket("o-1")).version == 1  # handled once, not again
+    assert (await tickets(store).get("o-1")).version == 1  # handled once, not again
     await store.close()
 
 
@@ -116,6 +116,6 @@ async def test_a_follow_up_the_broker_refuses_is_relayed_later_and_its_cause_nev
     assert '"outbox.deferred"' in consumer.log
     assert '"event.retried"' not in consumer.log
     store = open_store(store_url)
-    assert (await store.get_ticket("o-2")).version == 1  # handled once
+    assert (await tickets(store).get("o-2")).version == 1  # handled once
     assert await store.pending(Marker.of("production", approved.source, approved.id)) == []
     await store.close()

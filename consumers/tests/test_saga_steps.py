@@ -16,7 +16,9 @@ from hookhub.topology import binding_matches
 from hookhub_consumers.contract import Context, Steps
 from hookhub_consumers.outbox import time_left_s
 from hookhub_consumers.payments import steps as payments
+from hookhub_consumers.payments.records import orders
 from hookhub_consumers.production import steps as production
+from hookhub_consumers.production.records import tickets
 from hookhub_consumers.retries import Permanent
 from hookhub_consumers.store import Change, Marker, Store, open_store
 from prometheus_client import REGISTRY
@@ -123,7 +125,7 @@ async def test_the_exact_amount_approves_the_order_with_nothing_overpaid(saga, s
         "version": 2,
         "overpaid": 0,
     }
-    got = await store.get_order("ord-1")
+    got = await orders(store).get("ord-1")
     assert (got.status, got.paid_amount, got.paid_currency) == ("approved", 4990, "BRL")
 
 
@@ -151,7 +153,7 @@ async def test_a_short_amount_is_mismatched_with_both_amounts_and_never_approved
         "order_currency": "BRL",
         "reason": "paid 1, the order is 4990 (BRL minor units)",
     }
-    assert (await store.get_order("ord-1")).status == "mismatched"
+    assert (await orders(store).get("ord-1")).status == "mismatched"
 
 
 async def test_another_currency_is_mismatched_whatever_the_amount(saga):
@@ -178,7 +180,7 @@ async def test_a_payment_before_its_order_is_held_silently_and_waits_for_it(saga
     assert emitted == {
         "deadline.payment_order": {"order_id": "ord-1", "delay_s": PAYMENT_ORDER_TIMEOUT_S}
     }
-    held = await store.get_order("ord-1")
+    held = await orders(store).get("ord-1")
     assert (held.status, held.amount, held.paid_amount) == ("held", None, 4990)
 
 
@@ -189,7 +191,7 @@ async def test_payment_then_order_ends_as_order_then_payment_does(saga, store):
     late = await saga.send(stripe(order_id="late"))
 
     assert list(early) == list(late) == ["payment.approved"]
-    first, second = await store.get_order("early"), await store.get_order("late")
+    first, second = await orders(store).get("early"), await orders(store).get("late")
     for field in ("status", "amount", "currency", "paid_amount", "paid_currency", "version"):
         assert getattr(first, field) == getattr(second, field), field
 
@@ -209,7 +211,7 @@ async def test_a_held_payment_whose_order_never_comes_is_surfaced_once(saga, sto
     emitted = await saga.send(due("deadline.payment_order"))
 
     assert emitted["payment.order_missing"]["amount"] == 4990
-    assert (await store.get_order("ord-1")).status == "order_missing"
+    assert (await orders(store).get("ord-1")).status == "order_missing"
     assert _order_missing_count() == before + 1
     assert await saga.send(due("deadline.payment_order")) == {}  # another firing: nothing
 
@@ -226,7 +228,7 @@ async def test_the_held_payments_deadline_after_its_order_came_does_nothing(saga
     await saga.send(order())
 
     assert await saga.send(due("deadline.payment_order")) == {}
-    assert (await store.get_order("ord-1")).status == "approved"
+    assert (await orders(store).get("ord-1")).status == "approved"
 
 
 # Deadlines
@@ -252,7 +254,7 @@ async def test_an_unpaid_order_expires_when_its_deadline_comes(saga, store):
         "customer": None,
         "version": 2,
     }
-    assert (await store.get_order("ord-1")).status == "expired"
+    assert (await orders(store).get("ord-1")).status == "expired"
 
 
 async def test_a_declined_order_expires_too(saga):
@@ -267,7 +269,7 @@ async def test_the_payment_deadline_of_a_paid_order_does_nothing(saga, store):
     await saga.send(stripe())
 
     assert await saga.send(due("deadline.order_payment")) == {}
-    assert (await store.get_order("ord-1")).status == "approved"
+    assert (await orders(store).get("ord-1")).status == "approved"
 
 
 async def test_money_for_an_expired_order_is_mismatched_and_says_why(saga):
@@ -288,7 +290,7 @@ async def test_a_second_approval_of_the_same_payment_changes_nothing(saga, store
 
     again = stripe("checkout.session.completed", amount_total=4990, payment_status="paid")
     assert await saga.send(again) == {}
-    assert (await store.get_order("ord-1")).version == 2
+    assert (await orders(store).get("ord-1")).version == 2
 
 
 async def test_another_card_after_a_decline_approves(saga):
@@ -303,7 +305,7 @@ async def test_a_refund_that_overtook_its_approval_wins(saga, store):
     await saga.send(stripe("charge.refunded"))
 
     assert await saga.send(stripe()) == {}
-    assert (await store.get_order("ord-1")).status == "refunded"
+    assert (await orders(store).get("ord-1")).status == "refunded"
 
 
 async def test_a_partial_refund_is_announced_and_the_order_stays_approved(saga, store):
@@ -314,7 +316,7 @@ async def test_a_partial_refund_is_announced_and_the_order_stays_approved(saga, 
 
     assert list(emitted) == ["payment.partially_refunded"]
     assert emitted["payment.partially_refunded"]["refunded_amount"] == 1000
-    got = await store.get_order("ord-1")
+    got = await orders(store).get("ord-1")
     assert (got.status, got.refunded_amount) == ("approved", 1000)
 
 
@@ -326,7 +328,7 @@ async def test_refunds_that_add_up_to_the_payment_are_a_full_refund(saga, store)
     emitted = await saga.send(stripe("charge.refunded", amount=4990, refunded=True))
 
     assert emitted["payment.refunded"]["refunded_amount"] == 4990
-    assert (await store.get_order("ord-1")).status == "refunded"
+    assert (await orders(store).get("ord-1")).status == "refunded"
 
 
 async def test_a_dispute_finds_its_order_by_the_payment_and_charges_it_back(saga, store):
@@ -336,7 +338,7 @@ async def test_a_dispute_finds_its_order_by_the_payment_and_charges_it_back(saga
     emitted = await saga.send(stripe("charge.dispute.created", order_id=None))
 
     assert emitted["payment.charged_back"]["order_id"] == "ord-1"
-    assert (await store.get_order("ord-1")).status == "charged_back"
+    assert (await orders(store).get("ord-1")).status == "charged_back"
     assert await saga.send(stripe("charge.dispute.funds_withdrawn", order_id=None)) == {}
 
 
@@ -362,7 +364,7 @@ async def test_the_production_deadline_of_a_finished_ticket_does_nothing(worksho
     await workshop.send(event("production.finished", {"order_id": "ord-1"}))
 
     assert await workshop.send(due("deadline.production")) == {}
-    assert (await store.get_ticket("ord-1")).status == "ready"
+    assert (await tickets(store).get("ord-1")).status == "ready"
 
 
 async def test_a_chargeback_cancels_a_ready_ticket_and_says_why(workshop):

@@ -386,6 +386,61 @@ async def test_event_without_an_authenticated_caller_is_401_and_nothing_publishe
     await assert_nothing_published(everything)
 
 
+@pytest.mark.parametrize("caller", ["../consumers/payments", "jenkins/../../consumers/payments"])
+async def test_event_from_a_caller_named_like_a_path_is_401_and_nothing_published(
+    hub_api, everything, caller
+):
+    # Its source would be /events/<caller>: no caller's name may make another party's source.
+    headers = {"x-hookhub-gateway-secret": GATEWAY_SECRET, "x-consumer-username": caller}
+    async with httpx.AsyncClient(base_url=hub_api, headers=headers) as oddly_named:
+        response = await oddly_named.post(**event_request({"type": "ci.build"}))
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == (
+        "the authenticated caller's name is not a plain Kong consumer name"
+    )
+    await assert_nothing_published(everything)
+
+
+@pytest.mark.parametrize(("amount", "given"), [(True, "true"), ("12", '"12"'), (12.0, "12.0")])
+async def test_order_whose_amount_is_not_a_json_integer_is_422_naming_it_and_nothing_published(
+    api, everything, amount, given
+):
+    order = {
+        "order_id": "o-strict",
+        "customer": {"id": "c1", "email": "ana@example.com", "name": "Ana"},
+        "items": [{"sku": "mug"}],
+        "amount": amount,
+        "currency": "BRL",
+    }
+    response = await api.post(**event_request({"type": "order.created", "data": order}))
+
+    assert response.status_code == 422, given
+    assert response.json()["detail"].startswith(
+        "order.created data does not match its contract: amount: Input should be a valid integer"
+    )
+    await assert_nothing_published(everything)
+
+
+async def test_mercadopago_body_naming_an_unsigned_payment_is_401_and_nothing_published(
+    api, everything
+):
+    # Signed for payment 123 (the query's data.id); the body names 999, what payments would fetch.
+    body = json.dumps(
+        {"action": "payment.updated", "id": 88, "type": "payment", "data": {"id": "999"}}
+    ).encode()
+    headers, query, body = signed_request("mercadopago", body, data_id="123")
+
+    response = await api.post("/webhooks/mercadopago", content=body, headers=headers, params=query)
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == (
+        "signature rejected: the body's data.id '999' is not the data.id the signature covers "
+        "('123', from the URL's query string)"
+    )
+    await assert_nothing_published(everything)
+
+
 async def test_stripe_webhook_whose_body_is_not_utf8_is_401_and_nothing_published(api, everything):
     headers, query, body = signed_request("stripe", b'{"id": "evt_\xff\xfe", "type": "x.y"}')
 

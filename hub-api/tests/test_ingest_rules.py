@@ -7,10 +7,18 @@ import urllib.parse
 
 import pytest
 from hookhub import specs
+from hookhub.contracts import CONTRACTS
 from hookhub.events import JSON, Event
 from hookhub.providers import PROVIDERS
+from hookhub.publish_policy import DEFAULT
 from hookhub.settings import Settings
-from hub_api.ingest import check_internal_event, internal_event, may_publish
+from hub_api.ingest import (
+    NotAllowed,
+    check_internal_event,
+    internal_event,
+    is_reserved,
+    may_publish,
+)
 from hub_api.rejections import Rejected
 from hub_api.webhooks import Answer, Webhook, check_webhook, webhook_event, webhook_handshake
 from provider_webhooks import webhook
@@ -39,12 +47,15 @@ def ingest_webhook(provider: str, signed: Signed, settings: Settings = SETTINGS)
 
 
 def ingest_event(
-    cloud_event: dict, caller: str | None = "jenkins", headers: dict[str, str] | None = None
+    cloud_event: dict,
+    caller: str | None = "jenkins",
+    headers: dict[str, str] | None = None,
+    policy: dict[str, tuple[str, ...]] | None = None,
 ) -> Event:
     body = json.dumps(cloud_event).encode()
     all_headers = {**CLOUDEVENTS, **(headers or {})}
     check_internal_event(all_headers)
-    return internal_event(body, all_headers, caller)
+    return internal_event(body, all_headers, caller, policy)
 
 
 def rejection(ingest, *args, **kwargs) -> tuple[int, str]:
@@ -182,15 +193,165 @@ def test_a_type_reserved_for_hookhub_is_403_naming_it(event_type):
     assert (status, detail) == (403, f"type '{event_type}' is reserved for Hookhub's own events")
 
 
-def test_every_type_a_consumer_emits_is_refused_and_internal_ones_are_allowed():
+def test_every_type_a_consumer_emits_is_reserved_and_internal_ones_are_not():
     for event_type, (emitter, _) in specs.catalogue().items():
-        assert may_publish(event_type) == (emitter == "internal"), event_type
-    assert not may_publish("payment.captured")  # the namespace, not just the listed types
-    assert may_publish("ci.pipeline.finished")
+        assert is_reserved(event_type) == (emitter != "internal"), event_type
+    assert is_reserved("payment.captured")  # the namespace, not just the listed types
+    assert not is_reserved("ci.pipeline.finished")
 
 
-def test_no_type_in_a_providers_namespace_may_be_published():
-    assert [p for p in PROVIDERS if may_publish(f"{p}.anything")] == []
+def test_every_type_in_a_providers_namespace_is_reserved():
+    assert [p for p in PROVIDERS if not is_reserved(f"{p}.anything")] == []
+
+
+@pytest.mark.parametrize(
+    ("caller", "event_type", "allowed"),
+    [
+        ("storefront", "order.created", True),
+        ("storefront", "order.amended", False),  # reserved in the issue, published by no one yet
+        ("storefront", "production.finished", False),
+        ("workshop", "production.finished", True),
+        ("workshop", "order.created", False),
+        ("jenkins", "ci", True),
+        ("jenkins", "ci.pipeline.finished", True),
+        ("jenkins", "deploy.production.finished", True),
+        ("jenkins", "order.created", False),
+        ("jenkins", "production.finished", False),
+        ("jenkins", "cinema.ticket", False),
+        ("nobody", "ci.pipeline.finished", False),
+        (None, "ci.pipeline.finished", False),
+    ],
+)
+def test_the_default_policy_lets_each_caller_publish_its_own_types_only(
+    caller, event_type, allowed
+):
+    assert may_publish(DEFAULT, caller, event_type) is allowed
+
+
+def test_a_type_the_policy_refuses_is_403_naming_the_caller_the_type_and_what_it_may_publish():
+    with pytest.raises(NotAllowed) as refused:
+        ingest_event({"type": "order.created", "data": {}}, caller="jenkins", policy=DEFAULT)
+
+    assert (refused.value.status, refused.value.detail, refused.value.caller) == (
+        403,
+        "caller 'jenkins' may not publish 'order.created' (publish policy: ci.#, deploy.#)",
+        "jenkins",
+    )
+
+
+def test_a_reserved_type_stays_refused_where_the_policy_allows_everything():
+    status, detail = rejection(
+        ingest_event, {"type": "payment.approved"}, caller="ops", policy={"ops": ("#",)}
+    )
+
+    assert (status, detail) == (403, "type 'payment.approved' is reserved for Hookhub's own events")
+
+
+def test_without_a_policy_any_caller_publishes_any_type_that_is_not_reserved():
+    event = ingest_event({"type": "production.finished", "data": {"order_id": "o1"}}, policy=None)
+
+    assert (event.type, event.source) == ("production.finished", "/events/jenkins")
+
+
+@pytest.mark.parametrize(
+    "caller",
+    ["../consumers/payments", "x/../../consumers/payments", "/consumers/payments", "a|b", " ", ""],
+)
+def test_a_caller_name_that_is_not_a_plain_name_is_401_so_no_source_passes_for_anothers(caller):
+    status, detail = rejection(ingest_event, {"type": "ci.build"}, caller=caller)
+
+    assert (status, detail) == (
+        401,
+        "the authenticated caller's name is not a plain Kong consumer name",
+    )
+
+
+@pytest.mark.parametrize("caller", ["jenkins", "storefront", "payments", "consumers", None])
+def test_no_internal_event_has_the_source_of_a_consumer_or_a_webhook(caller):
+    event = ingest_event(
+        {"type": "ci.build", "source": "/consumers/payments"},
+        caller=caller,
+        headers={"ce-source": "/consumers/payments"},
+    )
+
+    assert event.source.startswith("/events/")
+    assert not event.source.startswith(("/consumers/", "/webhooks/"))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_no_webhook_has_the_source_of_a_consumer(provider):
+    hook = webhook(provider)
+    signed = signed_request(provider, hook.body, **hook.overrides)
+
+    received = receive_webhook(provider, signed)
+
+    assert isinstance(received, Webhook)
+    assert received.event.source == f"/webhooks/{provider}"
+
+
+@pytest.mark.parametrize("amount", [True, False, "12", "4990", 12.0, 12.5, None])
+def test_an_amount_that_is_not_a_json_integer_is_422_naming_it(amount):
+    order = {
+        "order_id": "o-1",
+        "customer": {"id": "c1"},
+        "items": [],
+        "amount": amount,
+        "currency": "BRL",
+    }
+
+    status, detail = rejection(ingest_event, {"type": "order.created", "data": order})
+
+    assert status == 422
+    assert detail.startswith("order.created data does not match its contract: amount: ")
+
+
+@pytest.mark.parametrize("order_id", [1000, True, None])
+def test_an_order_id_that_is_not_a_json_string_is_422_naming_it(order_id):
+    status, detail = rejection(
+        ingest_event, {"type": "production.finished", "data": {"order_id": order_id}}
+    )
+
+    assert status == 422
+    assert detail.startswith("production.finished data does not match its contract: order_id: ")
+
+
+def test_every_contract_is_strict():
+    assert [name for name, c in CONTRACTS.items() if not c.model_config.get("strict")] == []
+
+
+def test_a_mercadopago_body_naming_another_payment_than_the_signed_one_is_401():
+    body = json.dumps(
+        {"action": "payment.updated", "id": 1, "type": "payment", "data": {"id": "999"}}
+    ).encode()
+    signed = signed_request("mercadopago", body, data_id="123")
+
+    status, detail = rejection(receive_webhook, "mercadopago", signed)
+
+    assert (status, detail) == (
+        401,
+        "signature rejected: the body's data.id '999' is not the data.id the signature covers "
+        "('123', from the URL's query string)",
+    )
+
+
+def test_a_mercadopago_body_with_an_id_when_the_query_signs_none_is_401():
+    body = json.dumps({"action": "payment.updated", "id": 1, "data": {"id": 999}}).encode()
+    signed = signed_request("mercadopago", body, data_id="")
+
+    status, detail = rejection(receive_webhook, "mercadopago", signed)
+
+    assert status == 401
+    assert "the body's data.id '999' is not the data.id the signature covers ('', " in detail
+
+
+def test_a_mercadopago_numeric_body_id_equal_to_the_signed_one_is_accepted():
+    body = json.dumps(
+        {"action": "payment.updated", "id": 7, "type": "payment", "data": {"id": 1319395474}}
+    ).encode()
+
+    event = ingest_webhook("mercadopago", signed_request("mercadopago", body))
+
+    assert (event.type, event.id) == ("mercadopago.payment.updated", "7")
 
 
 def test_an_internal_event_neither_cloudevents_json_nor_binary_mode_is_415():

@@ -286,3 +286,104 @@ def test_an_events_body_is_shown_escaped_on_a_page_that_runs_no_script(hub: Hub)
     assert raw.headers["content-type"] == "application/octet-stream"
     assert raw.headers["content-disposition"].startswith("attachment;")
     assert b"<script>alert(1)</script>" in raw.content
+
+
+@pytest.fixture(scope="module")
+def shared_id(hub: Hub) -> str:
+    """One id sent by two callers: jenkins' ci.shared.build and the storefront's
+    ci.shared.deploy, both indexed (an id is unique only within its source)."""
+    event_id = f"shared-{uuid.uuid4().hex[:8]}"
+    for event_type, caller in (("ci.shared.build", "jenkins"), ("ci.shared.deploy", "storefront")):
+        assert post_internal_event(hub.api, event_type, event_id, caller).status_code == 202
+    eventually(lambda: len(hub.get("/api/events", id=event_id).json()) == 2, what="indexing both")
+    return event_id
+
+
+def test_events_that_share_an_id_are_all_listed_with_their_sources_not_one_shadowing_another(
+    hub: Hub, shared_id: str
+) -> None:
+    for path in (f"/api/events/{shared_id}", f"/api/events/{shared_id}/journey"):
+        response = hub.get(path)
+
+        assert response.status_code == 409, path
+        answer = response.json()
+        assert answer["detail"] == (
+            f"2 events have the id '{shared_id}' (from /events/storefront, /events/jenkins): "
+            "choose one by its source"
+        )
+        assert {(e["source"], e["type"]) for e in answer["events"]} == {
+            ("/events/jenkins", "ci.shared.build"),
+            ("/events/storefront", "ci.shared.deploy"),
+        }
+
+
+@pytest.mark.parametrize(
+    ("source", "event_type"),
+    [("/events/jenkins", "ci.shared.build"), ("/events/storefront", "ci.shared.deploy")],
+)
+def test_the_source_chooses_among_events_that_share_an_id_and_its_journey_is_that_events(
+    hub: Hub, shared_id: str, source: str, event_type: str
+) -> None:
+    shown = hub.get(f"/api/events/{shared_id}", source=source)
+    journey = hub.get(f"/api/events/{shared_id}/journey", source=source)
+
+    assert shown.status_code == 200, shown.text
+    assert (shown.json()["source"], shown.json()["type"]) == (source, event_type)
+    assert shown.json()["headers"]["cloudEvents:source"] == source
+    assert journey.status_code == 200, journey.text
+    assert journey.json()["event"]["source"] == source
+    # Only this event was accepted in it. (Deliveries and consumers' steps are still recorded by
+    # id alone: the other event's may show here until the consumers record the source too.)
+    accepted = [line["detail"] for line in journey.json()["timeline"] if line["what"] == "accepted"]
+    assert accepted == [f"{event_type} from {source}"]
+
+
+def test_a_source_that_has_no_event_with_the_id_is_404_naming_both(
+    hub: Hub, shared_id: str
+) -> None:
+    response = hub.get(f"/api/events/{shared_id}", source="/webhooks/stripe")
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "detail": f"no event with id '{shared_id}' from /webhooks/stripe in the event log"
+    }
+
+
+def test_the_console_lets_the_operator_choose_among_events_that_share_an_id(
+    hub: Hub, shared_id: str
+) -> None:
+    page = hub.get(f"/events/{shared_id}")
+    chosen = hub.get(f"/events/{shared_id}", source="/events/storefront")
+
+    assert page.status_code == 409
+    assert "2 events with the id" in page.text
+    assert f"/events/{shared_id}?source=/events/jenkins" in page.text
+    assert f"/events/{shared_id}?source=/events/storefront" in page.text
+    assert chosen.status_code == 200
+    assert "ci.shared.deploy" in chosen.text and "ci.shared.build" not in chosen.text
+
+
+def test_hookhub_events_show_and_journey_list_the_sources_then_take_one(
+    hub: Hub, shared_id: str
+) -> None:
+    def hookhub(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hookhub.cli", "events", *args],
+            env=hub.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    ambiguous = hookhub("journey", shared_id)
+    chosen = hookhub("journey", shared_id, "--source", "/events/jenkins", "--json")
+    shown = hookhub("show", shared_id, "--source", "/events/storefront", "--json")
+
+    said = " ".join(ambiguous.stderr.split())
+    assert ambiguous.returncode == 1
+    assert f"2 events have the id '{shared_id}'" in said and "--source SOURCE" in said
+    assert "/events/jenkins (ci.shared.build" in said
+    assert chosen.returncode == 0, chosen.stderr
+    assert "ci.shared.build from /events/jenkins" in chosen.stdout
+    assert shown.returncode == 0, shown.stderr
+    assert '"source": "/events/storefront"' in shown.stdout

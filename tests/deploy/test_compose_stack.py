@@ -28,7 +28,9 @@ GET_HANDSHAKES = [n for n, p in PROVIDERS.items() if p.handshake and p.handshake
 # What docs/deploying.md's one-liner fills in .env.example: the stack's own keys and passwords.
 # Provider secrets stay empty (those providers are disabled) until the user pastes them from
 # dashboards.
-DOC_FILLS = re.compile(r"(?m)^(DECK_KEY_\w+|HOOKHUB_GATEWAY_SECRET|RABBITMQ_PASSWORD)=$")
+DOC_FILLS = re.compile(
+    r"(?m)^(DECK_KEY_\w+|HOOKHUB_GATEWAY_SECRET|HOOKHUB_FOLLOW_UP_KEY|RABBITMQ_PASSWORD)=$"
+)
 
 
 def filled_env_file(tmp_path: Path) -> Path:

@@ -196,7 +196,7 @@ def test_the_broker_and_store_peers_narrow_their_rules(all_features: list[Manife
 def test_the_topology_jobs_policy_exists_before_the_job_runs(defaults: list[Manifest]) -> None:
     """The Job is a pre-install hook: a policy created with the release would come after it."""
     policy = of_kind(defaults, "NetworkPolicy")["hookhub-topology"]
-    (job,) = of_kind(defaults, "Job").values()
+    job = of_kind(defaults, "Job")["hookhub-topology"]
     policy_hook, job_hook = policy["metadata"]["annotations"], job["metadata"]["annotations"]
     assert policy_hook["helm.sh/hook"] == job_hook["helm.sh/hook"]
     assert int(policy_hook["helm.sh/hook-weight"]) < int(job_hook.get("helm.sh/hook-weight", 0))

@@ -1,5 +1,5 @@
-"""gateway/kong.yml agrees with hub-api and the operator service, locks every route, and passes
-`deck validate`.
+"""gateway/kong.yml agrees with hub-api and the operator service, locks every route, describes
+the publish policy hub-api enforces (as docs/sending-events.md does), and passes `deck validate`.
 
 Each check returns the problems it finds; the same check runs on the real file (no problems) and
 on broken copies (the problem is named), so a check that could never fail would show.
@@ -14,12 +14,13 @@ import pytest
 import yaml
 from hookhub.gateway import GATEWAY_SECRET_HEADER
 from hookhub.providers import PROVIDERS
+from hookhub.publish_policy import DEFAULT as DEFAULT_PUBLISH_POLICY
 from hookhub.settings import DEFAULT_MAX_BODY_BYTES, Settings
 from hookhub_operator.auth import OPERATOR_GROUPS
 from hub_api.app import create_app
 from hub_api.headers import CORRELATION_HEADER
 
-from .repo import KONG_YML, kong_renderer, load_yaml, run_tool
+from .repo import KONG_YML, ROOT, kong_renderer, load_yaml, run_tool
 
 render = kong_renderer()
 Config = dict[str, Any]
@@ -27,6 +28,11 @@ PLACEHOLDER = re.compile(r'^\$\{\{ env "DECK_[A-Z0-9_]+" \}\}$')
 URL_KEY_NAME = "apikey"
 # Kong megabytes are MiB (Kong multiplies by 2^20)
 SIZE_UNIT_BYTES = {"bytes": 1, "kilobytes": 2**10, "megabytes": 2**20}
+INTERNAL_GROUP = "internal-events"
+# The tag that says, on an internal caller, a type pattern the publish policy lets it publish.
+PUBLISHES = "publishes:"
+SENDING_EVENTS = ROOT / "docs" / "sending-events.md"
+POLICY_SECTION = "### Who may publish what"
 
 # The config fields of Kong 3.x's bundled plugins that this file may use. Debian's decK (1.4)
 # checks entities but not plugin configs, so a typo here would only surface when Kong starts.
@@ -393,6 +399,42 @@ def operator_route_opens_to_the_operator_groups(config: Config) -> list[str]:
     return problems
 
 
+def internal_callers(config: Config) -> dict[str, set[str]]:
+    """Each consumer in the internal-events group, with the type patterns its tags say it
+    publishes."""
+    return {
+        consumer["username"]: {
+            tag.removeprefix(PUBLISHES)
+            for tag in consumer.get("tags", [])
+            if tag.startswith(PUBLISHES)
+        }
+        for consumer in config.get("consumers", [])
+        if any(acl["group"] == INTERNAL_GROUP for acl in consumer.get("acls", []))
+    }
+
+
+def internal_callers_are_the_publish_policys(config: Config) -> list[str]:
+    described = internal_callers(config)
+    policy = {caller: set(patterns) for caller, patterns in DEFAULT_PUBLISH_POLICY.items()}
+    problems = [
+        f"internal caller {caller} has no row in the publish policy: hub-api refuses all it sends"
+        for caller in described
+        if caller not in policy
+    ]
+    problems += [
+        f"internal caller {caller} publishes {sorted(patterns)} in kong.yml, "
+        f"{sorted(policy[caller])} in the publish policy"
+        for caller, patterns in described.items()
+        if caller in policy and patterns != policy[caller]
+    ]
+    problems += [
+        f"the publish policy names {caller}, which is no internal caller in kong.yml"
+        for caller in policy
+        if caller not in described
+    ]
+    return problems
+
+
 def plugin_configs_are_known(config: Config) -> list[str]:
     everywhere = [*config.get("plugins", [])]
     for service in config.get("services", []):
@@ -428,6 +470,7 @@ CHECKS: list[Callable[[Config], list[str]]] = [
     gateway_secret_injected_and_client_copy_stripped,
     no_secret_in_clear,
     operator_route_opens_to_the_operator_groups,
+    internal_callers_are_the_publish_policys,
     plugin_configs_are_known,
 ]
 
@@ -440,6 +483,32 @@ def kong() -> Config:
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_kong_yml_passes(kong: Config, check: Callable[[Config], list[str]]) -> None:
     assert check(kong) == []
+
+
+def documented_publish_policy(text: str) -> dict[str, set[str]]:
+    """The first table of docs/sending-events.md's publish policy section: caller → patterns."""
+    section = text.split(POLICY_SECTION, 1)[1]
+    (table,) = re.findall(r"(?m)((?:^\|.*\n)+)", section)[:1]
+    rows = re.findall(r"(?m)^\| `([^`|]+)` \| ([^|]+) \|", table)
+    return {caller: set(re.findall(r"`([^`]+)`", allowed)) for caller, allowed in rows}
+
+
+def test_the_docs_policy_table_the_default_policy_and_kong_ymls_internal_callers_agree(
+    kong: Config,
+) -> None:
+    documented = documented_publish_policy(SENDING_EVENTS.read_text())
+    policy = {caller: set(patterns) for caller, patterns in DEFAULT_PUBLISH_POLICY.items()}
+
+    assert documented == policy
+    assert internal_callers(kong) == policy
+
+
+def test_a_docs_policy_table_that_differs_is_caught() -> None:
+    text = SENDING_EVENTS.read_text().replace(
+        "| `jenkins` | `ci.#`, `deploy.#` |", "| `jenkins` | `#` |"
+    )
+
+    assert documented_publish_policy(text)["jenkins"] == {"#"}
 
 
 # --- broken copies: each check names what is wrong --------------------------------------------
@@ -498,6 +567,26 @@ def _add_route(path: str) -> Callable[[Config], None]:
 
 
 BREAKAGES = [
+    pytest.param(
+        lambda c: _consumer("jenkins")(c)["tags"].append("publishes:order.created"),
+        internal_callers_are_the_publish_policys,
+        "internal caller jenkins publishes ['ci.#', 'deploy.#', 'order.created'] in kong.yml",
+        id="kong-policy-wider-than-hub-apis",
+    ),
+    pytest.param(
+        lambda c: c["consumers"].append(
+            {"username": "crm", "acls": [{"group": "internal-events"}]}
+        ),
+        internal_callers_are_the_publish_policys,
+        "internal caller crm has no row in the publish policy",
+        id="internal-caller-without-a-policy",
+    ),
+    pytest.param(
+        lambda c: c["consumers"].remove(_consumer("workshop")(c)),
+        internal_callers_are_the_publish_policys,
+        "the publish policy names workshop, which is no internal caller",
+        id="policy-caller-not-in-kong",
+    ),
     pytest.param(
         _drop_route("webhooks-stripe"),
         providers_and_routes_agree,

@@ -1,5 +1,6 @@
 """The settings of a hub under test: its secrets, and the environment its processes run with."""
 
+import json
 import os
 
 GATEWAY_SECRET = "test-gateway-secret"
@@ -13,6 +14,11 @@ PROVIDER_SECRETS = {
     "hmac": "test-hmac-secret",
 }
 
+# The callers tests send internal events as, each free to publish every type that is not
+# reserved: the tests of who may publish what (hub-api's test_api_publish_policy.py) run hub-api
+# with the default policy instead.
+TEST_PUBLISH_POLICY = {caller: ["#"] for caller in ("tests", "storefront", "jenkins", "workshop")}
+
 
 def hub_env(amqp_url: str, **extra: str) -> dict[str, str]:
     """The environment of a hub process under test: all providers enabled, fast delays; no
@@ -24,6 +30,7 @@ def hub_env(amqp_url: str, **extra: str) -> dict[str, str]:
         HOOKHUB_LOG_JSON="true",
         HOOKHUB_PUBLISH_TIMEOUT_S="2",
         HOOKHUB_CONNECT_TIMEOUT_S="2",
+        HOOKHUB_PUBLISH_POLICY=json.dumps(TEST_PUBLISH_POLICY),
         **{f"HOOKHUB_SECRET_{name.upper()}": secret for name, secret in PROVIDER_SECRETS.items()},
     )
     env.update(extra)

@@ -6,13 +6,17 @@ none of those is still being handled. One that finishes while an earlier one is 
 waits for it at most FLUSH_AFTER_S, then is acked alone, so a slow message never holds the
 others' prefetch slots for long. Messages settled otherwise (moved to a retry queue, given back)
 are settled by the runtime itself and only leave the line here.
+
+Also what settling one message by hand needs: where it came from, whether the broker has it back.
 """
 
 import asyncio
+from collections.abc import Awaitable
 
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelInvalidStateError
 from aiormq.abc import AbstractChannel
+from hookhub import failures
 from hookhub.observability import log
 
 FLUSH_AFTER_S = 0.05
@@ -121,3 +125,31 @@ class Acks:
             del line.done[tag]
             line.gone.add(tag)
             line.send(tag, multiple=False)
+
+
+def from_archive(message: AbstractIncomingMessage) -> bool:
+    """Whether the message was read from the archive (a backfill's), not from a queue."""
+    return failures.STREAM_OFFSET_HEADER in (message.headers or {})
+
+
+def taken_back(message: AbstractIncomingMessage) -> bool:
+    """Whether the broker has taken the message back, to deliver it again: a queue's, whose
+    channel closed. Never an archive's (a backfill's): a stream delivers nothing again, so its
+    failure is moved to the retry queues whatever became of the channel it came on."""
+    return not from_archive(message) and _channel_gone(message)
+
+
+def _channel_gone(message: AbstractIncomingMessage) -> bool:
+    try:
+        return message.channel.is_closed
+    except ChannelInvalidStateError:  # aio-pika's way of saying closed
+        return True
+
+
+async def settle(ack_or_nack: Awaitable[None]) -> None:
+    """Ack or nack one message now; on a channel the connection has dropped, the broker has
+    already taken the message back and redelivers it, so there is nothing left but to say so."""
+    try:
+        await ack_or_nack
+    except Exception as error:
+        log.warning("event.unsettled", error=f"{type(error).__name__}: {error}", redelivered=True)

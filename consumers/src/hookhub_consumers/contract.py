@@ -3,30 +3,47 @@
 A handler computes; the runtime acts. It is handed the event and a `Context` (settings, the store
 to read, the process's HTTP client, its consumer's name) and returns an `Outcome`: the events to
 emit and how to save the state change; among the events, deadlines (`deadline`), which come back
-to the same consumer when due. It raises `retries.Retry` or `retries.Permanent` to fail.
+to the same consumer when due. It raises `Retry` for a failure that may pass (`Retry(...,
+delay_s=60)`: not to be tried again sooner) or `Permanent` for one that cannot: the vocabulary of
+`retries`, where the whole retry policy lives, exported here with the rest of the contract.
 Handlers and the runtime both import this module; neither imports the other.
 """
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import httpx
 from hookhub.events import Event
 from hookhub.settings import Settings
 
-from hookhub_consumers.records import Order, Ticket
-from hookhub_consumers.retries import Permanent
+from hookhub_consumers.retries import Permanent, Retry, worth_retrying
 from hookhub_consumers.store import Store
+
+__all__ = [
+    "Context",
+    "Handler",
+    "Outcome",
+    "Permanent",
+    "Retry",
+    "Steps",
+    "deadline",
+    "emitted",
+    "event_json",
+    "order_id_of",
+    "worth_retrying",
+]
 
 
 @dataclass
 class Outcome:
-    """What handling an event decided: the aggregate's new state (read from the store, changed;
-    none when nothing changes) and the events to emit. The runtime saves the state with the
-    event's marker and the events (its outbox) in one atomic write, then publishes them."""
+    """What handling an event decided: a record's new state (read through `ctx.records`,
+    changed; none when nothing changes) and the events to emit. The runtime saves the state,
+    through the repository registered for its record type, with the event's marker and the
+    events (its outbox) in one atomic write, then publishes them."""
 
-    state: Order | Ticket | None = None
+    state: Any | None = None
     emit: list[Event] = field(default_factory=list)
     # Called once the state is saved, never when it was not (a repeat, a lost race): the place
     # for an effect outside the store that must count each decision once, such as a metric.
@@ -39,6 +56,11 @@ class Context:
     store: Store
     http: httpx.AsyncClient
     consumer: str
+
+    @property
+    def records(self) -> Any:
+        """Its consumer's repository (its spec's `repositories`): the reads of its records."""
+        return self.store.repository(self.consumer)
 
 
 Handler = Callable[[Event, Context], Awaitable[Outcome]]

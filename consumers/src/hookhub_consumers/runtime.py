@@ -8,14 +8,14 @@ A message goes runtime → handler → store/publish. The handler computes; the 
 saves the state change, the event's processed-marker and the follow-up events (the outbox) in
 one atomic write, then publishes the follow-ups (waiting for the broker's confirms), and only
 then acks. Any failure on the way sends the message to a retry queue or the dead-letter queue,
-decided in one place (`_settle_failure`).
+as `retries` decides. Cross-cutting work (the trace span, the metrics) wraps that in the
+consumer's middlewares (`middleware`).
 """
 
 import asyncio
 import gc
 import signal
-import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -26,56 +26,24 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from hookhub import failures, topology, tracing
 from hookhub.broker import ERRORS as BROKER_ERRORS
-from hookhub.broker import Broker, BrokerUnavailable
+from hookhub.broker import Broker
 from hookhub.events import Event
 from hookhub.observability import log
 from hookhub.settings import Settings
 from hookhub.specs import ConsumerSpec
 from hookhub_eventlog.store import EventLog, Step, open_event_log
-from prometheus_client import Counter, Gauge, Histogram
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    stop_any,
-    wait_exponential,
-)
 
-from hookhub_consumers import backfill, retries
+from hookhub_consumers import acks, backfill, middleware, retries
 from hookhub_consumers.acks import Acks
 from hookhub_consumers.contract import Context, Handler, Steps
+from hookhub_consumers.middleware import Handling, Middleware, Settled
 from hookhub_consumers.outbox import Outbox
 from hookhub_consumers.probes import StoreCheck, serving_probes
 from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Store, open_store
 
-MESSAGES = Counter(
-    "hookhub_consumer_messages_total",
-    "Messages handled, by consumer and outcome (processed, duplicate, retried, dead_lettered)",
-    ["consumer", "outcome"],
-)
-EVENT_AGE = Histogram(
-    "hookhub_consumer_event_age_seconds",
-    "How old an event is when its consumer is done with it (its lag)",
-    ["consumer"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
-)
-QUEUE_MESSAGES = Gauge(
-    "hookhub_queue_messages",
-    "Messages waiting in each of a consumer's queues (work, retry, dead-letter), at scrape time",
-    ["queue"],
-)
-HANDLE_SECONDS = Histogram(
-    "hookhub_consumer_handle_seconds", "Time to handle one message, effects included", ["consumer"]
-)
 # Two events for the same order handled at once: one save loses the version race. Re-reading
 # and handling again at once is cheaper than a trip through the retry queues.
 CONFLICT_RETRIES = 3
-# A failed message whose copy the broker will not take (a refusing channel, a retry queue being
-# re-declared) is kept in hand and the copy tried again with backoff, for up to this long, before
-# it is given back: given back at once, it would burn through the delivery limit in a second and
-# be parked by the broker. Within the 30 s that `stop` waits for the messages in hand.
-MOVE_BACKOFF_MAX_S = 5.0
-MOVE_GIVE_UP_S = 25.0
 
 
 class Consumer:
@@ -90,6 +58,7 @@ class Consumer:
         journal: EventLog,
         http: httpx.AsyncClient,
         backfill_from: datetime | None = None,
+        middlewares: Sequence[Middleware] = middleware.DEFAULT,
     ):
         name = spec.name
         if unserved := steps_disagreeing(spec, steps):
@@ -98,93 +67,28 @@ class Consumer:
         self.name = name
         self.steps = steps
         self.settings = settings
+        self.policy = retries.Policy.of(settings)
         self.context = Context(settings, store, http, name)
         self.journal = journal  # where the steps of events' journeys are recorded
-        self.broker = Broker(settings, on_connected=self._subscribe)
-        self.outbox = Outbox(name, store, self.broker, settings.outbox_relay_interval_s)
         self._stopping = asyncio.Event()
+        self._subscription = Subscription(self, backfill_from, self._stopping)
+        self.broker = Broker(settings, on_connected=self._subscription.on_connected)
+        self.outbox = Outbox(name, store, self.broker, settings.outbox_relay_interval_s)
+        self._chain = middleware.chain(middlewares, self._settle)
         self._relay: asyncio.Task[None] | None = None
         self._in_hand: set[asyncio.Task[None]] = set()
         self._acks = Acks()
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # event key → lock, its users
-        self._channel: aio_pika.abc.AbstractChannel | None = None
-        self._queue: aio_pika.abc.AbstractQueue | None = None
-        self._consumer_tag: str | None = None
-        # With a backfill, the live queue is taken only once the archive is read to the seam.
-        self._backfill_from = backfill_from
-        self._live = backfill_from is None
-        self._backfill: asyncio.Task[None] | None = None
+        self._one_at_a_time = OneAtATime()
 
     async def check(self) -> bool:
         """Ready: subscribed, and the broker takes and confirms our publishes (actively
         re-checked after a confirm stalled, so one slow confirm does not stick)."""
-        return await self.broker.check() and self._consumer_tag is not None
+        return await self.broker.check() and self._subscription.subscribed
 
     async def start(self) -> None:
         await self.broker.start()
         self._relay = asyncio.create_task(self.outbox.relay(self._stopping), name="outbox-relay")
-        if self._backfill_from is not None:
-            since = self._backfill_from
-            going_live = self._backfill_then_go_live(since)
-            self._backfill = asyncio.create_task(going_live, name="backfill")
-
-    async def _backfill_then_go_live(self, since: datetime) -> None:
-        """Read the archive from `since` to the seam, then subscribe to the live queue. The
-        broker's start-up declared (and bound) the live queue before any of it."""
-        progress = backfill.Backfill(since)
-        # Events routed before the binding are in the stream within the publishers' confirm
-        # timeout (see `backfill`); a second more for the clocks of the processes involved.
-        margin_s = self.settings.publish_timeout_s + 1.0
-        while not self._stopping.is_set():
-            if (connection := self.broker.connection) is None or not self.broker.connected.is_set():
-                await asyncio.sleep(0.5)  # the broker connects (or fails over) in the background
-                continue
-            try:
-                await backfill.backfill(
-                    self,
-                    connection,
-                    progress,
-                    prefetch=self.settings.prefetch_count,
-                    margin_s=margin_s,
-                    stop=self._stopping,
-                )
-                break
-            except (backfill.ReadAgain, *BROKER_ERRORS) as error:
-                log.warning("backfill.reading_again", error=f"{type(error).__name__}: {error}")
-                await asyncio.sleep(1)
-            except Exception:  # a defect: said, and tried again rather than hanging unready
-                log.exception("backfill.failed", consumer=self.name)
-                await asyncio.sleep(5)
-        self._live = True
-        while not self._stopping.is_set() and self._consumer_tag is None:
-            try:
-                if (connection := self.broker.connection) is not None:
-                    await self._subscribe(connection)
-                    break
-            except BROKER_ERRORS as error:  # a robust reconnect does not subscribe by itself
-                log.warning("consumer.not_subscribed", error=f"{type(error).__name__}: {error}")
-            await asyncio.sleep(1)
-
-    async def _subscribe(self, connection: AbstractRobustConnection) -> None:
-        if not self._live:
-            return  # the backfill subscribes once it reaches the seam
-        # A robust channel re-opens and re-subscribes by itself after a reconnect.
-        self._channel = await connection.channel()
-        await self._channel.set_qos(prefetch_count=self.settings.prefetch_count)
-        # Declared (passively) through the robust channel, not fetched: only queues it declared
-        # itself are re-subscribed after a reconnect.
-        self._queue = await self._channel.declare_queue(
-            topology.work_queue(self.name), passive=True
-        )
-        self._consumer_tag = await self._queue.consume(self._on_message)
-        log.info("consumer.started", consumer=self.name, prefetch=self.settings.prefetch_count)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        # aiormq cancels a channel's callback tasks when the connection drops. Stopped half-way,
-        # a notification POSTed but not yet marked would be POSTed again on redelivery; so the
-        # work runs in a task of its own that finishes its effects (the ack then fails, and the
-        # redelivery finds the marker).
-        await asyncio.shield(self.take(message))
+        self._subscription.start()
 
     def take(self, message: AbstractIncomingMessage) -> asyncio.Task[None]:
         """Process the message in a task of its own, which settles it."""
@@ -200,31 +104,35 @@ class Consumer:
         self._acks.ack(message)
 
     async def process(self, message: AbstractIncomingMessage) -> None:
-        """Handle one message; whatever happens, it ends acked, in a retry queue, in the DLQ, or
-        (when even parking it fails) back with the broker. Traced: a process span, continuing
-        the trace the message carries."""
-        if _from_archive(message):  # a backfill's
-            queue, late = topology.ARCHIVE_QUEUE, True
-        else:
-            queue, late = topology.work_queue(self.name), False
-        with tracing.processing(self.name, queue, message, late=late):
-            await self._process(message)
-
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+        """Handle one message through the middlewares; whatever happens, it ends acked, in a
+        retry queue, in the DLQ, or (when even parking it fails) back with the broker."""
+        late = acks.from_archive(message)  # a backfill's
+        queue = topology.ARCHIVE_QUEUE if late else topology.work_queue(self.name)
+        handling = Handling(self.name, queue, message, late)
         try:
-            event = Event.from_message(message)
+            handling.event = Event.from_message(message)
         except Exception as error:  # headers no Hookhub publisher wrote: nothing to retry
-            with structlog.contextvars.bound_contextvars(
-                consumer=self.name,
-                event_id=message.message_id,
-                correlation_id=message.correlation_id,
-            ):
-                reason = f"not a Hookhub event: {error}"
-                await self._settle_failure(message, retries.Permanent(reason))
-                self._acks.settled(message)
+            handling.error = retries.Permanent(f"not a Hookhub event: {error}")
+        failed: Exception | None = None
+        try:
+            await self._chain(handling)
+        except backfill.ReadAgain:  # the backfill's to deal with
+            raise
+        except Exception as error:  # a middleware's (or a defect's): said, never lost
+            log.exception("event.handling_failed", consumer=self.name, event_id=message.message_id)
+            failed = error
+        if handling.outcome is None:  # never settled: a middleware failed or did not call on
+            await self._fail(handling, failed or RuntimeError("a middleware did not call on"))
+
+    async def _settle(self, handling: Handling) -> None:
+        """The last step of the chain: handle the event, then ack it, or retry or park it."""
+        message, event = handling.message, handling.event
+        if event is None:  # `process` could not read one, and put why in `error`
+            ids = {"event_id": message.message_id, "correlation_id": message.correlation_id}
+            with structlog.contextvars.bound_contextvars(consumer=self.name, **ids):
+                await self._fail(handling, handling.error or retries.Permanent("not an event"))
             return
         replayed, reprocess = failures.replay_of(message.headers)
-        original_id = event.id
         if reprocess is not None:
             # Reprocessing on purpose: as an event of its own id, so that its marker, its
             # follow-ups and its notification are new, and it is processed once more.
@@ -236,49 +144,28 @@ class Consumer:
             correlation_id=event.correlation_id,
             type=event.type,
         ):
-            started = time.perf_counter()
             try:
-                outcome_name, published = await self._handle(event, marker)
+                outcome, published = await self._handle(event, marker)
             except Exception as error:  # every failure is settled here, none escapes
-                await self._settle_failure(message, error)
-                self._acks.settled(message)
+                await self._fail(handling, error)
                 return
-            finally:
-                HANDLE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-            MESSAGES.labels(self.name, outcome_name).inc()
-            if not _from_archive(message):
-                # A backfill's events are old on purpose: they are not this consumer's lag.
-                EVENT_AGE.labels(self.name).observe(max(0.0, time.time() - event.time.timestamp()))
-            log.info("event.processed", outcome=outcome_name)
+            log.info("event.processed", outcome=outcome)
             if replayed:
                 what = "reprocessed" if reprocess else "replayed"
-                await self._journey(Step(original_id, self.name, what, outcome_name))
+                await self._journey(Step(handling.event.id, self.name, what, outcome))
+            handling.outcome = outcome
             self._acks.ack(message)
             if published:  # after the ack: forgetting the outbox is not on the ack's path
                 await self.outbox.forget(marker)
 
-    async def _handle(self, event: Event, marker: Marker) -> tuple[str, bool]:
+    async def _handle(self, event: Event, marker: Marker) -> tuple[Settled, bool]:
         # The events of one order (its subject) are applied one at a time, in the order they
         # arrived (asyncio's locks are fair), and so are two copies of one event in hand at once
         # (a provider's retry, a re-published follow-up): the second finds the first's marker.
         async with self._one_at_a_time(event.subject or marker.event_key):
             return await self._handle_once(event, marker)
 
-    @asynccontextmanager
-    async def _one_at_a_time(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    async def _handle_once(self, event: Event, marker: Marker) -> tuple[str, bool]:
+    async def _handle_once(self, event: Event, marker: Marker) -> tuple[Settled, bool]:
         """The outcome's name, and whether follow-ups were published (their outbox then to be
         forgotten)."""
         store = self.context.store
@@ -311,68 +198,21 @@ class Consumer:
         for binding, step in self.steps.items():
             if topology.binding_matches(binding, event_type):
                 return step
-        # Only a message published straight to the work queue gets here.
-        raise retries.Permanent(f"{self.name} does not handle {event_type}")
+        # A type the steps do not cover reaches the work queue only from a newer release (its
+        # bindings, its deadlines) or from someone publishing straight to the queue: held for a
+        # release that handles it, never parked (a rolling upgrade must not lose it).
+        raise retries.Hold(f"{self.name} does not handle {event_type}: held for a newer release")
 
-    async def _settle_failure(self, message: AbstractIncomingMessage, error: Exception) -> None:
-        """Retry later or dead-letter; ack the original only once its copy is confirmed."""
-        if _taken_back(message):
-            # The connection dropped while this was in hand: the broker has taken the message
-            # back and redelivers it. A copy parked now would make it two events.
-            log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
-            return
-        attempts = failures.attempts_so_far(message.headers) + 1
-        step = retries.decide(error, attempts, self.settings.retry_delays_s)
-        if isinstance(step, retries.RetryLater):
-            target, outcome = topology.retry_queue(self.name, step.delay_s), "retried"
-            reason = f"{type(error).__name__}: {error}"
-        else:
-            target, outcome, reason = (
-                topology.dead_letter_queue(self.name),
-                "dead_lettered",
-                step.reason,
-            )
-        tracing.failed(error, outcome)
-        copy = failures.failed_copy(message, consumer=self.name, attempts=attempts, reason=reason)
-        if not await self._move(message, copy, target):
-            return
-        MESSAGES.labels(self.name, outcome).inc()
-        log_method = log.warning if outcome == "retried" else log.error
-        log_method(f"event.{outcome}", attempts=attempts, reason=reason, queue=target)
-        await _settle(message.ack())
-        what = "retried" if outcome == "retried" else "parked"
-        await self._journey(Step(message.message_id or "", self.name, what, reason))
-
-    async def _move(
-        self, message: AbstractIncomingMessage, copy: aio_pika.Message, target: str
-    ) -> bool:
-        """Publish the failed message's copy to `target`, trying again with backoff while the
-        broker will not take it; False when it gave the message back (or the broker has)."""
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(BrokerUnavailable),
-                wait=wait_exponential(multiplier=0.2, max=MOVE_BACKOFF_MAX_S),
-                stop=stop_any(stop_after_delay(MOVE_GIVE_UP_S), lambda _: _taken_back(message)),
-                before_sleep=lambda state: log.warning(
-                    "event.move_retrying", queue=target, attempt=state.attempt_number
-                ),
-                reraise=True,
-            ):
-                with attempt:
-                    await self.broker.publish_to_queue(copy, target)
-        except Exception as error:  # still refused, or a copy the broker cannot take at all
-            if _taken_back(message):  # the broker took the original back: nothing to settle
-                log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
-                return False
-            if _from_archive(message):
-                # A backfill's: a stream takes no nack (the broker would close the connection).
-                raise backfill.ReadAgain(f"could not move {message.message_id!r}") from error
-            # The copy may not exist: leave the original with the broker, which counts this
-            # delivery towards the limit that finally parks it.
-            log.warning("event.requeued", queue=target, error=f"could not move it: {error}")
-            await _settle(message.nack(requeue=True))
-            return False
-        return True
+    async def _fail(self, handling: Handling, error: Exception) -> None:
+        """Retry or park the message (`retries`), and say so in the event's journey."""
+        handling.error = error
+        message = handling.message
+        moved = await retries.retry_or_park(message, error, self.name, self.policy, self.broker)
+        self._acks.settled(message)
+        handling.outcome = "given_back" if moved is None else moved.outcome
+        if moved is not None:
+            what = "retried" if moved.outcome == "retried" else "parked"
+            await self._journey(Step(message.message_id or "", self.name, what, moved.reason))
 
     async def _journey(self, step: Step) -> None:
         """Record a step of the event's journey; the event is settled already, so a store that
@@ -382,33 +222,10 @@ class Consumer:
         except Exception as error:
             log.warning("journey.not_recorded", what=step.what, error=f"{type(error).__name__}")
 
-    async def count_queues(self) -> None:
-        """Set `hookhub_queue_messages` for this consumer's queues (passive declares: cheap)."""
-        connection = self.broker.connection
-        if connection is None or connection.is_closed:
-            return
-        try:
-            async with connection.channel() as channel:
-                for spec in topology.consumer_queues(
-                    self.spec, self.settings.retry_delays_s, self.settings.delivery_limit
-                ):
-                    declared = await channel.declare_queue(spec.name, passive=True)
-                    QUEUE_MESSAGES.labels(spec.name).set(declared.declaration_result.message_count)
-        except Exception as error:  # a missing queue, a dropped connection: the next scrape
-            log.warning("metrics.queues_not_counted", error=f"{type(error).__name__}: {error}")
-
     async def stop(self) -> None:
         """Stop taking messages, finish those in hand, then close."""
         self._stopping.set()
-        if self._backfill is not None:
-            await self._backfill
-        if self._queue is not None and self._consumer_tag is not None:
-            try:
-                # Bounded: a robust channel waits for its connection, which may not come back.
-                async with asyncio.timeout(self.settings.connect_timeout_s):
-                    await self._queue.cancel(self._consumer_tag)
-            except Exception:  # the connection may already be gone; nothing then is in hand
-                pass
+        await self._subscription.cancel()
         if self._in_hand:
             await asyncio.wait(self._in_hand, timeout=30)
         await self._acks.flush()
@@ -422,31 +239,125 @@ def steps_disagreeing(spec: ConsumerSpec, steps: Steps) -> set[str]:
     return set(spec.handled_types) ^ set(steps)
 
 
-def _from_archive(message: AbstractIncomingMessage) -> bool:
-    return failures.STREAM_OFFSET_HEADER in (message.headers or {})
+class Subscription:
+    """How a consumer's messages come in: its work queue, subscribed again on every reconnect;
+    with a backfill, first the archive from a point in time to the seam, and only then the queue
+    (`backfill`)."""
+
+    def __init__(
+        self, consumer: Consumer, backfill_from: datetime | None, stop: asyncio.Event
+    ) -> None:
+        self._consumer = consumer
+        self._name, self._settings = consumer.name, consumer.settings
+        self._stop = stop
+        self._backfill_from = backfill_from
+        self._live = backfill_from is None  # with a backfill, the queue waits for the seam
+        self._backfill: asyncio.Task[None] | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._tag: str | None = None
+
+    @property
+    def subscribed(self) -> bool:
+        return self._tag is not None
+
+    def start(self) -> None:
+        if self._backfill_from is not None:
+            going_live = self._backfill_then_go_live(self._backfill_from)
+            self._backfill = asyncio.create_task(going_live, name="backfill")
+
+    async def _backfill_then_go_live(self, since: datetime) -> None:
+        """Read the archive from `since` to the seam, then subscribe to the live queue. The
+        broker's start-up declared (and bound) the live queue before any of it."""
+        progress = backfill.Backfill(since)
+        # Events routed before the binding are in the stream within the publishers' confirm
+        # timeout (see `backfill`); a second more for the clocks of the processes involved.
+        margin_s = self._settings.publish_timeout_s + 1.0
+        broker = self._consumer.broker
+        while not self._stop.is_set():
+            if (connection := broker.connection) is None or not broker.connected.is_set():
+                await asyncio.sleep(0.5)  # the broker connects (or fails over) in the background
+                continue
+            try:
+                await backfill.backfill(
+                    self._consumer,
+                    connection,
+                    progress,
+                    prefetch=self._settings.prefetch_count,
+                    margin_s=margin_s,
+                    stop=self._stop,
+                )
+                break
+            except (backfill.ReadAgain, *BROKER_ERRORS) as error:
+                log.warning("backfill.reading_again", error=f"{type(error).__name__}: {error}")
+                await asyncio.sleep(1)
+            except Exception:  # a defect: said, and tried again rather than hanging unready
+                log.exception("backfill.failed", consumer=self._name)
+                await asyncio.sleep(5)
+        self._live = True
+        while not self._stop.is_set() and self._tag is None:
+            try:
+                if (connection := broker.connection) is not None:
+                    await self.on_connected(connection)
+                    break
+            except BROKER_ERRORS as error:  # a robust reconnect does not subscribe by itself
+                log.warning("consumer.not_subscribed", error=f"{type(error).__name__}: {error}")
+            await asyncio.sleep(1)
+
+    async def on_connected(self, connection: AbstractRobustConnection) -> None:
+        """Subscribe to the work queue: the broker calls this on every (re)connect."""
+        if not self._live:
+            return  # the backfill subscribes once it reaches the seam
+        # A robust channel re-opens and re-subscribes by itself after a reconnect.
+        self._channel = await connection.channel()
+        await self._channel.set_qos(prefetch_count=self._settings.prefetch_count)
+        # Declared (passively) through the robust channel, not fetched: only queues it declared
+        # itself are re-subscribed after a reconnect.
+        self._queue = await self._channel.declare_queue(
+            topology.work_queue(self._name), passive=True
+        )
+        self._tag = await self._queue.consume(self._on_message)
+        log.info("consumer.started", consumer=self._name, prefetch=self._settings.prefetch_count)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # aiormq cancels a channel's callback tasks when the connection drops. Stopped half-way,
+        # a notification POSTed but not yet marked would be POSTed again on redelivery; so the
+        # work runs in a task of its own that finishes its effects (the ack then fails, and the
+        # redelivery finds the marker).
+        await asyncio.shield(self._consumer.take(message))
+
+    async def cancel(self) -> None:
+        """Take no more: the backfill stops reading, the queue's subscription is cancelled."""
+        if self._backfill is not None:
+            await self._backfill
+        if self._queue is not None and self._tag is not None:
+            try:
+                # Bounded: a robust channel waits for its connection, which may not come back.
+                async with asyncio.timeout(self._settings.connect_timeout_s):
+                    await self._queue.cancel(self._tag)
+            except Exception:  # the connection may already be gone; nothing then is in hand
+                pass
 
 
-def _taken_back(message: AbstractIncomingMessage) -> bool:
-    """Whether the broker has taken the message back, to deliver it again: a queue's, whose
-    channel closed. Never an archive's (a backfill's): a stream delivers nothing again, so its
-    failure is moved to the retry queues whatever became of the channel it came on."""
-    return not _from_archive(message) and _channel_gone(message)
+class OneAtATime:
+    """Locks by key, each forgotten once nobody holds it or waits for it."""
 
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key → lock, its users
 
-def _channel_gone(message: AbstractIncomingMessage) -> bool:
-    try:
-        return message.channel.is_closed
-    except aio_pika.exceptions.ChannelInvalidStateError:  # aio-pika's way of saying closed
-        return True
-
-
-async def _settle(ack_or_nack: Awaitable[None]) -> None:
-    """Ack or nack; on a channel the connection has dropped, the broker has already taken the
-    message back and redelivers it, so there is nothing left to do but say so."""
-    try:
-        await ack_or_nack
-    except Exception as error:
-        log.warning("event.unsettled", error=f"{type(error).__name__}: {error}", redelivered=True)
+    @asynccontextmanager
+    async def __call__(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 async def _all_ready(consumers: list[Consumer], store_writable: StoreCheck) -> bool:
@@ -455,7 +366,7 @@ async def _all_ready(consumers: list[Consumer], store_writable: StoreCheck) -> b
 
 async def _count_queues(consumers: list[Consumer]) -> None:
     for consumer in consumers:
-        await consumer.count_queues()
+        await middleware.count_queues(consumer.broker.connection, consumer.spec, consumer.settings)
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -474,16 +385,19 @@ async def run_consumers(
     *,
     probe_port: int | None = None,
     backfill_from: datetime | None = None,
+    middlewares: Sequence[Middleware] = middleware.DEFAULT,
 ) -> None:
     """Run each consumer of `specs`, with the handler steps its spec names, in this process
     until `stop` is set; with `backfill_from`, each first processes the archive's events
     of its bindings from then on (see `backfill`)."""
     tracing.configure(f"hookhub-{'-'.join(spec.name for spec in specs)}")  # e.g. hookhub-payments
-    store = open_store(settings.store_url)
+    store = open_store(settings.store_url, specs)  # with their records' repositories
     journal = open_event_log(settings.store_url)
     async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http, AsyncExitStack() as up:
         consumers = [
-            Consumer(spec, spec.load_steps(), settings, store, journal, http, backfill_from)
+            Consumer(
+                spec, spec.load_steps(), settings, store, journal, http, backfill_from, middlewares
+            )
             for spec in specs
         ]
         if probe_port is not None:  # first: a port that cannot be served stops the start-up

@@ -24,6 +24,12 @@ app = typer.Typer(help="The event log: find, follow and replay archived events."
 Since = Annotated[str | None, typer.Option(help="From this time on (ISO 8601, UTC if no zone)")]
 Until = Annotated[str | None, typer.Option(help="Before this time (ISO 8601, UTC if no zone)")]
 Json = Annotated[bool, typer.Option("--json", help="JSON for scripts, not a table")]
+SourceOfId = Annotated[
+    str | None,
+    typer.Option(
+        "--source", help="The event's source, when events from several sources share the id"
+    ),
+]
 
 
 def _time(text: str | None, option: str) -> datetime | None:
@@ -53,6 +59,25 @@ def _query(
         until=_time(until, "--until"),
         limit=limit,
     )
+
+
+def _one_of(shared: journey.SharedId) -> str:
+    """What to say when several events share an id: each with its source, and how to choose."""
+    choices = "; ".join(f"{e.source} ({e.type}, {e.time.isoformat()})" for e in shared.events)
+    return f"{shared}: {choices}. Run it again with --source SOURCE"
+
+
+async def _the_event(id: str, source: str | None) -> LoggedEvent | None:
+    event_log = open_event_log(load_settings().store_url)
+    try:
+        return await journey.the_event(event_log, id, source)
+    finally:
+        await event_log.close()
+
+
+def _not_found(id: str, source: str | None) -> str:
+    from_source = f" from {source}" if source else ""
+    return f"no event with id '{id}'{from_source} in the event log"
 
 
 async def _find(query: EventQuery, unrouted: bool) -> list[LoggedEvent]:
@@ -110,18 +135,23 @@ def list_events(
 @app.command()
 def show(
     id: Annotated[str, typer.Argument(help="The event id")],
+    source: SourceOfId = None,
     as_json: Json = False,
 ) -> None:
-    """One archived event: its attributes, headers and body, as the broker keeps them."""
+    """One archived event: its attributes, headers and body, as the broker keeps them. When
+    events from several sources share the id, it lists them: choose one with --source."""
     settings = load_settings()
 
     async def main() -> dict[str, Any] | None:
-        found = await _find(EventQuery(id=id, limit=1), unrouted=False)
-        if not found:
+        try:
+            found = await _the_event(id, source)
+        except journey.SharedId as shared:
+            fail(_one_of(shared))
+        if found is None:
             return None
         async with broker_connection(settings) as connection:
-            message = await archive.archived_message(connection, found[0].position)
-        shown: dict[str, Any] = asdict(found[0])
+            message = await archive.archived_message(connection, found.position)
+        shown: dict[str, Any] = asdict(found)
         if message is None:
             shown["body"] = None
             shown["note"] = "no longer in the archive (retention)"
@@ -136,29 +166,33 @@ def show(
 
     shown = run(main)
     if shown is None:
-        fail(f"no event with id '{id}' in the event log")
+        fail(_not_found(id, source))
     console.print_json(_as_json(shown))
 
 
 @app.command("journey")
 def show_journey(
     id: Annotated[str, typer.Argument(help="The event id")],
+    source: SourceOfId = None,
     as_json: Json = False,
 ) -> None:
     """What became of an event: accepted, each consumer's outcome, retries, parking, replays,
-    the follow-ups it caused and its notification deliveries."""
+    the follow-ups it caused and its notification deliveries. When events from several sources
+    share the id, it lists them: choose one with --source."""
     settings = load_settings()
 
     async def main() -> journey.Journey | None:
         event_log = open_event_log(settings.store_url)
         try:
-            return await journey.journey(event_log, id)
+            return await journey.journey(event_log, id, source)
+        except journey.SharedId as shared:
+            fail(_one_of(shared))
         finally:
             await event_log.close()
 
     found = run(main)
     if found is None:
-        fail(f"no event with id '{id}' in the event log")
+        fail(_not_found(id, source))
     lines = found.timeline()
     if as_json:
         console.print_json(

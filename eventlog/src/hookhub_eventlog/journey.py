@@ -11,6 +11,38 @@ from hookhub import specs, topology
 from hookhub_eventlog.store import Attempt, EventLog, EventQuery, LoggedEvent, Step
 
 Line = tuple[datetime, str, str, str]  # when, where, what, detail
+# How many indexed copies of one id are read to tell its sources apart (a provider's retry is
+# indexed again under the same id and source).
+MAX_COPIES_OF_AN_ID = 100
+
+
+class SharedId(LookupError):
+    """Events from several sources have this id, and none was chosen: an id is unique only
+    within its source (CloudEvents' (source, id)), so which one is for the caller to say."""
+
+    def __init__(self, event_id: str, events: list[LoggedEvent]) -> None:
+        sources = ", ".join(event.source for event in events)
+        super().__init__(
+            f"{len(events)} events have the id '{event_id}' (from {sources}): "
+            "choose one by its source"
+        )
+        self.event_id = event_id
+        self.events = events
+
+
+async def the_event(
+    event_log: EventLog, event_id: str, source: str | None = None
+) -> LoggedEvent | None:
+    """The event (`source`, `event_id`); with no source, the event with that id when only one
+    source has it, else `SharedId` listing them. The newest copy when one was published more
+    than once (a retried delivery). None when the index knows no such event."""
+    query = EventQuery(id=event_id, source=source, limit=MAX_COPIES_OF_AN_ID)
+    newest_by_source: dict[str, LoggedEvent] = {}
+    for event in await event_log.find_events(query):  # newest first
+        newest_by_source.setdefault(event.source, event)
+    if len(newest_by_source) > 1:
+        raise SharedId(event_id, list(newest_by_source.values()))
+    return next(iter(newest_by_source.values()), None)
 
 
 @dataclass
@@ -37,12 +69,13 @@ class Journey:
         return sorted(lines, key=lambda line: line[0])
 
 
-async def journey(event_log: EventLog, event_id: str) -> Journey | None:
-    """The journey of the event with this id; None when the index does not know it."""
-    found = await event_log.find_events(EventQuery(id=event_id, limit=1))
-    if not found:
+async def journey(event_log: EventLog, event_id: str, source: str | None = None) -> Journey | None:
+    """The journey of the event (`source`, `event_id`), found as `the_event` finds it (so
+    `SharedId` when several sources have the id and none was given); None when the index does
+    not know it."""
+    event = await the_event(event_log, event_id, source)
+    if event is None:
         return None
-    event = found[0]
     return Journey(
         event=event,
         processed=await event_log.processed_by(event.source, event.id),

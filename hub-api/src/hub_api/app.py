@@ -64,7 +64,8 @@ def answer_too_large(request: DirectRequest, exc: MessageTooLarge) -> Reply:
 
 
 def create_app(settings: Settings) -> HubApi:
-    """The ASGI app. With `settings.gateway_secret` unset, requests are not checked for it (dev)."""
+    """The ASGI app. With `settings.gateway_secret` unset, requests are not checked for it and
+    the publish policy is not enforced (dev): it says so in a warning."""
     app = HubApi(
         # FastAPI's own telemetry would trace the probes and /metrics once a provider is set;
         # the ingest routes get their spans on the fast path.
@@ -77,7 +78,13 @@ def create_app(settings: Settings) -> HubApi:
         docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: ours is served below
         redoc_url=None,
     )
-    app.state.service = Service.from_settings(settings)
+    app.state.service = service = Service.from_settings(settings)
+    if service.publish_policy is None:
+        log.warning(
+            "publish_policy.not_enforced",
+            reason="no gateway (HOOKHUB_GATEWAY_SECRET unset): any caller may publish any type "
+            "that is not reserved; behind Kong, HOOKHUB_PUBLISH_POLICY says who may publish what",
+        )
     app.include_direct_router(routes.router)
     app.add_direct_exception_handler(Rejected, routes.answer_rejected)
     # A method the ingest routes' path does not serve, which the fast path refuses itself.

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from hookhub import gateway
 from hookhub.broker import Broker
+from hookhub.publish_policy import PublishPolicy
 from hookhub.settings import Settings
 
 from hub_api.fast_path import DirectRequest
@@ -19,17 +20,22 @@ from hub_api.fast_path import DirectRequest
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """hub-api's state: its settings, the broker it publishes to, and the secret Kong injects
-    (None where no Kong is in front, in dev: requests are then not checked for it)."""
+    """hub-api's state: its settings, the broker it publishes to, the secret Kong injects and
+    the publish policy it enforces (both None where no Kong is in front, in dev: requests are
+    then not checked for the secret, and the caller they name, unproven, may publish anything
+    that is not reserved)."""
 
     settings: Settings
     broker: Broker
     gateway_secret: bytes | None
+    publish_policy: PublishPolicy | None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Service":
         """The state for these settings, with a broker not yet started (the lifespan starts it)."""
-        return cls(settings, Broker(settings), gateway.gateway_secret(settings))
+        secret = gateway.gateway_secret(settings)
+        policy = None if secret is None else settings.publish_policy
+        return cls(settings, Broker(settings), secret, policy)
 
 
 def service_of(request: Request | DirectRequest) -> Service:

@@ -1,6 +1,6 @@
 """What may come in at /events, and the event it becomes: an internal CloudEvent, and who may
-publish which type. (A provider's webhook is `hub_api.webhooks`; the refusal both raise is
-`hub_api.rejections`.)
+publish which type (the publish policy, `hookhub.publish_policy`, and the types no caller may).
+(A provider's webhook is `hub_api.webhooks`; the refusal both raise is `hub_api.rejections`.)
 
 Plain functions over headers and body, with no web framework and no broker, so every rule is tested
 in memory. A request that breaks a rule raises `Rejected`: hub-api answers with its status and
@@ -9,6 +9,7 @@ detail, and publishes nothing. An `Event` returned here can be published as it i
 
 import base64
 import binascii
+import functools
 import json
 import uuid
 from collections.abc import Callable, Mapping
@@ -18,6 +19,8 @@ from urllib.parse import unquote
 from hookhub import contracts, events, specs
 from hookhub.events import Event
 from hookhub.providers import PROVIDERS
+from hookhub.publish_policy import CALLER_PATTERN, PublishPolicy
+from hookhub.topology import binding_matches
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub_api.headers import CORRELATION_HEADER, media_type
@@ -61,12 +64,53 @@ class CloudEventIn(BaseModel):
         return value
 
 
-def may_publish(event_type: str) -> bool:
-    """Whether a caller of /events may publish this type. Not one a consumer emits, in a
-    namespace one owns, or a deadline (the consumers' specs say which): a caller claiming it
-    would forge a payment or a finished order. Not one in a provider's namespace: it would pass
-    for a verified webhook."""
-    return specs.reserved(event_type) is None and event_type.split(".", 1)[0] not in PROVIDERS
+class NotAllowed(Rejected):
+    """403: the publish policy does not let this caller publish this type."""
+
+    def __init__(self, caller: str | None, detail: str, event_id: str) -> None:
+        super().__init__(403, detail, event_id=event_id)
+        self.caller = caller
+
+
+def is_reserved(event_type: str) -> bool:
+    """Whether no caller of /events may publish this type, whatever the policy says. One a
+    consumer emits, in a namespace one owns, or a deadline (the consumers' specs say which): a
+    caller claiming it would forge a payment or a finished order. One in a provider's namespace:
+    it would pass for a verified webhook."""
+    return specs.reserved(event_type) is not None or event_type.split(".", 1)[0] in PROVIDERS
+
+
+def may_publish(policy: PublishPolicy, caller: str | None, event_type: str) -> bool:
+    """Whether the publish policy lets `caller` publish `event_type` (reserved types aside)."""
+    for pattern in policy.get(caller or "", ()):
+        # A pattern that is the type itself (order.created) needs no word-by-word match.
+        if pattern == event_type or _matches(pattern, event_type):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _matches(pattern: str, event_type: str) -> bool:
+    # A word-by-word match costs about 4 µs; a caller sends the same few types again and again.
+    # Bounded: types a caller makes up only push older answers out.
+    return binding_matches(pattern, event_type)
+
+
+def not_allowed(policy: PublishPolicy, caller: str | None, event_type: str) -> str:
+    """The 403's detail: who, what, and what the policy lets that caller publish."""
+    patterns = policy.get(caller or "", ())
+    allowed = ", ".join(patterns) if patterns else "nothing"
+    return f"caller '{caller}' may not publish '{event_type}' (publish policy: {allowed})"
+
+
+def source_of(caller: str | None) -> str:
+    """The source of an event `caller` sent to /events. A caller's name is a plain word (Kong's
+    consumer names are), so no name makes the source of a webhook or a consumer's follow-up."""
+    if caller is None:
+        return "/events/anonymous"
+    if not CALLER_PATTERN.fullmatch(caller):
+        raise Rejected(401, "the authenticated caller's name is not a plain Kong consumer name")
+    return f"/events/{caller}"
 
 
 def check_internal_event(headers: Mapping[str, str]) -> None:
@@ -94,22 +138,32 @@ def is_binary_mode(headers: Mapping[str, str]) -> bool:
     return BINARY_MARKER in headers and media_type(headers) != STRUCTURED
 
 
-def internal_event(body: bytes, headers: Mapping[str, str], caller: str | None) -> Event:
+def internal_event(
+    body: bytes,
+    headers: Mapping[str, str],
+    caller: str | None,
+    policy: PublishPolicy | None = None,
+) -> Event:
     """A CloudEvent (that passed `check_internal_event`) sent to /events by `caller`, whom the
-    gateway authenticated, as the event to publish. Its source is the caller's, never what the
-    request claims. In binary mode the attributes come from the `ce-*` headers only and the body,
-    whatever it holds, is the data, byte-for-byte."""
+    gateway authenticated, as the event to publish, once `policy` lets the caller publish its
+    type (None: no gateway, every caller may publish every type that is not reserved). Its
+    source is the caller's, never what the request claims. In binary mode the attributes come
+    from the `ce-*` headers only and the body, whatever it holds, is the data, byte-for-byte."""
+    source = source_of(caller)
     binary = is_binary_mode(headers)
     if binary:
         cloud_event = _validated(lambda: CloudEventIn.model_validate(_ce_headers(headers)), "ce-")
     else:
         cloud_event = _validated(lambda: CloudEventIn.model_validate_json(body), "")
-    if not may_publish(cloud_event.type):
+    if is_reserved(cloud_event.type):
         raise Rejected(
             403,
             f"type '{cloud_event.type}' is reserved for Hookhub's own events",
             event_id=cloud_event.id,
         )
+    if policy is not None and not may_publish(policy, caller, cloud_event.type):
+        detail = not_allowed(policy, caller, cloud_event.type)
+        raise NotAllowed(caller, detail, cloud_event.id)
     if binary:
         data = body
         content_type = headers.get("content-type", "").strip() or "application/octet-stream"
@@ -121,7 +175,7 @@ def internal_event(body: bytes, headers: Mapping[str, str], caller: str | None) 
     return sendable(
         Event(
             id=cloud_event.id,
-            source=f"/events/{caller or 'anonymous'}",
+            source=source,
             type=cloud_event.type,
             data=data,
             content_type=content_type,

@@ -79,7 +79,8 @@ WEBHOOK_POST: dict[str, Any] = {
         200: _SERVED_ANSWER,
         **_refusals(
             s400="a body the provider's table row must read that is not JSON or a form",
-            s401="not through the gateway, or missing, wrong or stale signature",
+            s401="not through the gateway, or missing, wrong or stale signature (for Mercado "
+            "Pago: or a body whose data.id is not the signed one)",
             s404="unknown or unconfigured provider",
             s408="the body did not arrive whole within 5 s (the connection is closed)",
             s413="body over the size limit",
@@ -150,8 +151,9 @@ EVENTS_POST: dict[str, Any] = {
     "status_code": 202,
     "response_model": Accepted,
     "responses": _refusals(
-        s401="not through the gateway",
-        s403="the type is reserved for Hookhub's own events or a provider's",
+        s401="not through the gateway, or the caller's name is not a plain Kong consumer name",
+        s403="the publish policy does not let this caller publish this type (the detail names "
+        "both), or the type is reserved for Hookhub's own events or a provider's",
         s408="the body did not arrive whole within 5 s (the connection is closed)",
         s413="body over the size limit",
         s415="a batch, or neither CloudEvents JSON nor ce-* headers",

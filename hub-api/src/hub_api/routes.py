@@ -27,7 +27,7 @@ from hub_api import ingest, openapi, webhooks
 from hub_api.deps import Service, service_of
 from hub_api.fast_path import BodyTooLarge, DirectRequest, DirectRouter, Reply
 from hub_api.headers import CORRELATION_HEADER, EVENT_ID_HEADER, header_value
-from hub_api.metrics import PUBLISH_SECONDS, requests_counter
+from hub_api.metrics import PUBLISH_SECONDS, policy_refusals_counter, requests_counter
 from hub_api.openapi import Accepted
 from hub_api.rejections import Rejected
 from hub_api.webhooks import Answer
@@ -83,9 +83,11 @@ async def receive_event(request: DirectRequest) -> Reply:
     (`ce-*` headers, the body being the data). Batched mode is refused with 415.
 
     The event's source is the caller Kong authenticated (`/events/<consumer>`), never what
-    the request claims; in binary mode the body is data only and sets no attribute. Types
-    emitted by Hookhub's consumers (`payment.*`, `order.ready`, ...) and provider namespaces
-    (`stripe.*`, ...) are refused.
+    the request claims; in binary mode the body is data only and sets no attribute. A caller
+    publishes only the types the publish policy (`HOOKHUB_PUBLISH_POLICY`) gives it: any other
+    is refused with 403 naming the caller and the type. Types emitted by Hookhub's consumers
+    (`payment.*`, `order.ready`, ...) and provider namespaces (`stripe.*`, ...) are refused
+    whatever the policy says.
     """
     service = service_of(request)
     headers = request.headers
@@ -94,7 +96,14 @@ async def receive_event(request: DirectRequest) -> Reply:
         raise Rejected(401, "no authenticated caller: the gateway sent no X-Consumer-Username")
     ingest.check_internal_event(headers)  # before the body is read, as for webhooks
     body = await read_body(request, service.settings.max_body_bytes)
-    return await publish(service, ingest.internal_event(body, headers, caller), "events", "-")
+    policy = service.publish_policy
+    try:
+        event = ingest.internal_event(body, headers, caller, policy)
+    except ingest.NotAllowed:
+        assert policy is not None  # only a policy refuses
+        policy_refusals_counter(policy, caller).inc()
+        raise
+    return await publish(service, event, "events", "-")
 
 
 def through_gateway(headers: Mapping[str, str], secret: bytes | None) -> str | None:

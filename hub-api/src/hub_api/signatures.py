@@ -9,6 +9,7 @@ the schemes need (stripe, PyNaCl, standardwebhooks).
 
 import base64
 import hmac
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -139,6 +140,29 @@ def verify_mercadopago(request: SignedRequest, secret: str, tolerance_s: int) ->
     manifest += f"ts:{ts};"
     if not _same(_hmac_hex(secret, manifest.encode()), given):
         raise SignatureError("x-signature does not match")
+    # The signature covers the query's data.id, but the payments consumer fetches the payment
+    # named by the body's: a body naming another payment than the one signed is not signed.
+    body_id = _mercadopago_body_id(request.body)
+    signed_id = request.query.get("data.id", "")
+    if body_id is not None and body_id != signed_id:
+        raise SignatureError(
+            f"the body's data.id {body_id[:64]!r} is not the data.id the signature covers "
+            f"({signed_id[:64]!r}, from the URL's query string)"
+        )
+
+
+def _mercadopago_body_id(body: bytes) -> str | None:
+    """The body's `data.id` as text (Mercado Pago sends it as a string or a number); None when
+    the body holds none, or is not JSON (which the webhook's reading refuses with 400)."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    data = payload.get("data") if isinstance(payload, dict) else None
+    found = data.get("id") if isinstance(data, dict) else None
+    if found is None:
+        return None
+    return found if isinstance(found, str) else json.dumps(found)
 
 
 def token_header(header: str) -> Verifier:

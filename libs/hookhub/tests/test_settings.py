@@ -1,6 +1,7 @@
 """HOOKHUB_AMQP_URL takes one broker URL or several, and never shows a password when one is bad."""
 
 import pytest
+from hookhub import publish_policy
 from hookhub.settings import Settings
 from pydantic import ValidationError
 
@@ -70,3 +71,57 @@ def test_a_deadline_longer_than_a_message_ttl_can_be_is_refused_naming_the_varia
 
     with pytest.raises(ValidationError, match="order_payment_timeout_s"):
         Settings()
+
+
+def test_a_follow_up_key_too_short_to_be_a_secret_is_refused_naming_it_never_showing_it(
+    monkeypatch,
+):
+    monkeypatch.setenv("HOOKHUB_FOLLOW_UP_KEY", "hunter2")
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    [error] = raised.value.errors()
+    assert error["loc"] == ("follow_up_key",)
+    assert "at least 32 characters" in error["msg"]
+    assert "hunter2" not in str(raised.value)
+
+
+def test_an_empty_follow_up_key_is_unset(monkeypatch):
+    monkeypatch.setenv("HOOKHUB_FOLLOW_UP_KEY", "")
+
+    assert Settings().follow_up_key is None
+
+
+def test_the_publish_policy_defaults_to_the_table_in_code(monkeypatch):
+    monkeypatch.delenv("HOOKHUB_PUBLISH_POLICY", raising=False)
+
+    assert Settings().publish_policy == dict(publish_policy.DEFAULT)
+
+
+def test_a_publish_policy_is_read_as_json(monkeypatch):
+    monkeypatch.setenv("HOOKHUB_PUBLISH_POLICY", '{"jenkins": ["ci.#"], "shop": ["order.*"]}')
+
+    assert Settings().publish_policy == {"jenkins": ("ci.#",), "shop": ("order.*",)}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("{", "is not JSON"),
+        ('["ci.#"]', "must be a JSON object from caller to a list of type patterns"),
+        ('{"jenkins": "ci.#"}', "caller 'jenkins': give a list of type patterns"),
+        ('{"jenkins": ["ci..x"]}', "'ci..x' is not a type pattern"),
+        ('{"jenkins": ["ci.#x"]}', "'ci.#x' is not a type pattern"),
+        ('{"a/b": ["#"]}', "caller 'a/b' is not a Kong consumer name"),
+    ],
+)
+def test_a_bad_publish_policy_is_refused_saying_what_is_wrong(monkeypatch, value, problem):
+    monkeypatch.setenv("HOOKHUB_PUBLISH_POLICY", value)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    [error] = raised.value.errors()
+    assert error["loc"] == ("publish_policy",)
+    assert problem in error["msg"]

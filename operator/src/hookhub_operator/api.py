@@ -26,10 +26,18 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Not through the gateway, or no authenticated caller",
         403: "The caller is in neither operator group",
         404: "No such event or consumer",
+        409: "Events from several sources have this id: the answer lists them (`events`); "
+        "ask again with `?source=`",
         422: "A filter that cannot be used",
         503: "RabbitMQ did not answer; try again shortly",
     }
-    return {status: {"model": Problem, "description": means[status]} for status in statuses}
+    return {
+        status: {
+            "model": SharedIdProblem if status == 409 else Problem,
+            "description": means[status],
+        }
+        for status in statuses
+    }
 
 
 router = APIRouter(
@@ -67,6 +75,12 @@ class EventDetail(EventOut):
     body_base64: str = Field(description="The body byte-for-byte")
 
 
+class SharedIdProblem(Problem):
+    """Events from several sources have the id asked for; choose one with `?source=`."""
+
+    events: list[EventOut] = Field(description="Every event with the id, one per source")
+
+
 class JourneyLine(BaseModel):
     at: datetime
     where: str = Field(description="`hub`, a consumer, or the source of a follow-up")
@@ -99,19 +113,36 @@ async def list_events(service: ServiceDep, filters: FiltersDep) -> list[EventOut
     return [EventOut.of(e) for e in await reads.find_events(service.event_log, filters)]
 
 
-@router.get("/events/{event_id:path}/journey", response_model=Journey, responses=_problems(404))
-async def event_journey(service: ServiceDep, event_id: str) -> Journey:
+SourceQuery = Annotated[
+    str | None,
+    Query(
+        description="The event's source (`/webhooks/stripe`, `/events/storefront`, ...): an id "
+        "is unique only within its source, so this chooses when several sources have it"
+    ),
+]
+
+
+@router.get(
+    "/events/{event_id:path}/journey", response_model=Journey, responses=_problems(404, 409)
+)
+async def event_journey(service: ServiceDep, event_id: str, source: SourceQuery = None) -> Journey:
     """What became of an event: accepted, each consumer's outcome, retries, parking, replays
-    (with the operator who asked), the follow-ups it caused and its notification deliveries."""
-    event, lines = await reads.journey(service.event_log, event_id)
+    (with the operator who asked), the follow-ups it caused and its notification deliveries.
+    When events from several sources have the id and no `source` is given: 409, listing them."""
+    event, lines = await reads.journey(service.event_log, event_id, source)
     timeline = [JourneyLine(at=a, where=w, what=what, detail=d) for a, w, what, d in lines]
     return Journey(event=EventOut.of(event), timeline=timeline)
 
 
-@router.get("/events/{event_id:path}", response_model=EventDetail, responses=_problems(404, 503))
-async def show_event(service: ServiceDep, connection: BrokerDep, event_id: str) -> EventDetail:
-    """One archived event: its attributes, headers and body, as the broker keeps them."""
-    found = await reads.archived_event(service.event_log, connection, event_id)
+@router.get(
+    "/events/{event_id:path}", response_model=EventDetail, responses=_problems(404, 409, 503)
+)
+async def show_event(
+    service: ServiceDep, connection: BrokerDep, event_id: str, source: SourceQuery = None
+) -> EventDetail:
+    """One archived event: its attributes, headers and body, as the broker keeps them. When
+    events from several sources have the id and no `source` is given: 409, listing them."""
+    found = await reads.archived_event(service.event_log, connection, event_id, source)
     try:
         text = found.body.decode()
     except UnicodeDecodeError:

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from hookhub import dlq, gateway
 from hookhub.addresses import CONNECT_ERRORS
 from hookhub.settings import Settings
+from hookhub_eventlog.journey import SharedId
 from hookhub_eventlog.store import EventQuery, open_event_log
 from hookhub_eventlog.store.base import BadPattern, SearchTooSlow
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -143,6 +144,17 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
         return _answer(request, 404, str(exc))
+
+    @app.exception_handler(SharedId)
+    async def shared_id(request: Request, exc: SharedId) -> Response:
+        """The API lists the events with the id (409); the console lets the operator choose."""
+        if request.url.path.startswith(API_PREFIX):
+            events = [api.EventOut.of(e).model_dump(mode="json") for e in exc.events]
+            return JSONResponse({"detail": str(exc), "events": events}, status_code=409)
+        operator = getattr(request.state, "operator", None)
+        return console.page(
+            request, "shared_id.html", operator, 409, event_id=exc.event_id, events=exc.events
+        )
 
     @app.exception_handler(BadFilter)
     async def bad_filter(request: Request, exc: BadFilter) -> Response:

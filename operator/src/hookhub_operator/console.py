@@ -178,12 +178,20 @@ async def events_page(
     return page(request, "events.html", operator, section="events", filters=filters, events=found)
 
 
+# An event's pages take its source in the query string: an id is unique only within its source.
+SourceParam = Annotated[str | None, Query()]
+
+
 @router.get("/events/{event_id:path}/raw")
 async def event_raw(
-    service: ServiceDep, connection: BrokerDep, operator: OperatorDep, event_id: str
+    service: ServiceDep,
+    connection: BrokerDep,
+    operator: OperatorDep,
+    event_id: str,
+    source: SourceParam = None,
 ) -> Response:
     """The body byte-for-byte, as a download (never rendered by the browser)."""
-    found = await reads.archived_event(service.event_log, connection, event_id)
+    found = await reads.archived_event(service.event_log, connection, event_id, source)
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", event_id)[:100] or "event"
     disposition = f'attachment; filename="{filename}.body"'
     return Response(
@@ -200,9 +208,14 @@ async def event_page(
     connection: BrokerDep,
     operator: OperatorDep,
     event_id: str,
+    source: SourceParam = None,
 ) -> Response:
-    found = await reads.archived_event(service.event_log, connection, event_id)
-    _, timeline = await reads.journey(service.event_log, event_id)
+    """One event and its journey; when events from several sources have the id and no source
+    is given, the list to choose from (`shared_id.html`)."""
+    found = await reads.archived_event(service.event_log, connection, event_id, source)
+    # The source found, so that the journey is the same event's even if another with this id
+    # is indexed in between.
+    _, timeline = await reads.journey(service.event_log, event_id, found.event.source)
     return page(request, "event.html", operator, section="events", found=found, timeline=timeline)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from aio_pika.abc import AbstractConnection
 from hookhub import dlq, specs, topology
 from hookhub_eventlog.archive import archived_message
-from hookhub_eventlog.journey import Line, unrouted
+from hookhub_eventlog.journey import Line, the_event, unrouted
 from hookhub_eventlog.journey import journey as journey_of
 from hookhub_eventlog.store import EventLog, EventQuery, LoggedEvent
 from hookhub_eventlog.store.base import pattern_problem
@@ -127,25 +127,35 @@ class ArchivedEvent:
             return text
 
 
+def _not_found(event_id: str, source: str | None) -> NotFound:
+    from_source = f" from {source}" if source else ""
+    return NotFound(f"no event with id '{event_id}'{from_source} in the event log")
+
+
 async def archived_event(
-    event_log: EventLog, connection: AbstractConnection, event_id: str
+    event_log: EventLog, connection: AbstractConnection, event_id: str, source: str | None = None
 ) -> ArchivedEvent:
-    found = await event_log.find_events(EventQuery(id=event_id, limit=1))
-    if not found:
-        raise NotFound(f"no event with id '{event_id}' in the event log")
-    message = await archived_message(connection, found[0].position)
+    """The event (`source`, `event_id`) with its message; with no source, `SharedId` when
+    events from several sources have the id."""
+    found = await the_event(event_log, event_id, source)
+    if found is None:
+        raise _not_found(event_id, source)
+    message = await archived_message(connection, found.position)
     if message is None:
-        return ArchivedEvent(found[0], False, {}, None, b"")
+        return ArchivedEvent(found, False, {}, None, b"")
     return ArchivedEvent(
-        found[0], True, shown_headers(message.headers), message.content_type, message.body
+        found, True, shown_headers(message.headers), message.content_type, message.body
     )
 
 
-async def journey(event_log: EventLog, event_id: str) -> tuple[LoggedEvent, list[Line]]:
-    """The event and what became of it, oldest first: (when, where, what, detail)."""
-    found = await journey_of(event_log, event_id)
+async def journey(
+    event_log: EventLog, event_id: str, source: str | None = None
+) -> tuple[LoggedEvent, list[Line]]:
+    """The event (`source`, `event_id`) and what became of it, oldest first: (when, where,
+    what, detail); with no source, `SharedId` when events from several sources have the id."""
+    found = await journey_of(event_log, event_id, source)
     if found is None:
-        raise NotFound(f"no event with id '{event_id}' in the event log")
+        raise _not_found(event_id, source)
     return found.event, found.timeline()
 
 

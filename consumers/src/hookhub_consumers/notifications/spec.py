@@ -15,4 +15,8 @@ SPEC = ConsumerSpec(
         "ci.#",
     ),
     steps="hookhub_consumers.notifications.steps:STEPS",
+    repositories={
+        "sqlite": "hookhub_consumers.notifications.store_sqlite:SQLiteDeliveries",
+        "mongodb": "hookhub_consumers.notifications.store_mongo:MongoDeliveries",
+    },
 )

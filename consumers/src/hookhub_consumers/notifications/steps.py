@@ -19,8 +19,8 @@ from hookhub.observability import log
 from prometheus_client import Histogram
 
 from hookhub_consumers.contract import Context, Outcome, Steps
+from hookhub_consumers.notifications.records import Deliveries, Delivery
 from hookhub_consumers.notifications.spec import SPEC
-from hookhub_consumers.records import Delivery
 from hookhub_consumers.retries import Permanent, Retry, worth_retrying
 
 DELIVERY_SECONDS = Histogram(
@@ -72,7 +72,8 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     )
     if event.correlation_id:  # so the receiver's logs join the trail of this event
         headers["x-correlation-id"] = event.correlation_id
-    previous = await ctx.store.deliveries(event.id)
+    deliveries: Deliveries = ctx.records
+    previous = await deliveries.attempts(event.id)
     if any(d.delivered and d.url == url for d in previous):
         # Delivered, but what came after (the marker) failed: a redelivery must not POST again.
         return Outcome()
@@ -80,7 +81,7 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     # sees anything: each retry would otherwise POST again. An attempt left without an outcome
     # (a crash during the POST) may have arrived: the next attempt sends it again, same id.
     delivery = Delivery(event.id, event.type, url, attempt=len(previous) + 1)
-    await ctx.store.record_delivery(delivery)
+    await deliveries.record(delivery)
     started = time.perf_counter()
     try:
         # A client span whose traceparent the receiver gets, so its own trace joins ours.
@@ -90,7 +91,7 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     except httpx.HTTPError as exc:
         DELIVERY_SECONDS.labels("failed").observe(time.perf_counter() - started)
         delivery.error = f"{type(exc).__name__}: {exc}"
-        await ctx.store.record_delivery(delivery)
+        await deliveries.record(delivery)
         raise Retry(f"notification endpoint unreachable: {delivery.error}") from None
     outcome = "delivered" if response.is_success else "failed"
     DELIVERY_SECONDS.labels(outcome).observe(time.perf_counter() - started)
@@ -98,7 +99,7 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     delivery.delivered = response.is_success
     if not response.is_success:
         delivery.error = response.text[:500]
-    await ctx.store.record_delivery(delivery)
+    await deliveries.record(delivery)
     if worth_retrying(response.status_code):
         raise Retry(f"notification endpoint answered {response.status_code}")
     if not response.is_success:

@@ -10,6 +10,10 @@ SPEC = ConsumerSpec(
     "payments",
     bindings=("order.created", *(f"{p.name}.#" for p in PROVIDERS.values() if p.payment)),
     steps="hookhub_consumers.payments.steps:STEPS",
+    repositories={
+        "sqlite": "hookhub_consumers.payments.store_sqlite:SQLiteOrders",
+        "mongodb": "hookhub_consumers.payments.store_mongo:MongoOrders",
+    },
     # Notifications delivers every payment.*, so the whole namespace is the payments consumer's.
     owns=("payment",),
     emits={

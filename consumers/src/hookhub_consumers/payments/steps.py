@@ -35,7 +35,7 @@ from hookhub_consumers.payments import providers as payment_providers
 from hookhub_consumers.payments.mercadopago import MercadoPagoClient, ProviderUnavailable
 from hookhub_consumers.payments.providers import PaymentUpdate
 from hookhub_consumers.payments.reconciliation import Verdict, reconcile, refund_is_partial
-from hookhub_consumers.records import Order, PaymentStatus
+from hookhub_consumers.payments.records import Order, Orders, PaymentStatus
 from hookhub_consumers.retries import Permanent, Retry
 
 ORDER_MISSING = Counter(
@@ -135,7 +135,8 @@ async def order_created(event: Event, ctx: Context) -> Outcome:
         created = contracts.parse(OrderCreated, event.type, event.data)
     except contracts.ContractViolation as exc:  # hub-api refuses it; a publisher went around
         raise Permanent(str(exc)) from None
-    saved = await ctx.store.get_order(created.order_id)
+    orders: Orders = ctx.records
+    saved = await orders.get(created.order_id)
     order = replace(
         saved or Order(created.order_id),
         customer=created.customer,
@@ -158,10 +159,11 @@ async def provider_webhook(event: Event, ctx: Context) -> Outcome:
     update = await _payment_update(event, ctx)
     if update is None:  # not about a payment outcome (e.g. payment_intent.created)
         return Outcome()
+    orders: Orders = ctx.records
     if update.order_id is not None:
-        saved = await ctx.store.get_order(update.order_id)
+        saved = await orders.get(update.order_id)
     else:
-        saved = await ctx.store.order_of_payment(update.provider, update.payment_id)
+        saved = await orders.by_payment(update.provider, update.payment_id)
         if saved is None:
             raise Permanent(
                 f"{event.type}: names no order, and no order was paid by {update.provider} "
@@ -197,7 +199,8 @@ def applying(order: Order, update: PaymentUpdate) -> tuple[Order, Happening, Ver
 
 async def deadline_passed(event: Event, ctx: Context) -> Outcome:
     """A deadline set earlier is due: it moves the order only if the order is still waiting."""
-    saved = await ctx.store.get_order(order_id_of(event))
+    orders: Orders = ctx.records
+    saved = await orders.get(order_id_of(event))
     if saved is None:
         return Outcome()
     order = replace(saved, updated_at=datetime.now(UTC))

@@ -13,6 +13,10 @@ SPEC = ConsumerSpec(
         "production.finished",
     ),
     steps="hookhub_consumers.production.steps:STEPS",
+    repositories={
+        "sqlite": "hookhub_consumers.production.store_sqlite:SQLiteTickets",
+        "mongodb": "hookhub_consumers.production.store_mongo:MongoTickets",
+    },
     emits={
         "production.queued": "a ticket was queued for a paid order",
         "production.cancelled": "a ticket was cancelled after a refund or chargeback",

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from hookhub.events import Event
 
 from hookhub_consumers.contract import Context, Outcome, Steps, deadline, emitted, order_id_of
-from hookhub_consumers.records import Ticket, TicketStatus
+from hookhub_consumers.production.records import Ticket, Tickets, TicketStatus
 from hookhub_consumers.retries import Retry
 
 # event type → (ticket statuses it applies to, the status it leads to, the event it emits).
@@ -45,7 +45,8 @@ async def advance_ticket(event: Event, ctx: Context) -> Outcome:
     """Move the order's ticket one step, as `TRANSITIONS` says for this event type."""
     order_id = order_id_of(event)
     applies_to, new_status, emits = TRANSITIONS[event.type]
-    ticket = await ctx.store.get_ticket(order_id)
+    tickets: Tickets = ctx.records
+    ticket = await tickets.get(order_id)
     current = ticket.status if ticket else None
     if current not in applies_to:
         if event.type == "production.finished" and current is None:

@@ -1,7 +1,14 @@
-"""The consumers' state, behind one small repository interface with domain-level methods.
+"""The runtime's part of the consumers' state: processed-markers, the outbox, group commit, and
+saving a state change atomically with them through the repository its consumer registered.
 
-Two adapters implement it: SQLite (the embedded default, `sqlite:///path`) and MongoDB through
-PyMongo's async API (`mongodb://...`). One contract test suite runs against both.
+Two adapters implement `Store`: SQLite (the embedded default, `sqlite:///path`) and MongoDB
+through PyMongo's async API (`mongodb://...`). One contract test suite runs against both.
+
+The records themselves are the consumers': each consumer package declares its records and one
+repository per adapter (its tables or collections, how a state is written inside the store's
+transaction, its reads), named in its spec's `repositories`. A store is opened with the
+repositories of the consumers it serves, and hands each its own (`repository`); it never knows
+an order from a ticket: a state is saved by the repository registered for its record type.
 
 Exactly-once in effect: every state change is saved together with a processed-marker for the
 (consumer, event) that caused it and the events it emits (its outbox), atomically. Saving again
@@ -16,19 +23,24 @@ neighbours: one that fails fails alone.
 Times come back tz-aware in UTC, to the millisecond (MongoDB's precision; SQLite keeps the same).
 
 The event log (`hookhub_eventlog`) keeps its index and journeys in the same file or database, in
-tables of its own, and reads the markers and the delivery attempts kept here: their shape is
-`hookhub_eventlog.store.consumer_tables`'s, and the contract suite checks that it reads them.
+tables of its own, and reads the markers (and the notifications consumer's delivery attempts):
+their shape is `hookhub_eventlog.store.consumer_tables`'s, and the contract suites check that it
+reads them.
 """
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, ClassVar
 
+from hookhub.specs import ConsumerSpec, installed
 from hookhub_eventlog.store.consumer_tables import event_key
 
-from hookhub_consumers.records import Delivery, Order, Ticket
+# A consumer's record: a dataclass whose `version` (an int, 0 before its first save) the store
+# manages. Its repository says where it is kept.
+Record = Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +61,12 @@ class ConcurrentUpdate(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One event's effect: its marker, the aggregate's new state (none: the marker alone), and
-    the follow-up events it emits (serialized), which need a state to ride with."""
+    """One event's effect: its marker, the new state of a record a repository of this store
+    keeps (none: the marker alone), and the follow-up events it emits (serialized), which need
+    a state to ride with."""
 
     marker: Marker
-    state: Order | Ticket | None = None
+    state: Record | None = None
     outbox: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -74,6 +87,46 @@ Write = Change | Sent
 Written = bool | Exception
 # The most writes one transaction takes; more wait for the next.
 MAX_GROUP = 256
+
+
+class Repository:
+    """What every adapter's repository base shares: the record type whose changes the store
+    saves through it, with their markers. None for records written outside a marker (the
+    notifications consumer's delivery attempts): the repository writes those itself."""
+
+    record: ClassVar[type | None] = None
+
+
+def load_repositories(
+    scheme: str, specs: Iterable[ConsumerSpec] | None = None
+) -> dict[str, type[Repository]]:
+    """Consumer name → its repository class for a store scheme ("sqlite", "mongodb"), for the
+    consumers of `specs` (every installed one when None) that keep records."""
+    found = {}
+    for spec in installed() if specs is None else specs:
+        if not spec.repositories:
+            continue  # it keeps nothing but markers
+        repository = spec.load_repository(scheme)
+        if repository is None:
+            has = ", ".join(spec.repositories)
+            raise ValueError(
+                f"{spec.name} keeps no records in a {scheme} store: its spec's repositories "
+                f"name {has} only; add a '{scheme}' one or use a {has} HOOKHUB_STORE_URL"
+            )
+        found[spec.name] = repository
+    return found
+
+
+def by_record(repositories: Mapping[str, Repository]) -> dict[type, Repository]:
+    """Record type → the repository that saves its changes; two consumers may not share one."""
+    found: dict[type, Repository] = {}
+    for name, repository in repositories.items():
+        if (record := repository.record) is None:
+            continue
+        if record in found:
+            raise ValueError(f"{name} and another consumer both keep {record.__name__} records")
+        found[record] = repository
+    return found
 
 
 class GroupCommit:
@@ -108,25 +161,42 @@ class GroupCommit:
 
 
 class Store(ABC):
-    def __init__(self) -> None:
+    def __init__(self, repositories: Mapping[str, Repository]) -> None:
+        self._repositories = dict(repositories)
+        self._by_record = by_record(self._repositories)
         self._group_commit = GroupCommit(self.write)
+
+    def repository(self, consumer: str) -> Any:
+        """The repository of `consumer`'s records, opened on this store (a handler has its
+        own as `ctx.records`)."""
+        try:
+            return self._repositories[consumer]
+        except KeyError:
+            known = ", ".join(self._repositories) or "none"
+            raise KeyError(
+                f"this store keeps no records of {consumer!r} (it was opened with the "
+                f"repositories of: {known}); name one in its spec's repositories"
+            ) from None
+
+    def _repository_of(self, state: Record) -> Any:
+        try:
+            return self._by_record[type(state)]
+        except KeyError:
+            raise TypeError(
+                f"no repository of this store keeps {type(state).__name__} records: register "
+                "one in its consumer's spec (repositories), and open the store with that spec"
+            ) from None
 
     async def save(self, change: Change) -> bool:
         """Write the change atomically, in the next group: False (nothing written) if its marker
         exists; ConcurrentUpdate if the stored version is not `change.state.version`. On success
         the stored version is one more, and so is `change.state.version`."""
+        if change.state is not None:
+            self._repository_of(change.state)  # refused before it is queued
         saved = await self._group_commit.submit(change)
         if saved and change.state is not None:
             change.state.version += 1
         return saved
-
-    async def save_order(self, order: Order, marker: Marker, outbox: Sequence[str] = ()) -> bool:
-        """`save` of an order's new state."""
-        return await self.save(Change(marker, order, tuple(outbox)))
-
-    async def save_ticket(self, ticket: Ticket, marker: Marker, outbox: Sequence[str] = ()) -> bool:
-        """`save` of a ticket's new state."""
-        return await self.save(Change(marker, ticket, tuple(outbox)))
 
     async def mark_processed(self, marker: Marker) -> bool:
         """Write a marker alone (for effects outside the store); False if it existed."""
@@ -143,16 +213,6 @@ class Store(ABC):
         On SQLite one transaction, so one sync to disk for the whole group."""
 
     @abstractmethod
-    async def get_order(self, order_id: str) -> Order | None: ...
-
-    @abstractmethod
-    async def order_of_payment(self, provider: str, payment_id: str) -> Order | None:
-        """The order whose recorded payment this is (a dispute names only the payment)."""
-
-    @abstractmethod
-    async def get_ticket(self, order_id: str) -> Ticket | None: ...
-
-    @abstractmethod
     async def pending(self, marker: Marker) -> list[str]:
         """The outbox saved with this marker and not yet `sent`, in the order given."""
 
@@ -160,17 +220,6 @@ class Store(ABC):
     async def unsent(self, consumer: str, saved_before: datetime) -> list[Marker]:
         """The markers of `consumer` whose outbox was saved before `saved_before` and is not yet
         `sent`: follow-ups a publish failure or a crash left behind, for the outbox relay."""
-
-    @abstractmethod
-    async def record_delivery(self, delivery: Delivery) -> None:
-        """Save one delivery attempt (every attempt is kept): a new one is appended; one with
-        the event id, URL and attempt number of a saved one replaces it (its outcome, once
-        known)."""
-
-    @abstractmethod
-    async def deliveries(self, event_id: str | None = None) -> list[Delivery]:
-        """Delivery attempts, oldest first (by `at`, then in the order recorded), optionally of
-        one event."""
 
     @abstractmethod
     async def is_processed(self, marker: Marker) -> bool: ...

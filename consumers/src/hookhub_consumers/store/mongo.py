@@ -1,6 +1,6 @@
 """The MongoDB store, on PyMongo's async API.
 
-Why no multi-document transaction: an aggregate keeps the markers of the events that changed it
+Why no multi-document transaction: a record keeps the markers of the events that changed it
 inside its own document (`applied`, an array of marker keys), so a state change and its marker are
 ONE conditional write: filter on _id, version and "marker not in applied"; $set the state, $inc
 the version, $push the marker. MongoDB makes a single-document write atomic on every deployment
@@ -8,7 +8,8 @@ the version, $push the marker. MongoDB makes a single-document write atomic on e
 while a transaction needs a replica set and would be a code path the tests cannot run here. An
 order collects one marker per event that changed it (a handful), so the array stays small. The
 events a change emits ride in the same write (`outbox`, entries tagged with the marker) and are
-pulled once published.
+pulled once published. Which collection, which _id and which fields: the record's repository
+(`MongoRepository`) says; the store adds the version, the markers and the outbox.
 
 Markers of effects outside the store (mark_processed) are documents of their own in `markers`, the
 marker key as _id, whose unique index settles a race between two processes. is_processed looks in
@@ -20,106 +21,112 @@ handling it, so that takes a redelivery racing the first delivery and deciding d
 
 import asyncio
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from hookhub_eventlog.store.consumer_tables import (
-    AGGREGATES,
-    APPLIED,
-    DELIVERIES,
-    MARKERS,
-    marker_key,
-)
-from pymongo import ASCENDING, AsyncMongoClient
+from hookhub_eventlog.store.consumer_tables import AGGREGATES, APPLIED, MARKERS, marker_key
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from hookhub_consumers.records import Delivery, Order, Ticket
-from hookhub_consumers.store.base import ConcurrentUpdate, Marker, Sent, Store, Write, Written
+from hookhub_consumers.store.base import (
+    ConcurrentUpdate,
+    Marker,
+    Record,
+    Repository,
+    Sent,
+    Store,
+    Write,
+    Written,
+    load_repositories,
+)
 
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
-# The aggregates, which hold their markers in APPLIED; the markers written alone are in MARKERS
-# (the event log reads both, and the deliveries: `consumer_tables` is the shape they keep).
-ORDERS, TICKETS = AGGREGATES
 HEALTH = "health"  # one document, rewritten by each readiness check
-OUTBOX = "outbox"  # the field of an aggregate that holds the events it emits until they are sent
+OUTBOX = "outbox"  # the field of a record that holds the events it emits until they are sent
+
+
+def utc(at: datetime) -> datetime:
+    """A time read back from MongoDB, tz-aware in UTC (BSON keeps UTC milliseconds; a client
+    without tz_aware hands them back naive)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+class MongoRepository(Repository):
+    """A consumer's records in the store's database: its `collection`, the record field that is
+    a document's _id (`key`), its indexes (`create_indexes`), and its reads, on `self.db`."""
+
+    collection: ClassVar[str]
+    key: ClassVar[str] = ""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
+
+    async def create_indexes(self) -> None:
+        """Its own indexes (idempotent); the store makes those of the markers and the outbox."""
+
+    def document(self, state: Record) -> dict[str, Any]:
+        """The fields a save writes: all the record's but its key and version, as they are."""
+        kept = (f.name for f in fields(state) if f.name not in (self.key, "version"))
+        return {name: getattr(state, name) for name in kept}
 
 
 def _key(marker: Marker) -> str:
     return marker_key(marker.consumer, marker.event_key)
 
 
-def _utc(at: datetime) -> datetime:
-    # BSON keeps UTC milliseconds; a client without tz_aware hands them back naive.
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
-def _order(document: dict[str, Any] | None) -> Order | None:
-    if document is None:
-        return None
-    return Order(
-        order_id=document["_id"],
-        status=document["status"],
-        amount=document["amount"],
-        currency=document["currency"],
-        customer=document["customer"],
-        items=document["items"],
-        provider=document["provider"],
-        payment_id=document["payment_id"],
-        # Fields added later: a document saved before has none of them until its next save.
-        paid_amount=document.get("paid_amount"),
-        paid_currency=document.get("paid_currency"),
-        refunded_amount=document.get("refunded_amount", 0),
-        version=document["version"],
-        updated_at=_utc(document["updated_at"]),
-    )
-
-
-def _state(aggregate: Order | Ticket) -> dict[str, Any]:
-    """The fields a save writes: all but the key and the version, which the store manages."""
-    return {
-        f.name: getattr(aggregate, f.name)
-        for f in fields(aggregate)
-        if f.name not in ("order_id", "version")
-    }
-
-
 class MongoStore(Store):
     """The store in one MongoDB database: `MongoStore.from_url(url)`, or `MongoStore(database)`
-    with a database object you built (then closing the store leaves its client open)."""
+    with a database object you built (then closing the store leaves its client open).
+    `repositories`: consumer name → its repository class (every installed consumer's if None)."""
 
-    def __init__(self, database: AsyncDatabase, client: AsyncMongoClient | None = None):
-        super().__init__()
+    def __init__(
+        self,
+        database: AsyncDatabase,
+        client: AsyncMongoClient | None = None,
+        *,
+        repositories: Mapping[str, type[MongoRepository]] | None = None,
+    ):
+        classes = load_repositories("mongodb") if repositories is None else repositories
+        for name, cls in classes.items():
+            if not (isinstance(cls, type) and issubclass(cls, MongoRepository)):
+                raise TypeError(f"{name}'s mongodb repository {cls!r} is not a MongoRepository")
+        super().__init__({name: cls(database) for name, cls in classes.items()})
         self._db = database
         self._client = client  # owned: closed by close()
         self._indexes_created = False
+        # The collections whose documents carry markers: those of the records saved with them.
+        self._aggregates = [r.collection for r in self._by_record.values()]
 
     @classmethod
-    def from_url(cls, url: str) -> "MongoStore":
+    def from_url(
+        cls, url: str, repositories: Mapping[str, type[MongoRepository]] | None = None
+    ) -> "MongoStore":
         """`mongodb://host:port/dbname` (dbname defaults to "hookhub"); connects on first use."""
         client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True)
-        return cls(client.get_default_database(DEFAULT_DATABASE), client)
+        database = client.get_default_database(DEFAULT_DATABASE)
+        return cls(database, client, repositories=repositories)
 
     async def _collection(self, name: str) -> AsyncCollection:
         if not self._indexes_created:
             # Idempotent, so two processes (or two coroutines) creating them at once is harmless.
-            for aggregate in AGGREGATES:
+            for aggregate in self._aggregates:
                 await self._db[aggregate].create_index(APPLIED, name="by_marker")
                 await self._db[aggregate].create_index(f"{OUTBOX}.marker", name="by_outbox")
-            await self._db[DELIVERIES].create_index(
-                [("event_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)], name="by_event"
-            )
-            await self._db[ORDERS].create_index(
-                [("provider", ASCENDING), ("payment_id", ASCENDING)], name="by_payment"
-            )
+                # Named for the event log, which finds markers in the collections named here.
+                await self._db[AGGREGATES].update_one(
+                    {"_id": aggregate}, {"$set": {"markers_in": APPLIED}}, upsert=True
+                )
+            for repository in self._repositories.values():
+                await repository.create_indexes()
             self._indexes_created = True
         return self._db[name]
 
     async def _marked(self, key: str) -> bool:
-        for name in (MARKERS, *AGGREGATES):
+        for name in (MARKERS, *self._aggregates):
             found_by = {"_id": key} if name == MARKERS else {APPLIED: key}
             if await (await self._collection(name)).find_one(found_by, {"_id": 1}):
                 return True
@@ -140,16 +147,21 @@ class MongoStore(Store):
             return True
         if write.state is None:
             return await self._mark(write.marker)
-        name = ORDERS if isinstance(write.state, Order) else TICKETS
+        repository: MongoRepository = self._repository_of(write.state)
         state = write.state
         return await self._save(
-            name, state.order_id, state.version, _state(state), write.marker, write.outbox
+            repository.collection,
+            getattr(state, repository.key),
+            state.version,
+            repository.document(state),
+            write.marker,
+            write.outbox,
         )
 
     async def _save(
         self,
         name: str,
-        order_id: str,
+        record_id: str,
         version: int,
         state: dict,
         marker: Marker,
@@ -165,7 +177,7 @@ class MongoStore(Store):
             return False
         collection = await self._collection(name)
         if version == 0:
-            document = {"_id": order_id, **state, "version": 1, APPLIED: [key], OUTBOX: entries}
+            document = {"_id": record_id, **state, "version": 1, APPLIED: [key], OUTBOX: entries}
             try:
                 await collection.insert_one(document)
                 return True
@@ -173,7 +185,7 @@ class MongoStore(Store):
                 pass
         else:
             result = await collection.update_one(
-                {"_id": order_id, "version": version, APPLIED: {"$ne": key}},
+                {"_id": record_id, "version": version, APPLIED: {"$ne": key}},
                 {
                     "$set": state,
                     "$inc": {"version": 1},
@@ -183,33 +195,16 @@ class MongoStore(Store):
             if result.matched_count == 1:
                 return True
         # Nothing written: either this event got there first (a redelivery), or another one did.
-        if await collection.find_one({"_id": order_id, APPLIED: key}, {"_id": 1}):
+        if await collection.find_one({"_id": record_id, APPLIED: key}, {"_id": 1}):
             return False
         raise ConcurrentUpdate(
-            f"{name[:-1]} '{order_id}' was saved by someone else since version {version}"
-        )
-
-    async def get_order(self, order_id: str) -> Order | None:
-        return _order(await (await self._collection(ORDERS)).find_one({"_id": order_id}))
-
-    async def order_of_payment(self, provider: str, payment_id: str) -> Order | None:
-        found = {"provider": provider, "payment_id": payment_id}
-        return _order(await (await self._collection(ORDERS)).find_one(found))
-
-    async def get_ticket(self, order_id: str) -> Ticket | None:
-        document = await (await self._collection(TICKETS)).find_one({"_id": order_id})
-        if document is None:
-            return None
-        return Ticket(
-            order_id=document["_id"],
-            status=document["status"],
-            version=document["version"],
-            updated_at=_utc(document["updated_at"]),
+            f"{name.removesuffix('s')} '{record_id}' was saved by someone else since version "
+            f"{version}"
         )
 
     async def pending(self, marker: Marker) -> list[str]:
         key = _key(marker)
-        for name in AGGREGATES:
+        for name in self._aggregates:
             document = await (await self._collection(name)).find_one(
                 {f"{OUTBOX}.marker": key}, {OUTBOX: 1}
             )
@@ -219,7 +214,7 @@ class MongoStore(Store):
 
     async def _sent(self, marker: Marker) -> None:
         key = _key(marker)
-        for name in AGGREGATES:
+        for name in self._aggregates:
             await (await self._collection(name)).update_many(
                 {f"{OUTBOX}.marker": key}, {"$pull": {OUTBOX: {"marker": key}}}
             )
@@ -229,33 +224,16 @@ class MongoStore(Store):
 
         def old(entry: dict) -> bool:  # entries saved before they carried a time count as old
             return entry["marker"].startswith(prefix) and (
-                "at" not in entry or _utc(entry["at"]) < saved_before
+                "at" not in entry or utc(entry["at"]) < saved_before
             )
 
         query = {f"{OUTBOX}.marker": {"$regex": f"^{re.escape(prefix)}"}}
         keys: dict[str, None] = {}  # in the order found, without repeats
-        for name in AGGREGATES:
+        for name in self._aggregates:
             found = await (await self._collection(name)).find(query, {OUTBOX: 1}).to_list()
             for document in found:
                 keys.update(dict.fromkeys(e["marker"] for e in document[OUTBOX] if old(e)))
         return [Marker(consumer, key.removeprefix(prefix)) for key in keys]
-
-    async def record_delivery(self, delivery: Delivery) -> None:
-        attempt = {"event_id": delivery.event_id, "url": delivery.url, "attempt": delivery.attempt}
-        await (await self._collection(DELIVERIES)).update_one(
-            attempt, {"$set": asdict(delivery)}, upsert=True
-        )
-
-    async def deliveries(self, event_id: str | None = None) -> list[Delivery]:
-        collection = await self._collection(DELIVERIES)
-        query = {} if event_id is None else {"event_id": event_id}
-        # `at` is kept to the millisecond, so attempts in one millisecond fall back to _id, which
-        # grows with each insert from one process (the notifications consumer records in order).
-        cursor = collection.find(query, {"_id": 0}).sort([("at", ASCENDING), ("_id", ASCENDING)])
-        return [
-            Delivery(**{**document, "at": _utc(document["at"])})
-            for document in await cursor.to_list()
-        ]
 
     async def is_processed(self, marker: Marker) -> bool:
         return await self._marked(_key(marker))

@@ -2,65 +2,34 @@
 process on the machine (and by the event log, in tables of its own), reached through
 `hookhub.sqlite` (WAL, a writer thread, reads on the event loop).
 
-A whole group of changes is one transaction, one fsync, with a savepoint around each change so
-that one that fails (a stale version) is rolled back alone.
+The store keeps the runtime's tables (markers, outbox, health); each consumer's repository
+(`SQLiteRepository`) adds its own to the file's schema and writes its states inside the store's
+transaction. A whole group of changes is one transaction, one fsync, with a savepoint around
+each change so that one that fails (a stale version) is rolled back alone.
 """
 
-import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from hookhub.sqlite import SQLiteFile, path_of, time_of, time_text
+from hookhub.sqlite import SQLiteFile, Upgrade, path_of, time_text
+from hookhub_eventlog.store.consumer_tables import MARKERS
 
-from hookhub_consumers.records import Delivery, Order, Ticket
 from hookhub_consumers.store.base import (
     ConcurrentUpdate,
     Marker,
+    Record,
+    Repository,
     Sent,
     Store,
     Write,
     Written,
+    load_repositories,
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
-    order_id   TEXT PRIMARY KEY,
-    status     TEXT NOT NULL,
-    amount     INTEGER,
-    currency   TEXT,
-    customer   TEXT,           -- JSON object
-    items      TEXT NOT NULL,  -- JSON array
-    provider   TEXT,
-    payment_id TEXT,
-    version    INTEGER NOT NULL,
-    updated_at TEXT NOT NULL,
-    paid_amount     INTEGER,
-    paid_currency   TEXT,
-    refunded_amount INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS orders_by_payment ON orders (provider, payment_id);
-CREATE TABLE IF NOT EXISTS tickets (
-    order_id   TEXT PRIMARY KEY,
-    status     TEXT NOT NULL,
-    version    INTEGER NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (  -- the event log reads it: consumer_tables
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- recording order, the tie-break after `at`
-    event_id    TEXT NOT NULL,
-    event_type  TEXT NOT NULL,
-    url         TEXT NOT NULL,
-    attempt     INTEGER NOT NULL,
-    status_code INTEGER,
-    error       TEXT,
-    delivered   INTEGER NOT NULL,
-    at          TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_id, at, id);
-CREATE INDEX IF NOT EXISTS deliveries_by_attempt ON deliveries (event_id, url, attempt);
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS outbox (
     consumer  TEXT NOT NULL,
     event_key TEXT NOT NULL,
@@ -72,188 +41,135 @@ CREATE TABLE IF NOT EXISTS health (
     id         INTEGER PRIMARY KEY CHECK (id = 1),  -- one row, rewritten by each readiness check
     checked_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS markers (  -- the event log reads it: consumer_tables
+CREATE TABLE IF NOT EXISTS {MARKERS} (  -- the event log reads it: consumer_tables
     consumer     TEXT NOT NULL,
     event_key    TEXT NOT NULL,
     processed_at TEXT NOT NULL,
     PRIMARY KEY (consumer, event_key)
 ) WITHOUT ROWID;
 """
-# Columns added to a table after it was first made: SCHEMA has them for a new file, and a file
-# an older version made gets them when it is opened (ALTER TABLE ... ADD COLUMN).
-ADDED_COLUMNS: dict[str, dict[str, str]] = {
-    "orders": {
-        "paid_amount": "INTEGER",
-        "paid_currency": "TEXT",
-        "refunded_amount": "INTEGER NOT NULL DEFAULT 0",
-    },
-}
 
 
-def _json_or_null(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+class SQLiteRepository(Repository):
+    """A consumer's records in the store's file: its tables (`schema`, statements safe to
+    repeat; `added_columns` for what a file an older version made lacks), how a state is
+    written inside the store's transaction (`write`), and its reads, on `self.file`."""
+
+    schema: ClassVar[str] = ""
+    # table → column → declaration: added (ALTER TABLE ... ADD COLUMN) where a file lacks them.
+    added_columns: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+
+    def __init__(self, file: SQLiteFile) -> None:
+        self.file = file
+
+    def write(self, db: sqlite3.Connection, state: Record) -> None:
+        """Save `state` at its version + 1, in the store's open transaction (`write_versioned`
+        does it for a row); raise ConcurrentUpdate when the stored version is not its version."""
+        raise TypeError(f"{type(self).__name__} saves no state with a marker")
 
 
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    for table, columns in ADDED_COLUMNS.items():
-        present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
-        for name, declaration in columns.items():
-            if name not in present:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
-
-
-def _write_group(db: sqlite3.Connection, writes: Sequence[Write]) -> list[Written]:
-    """Every write in one transaction, each inside a savepoint so that it fails alone."""
-    results: list[Written] = []
-    for write in writes:
-        db.execute("SAVEPOINT one_write")
-        try:
-            result = _apply(db, write)
-        except Exception as error:  # ConcurrentUpdate, or a value SQLite cannot hold
-            db.execute("ROLLBACK TO one_write")
-            results.append(error)
-        else:
-            results.append(result)
-        db.execute("RELEASE one_write")
-    return results
-
-
-def _apply(db: sqlite3.Connection, write: Write) -> bool:
-    if isinstance(write, Sent):
-        db.execute(
-            "DELETE FROM outbox WHERE consumer = ? AND event_key = ?",
-            (write.marker.consumer, write.marker.event_key),
-        )
-        return True
-    marker = write.marker
-    inserted = db.execute(
-        "INSERT INTO markers (consumer, event_key, processed_at) VALUES (?, ?, ?)"
-        " ON CONFLICT DO NOTHING",
-        (marker.consumer, marker.event_key, time_text(datetime.now(UTC))),
-    ).rowcount
-    if not inserted:
-        return False  # this event was handled before: nothing is written
-    if write.state is not None:
-        _save_state(db, write.state)
-    db.executemany(
-        "INSERT INTO outbox (consumer, event_key, seq, event) VALUES (?, ?, ?, ?)",
-        [(marker.consumer, marker.event_key, seq, e) for seq, e in enumerate(write.outbox)],
-    )
-    return True
-
-
-def _row(state: Order | Ticket) -> tuple[str, dict[str, Any]]:
-    """The table and the columns a state is kept in (all but the version)."""
-    if isinstance(state, Order):
-        return "orders", {
-            "order_id": state.order_id,
-            "status": state.status,
-            "amount": state.amount,
-            "currency": state.currency,
-            "customer": _json_or_null(state.customer),
-            "items": json.dumps(state.items),
-            "provider": state.provider,
-            "payment_id": state.payment_id,
-            "paid_amount": state.paid_amount,
-            "paid_currency": state.paid_currency,
-            "refunded_amount": state.refunded_amount,
-            "updated_at": time_text(state.updated_at),
-        }
-    return "tickets", {
-        "order_id": state.order_id,
-        "status": state.status,
-        "updated_at": time_text(state.updated_at),
-    }
-
-
-def _save_state(db: sqlite3.Connection, state: Order | Ticket) -> None:
-    """The state at its version + 1; ConcurrentUpdate when the stored one is not its version."""
-    table, row = _row(state)
-    if state.version == 0:
+def write_versioned(
+    db: sqlite3.Connection, table: str, key: str, row: Mapping[str, Any], version: int
+) -> None:
+    """Insert `row` at version 1 (`version` 0) or update the row whose `key` column matches at
+    `version` to version + 1; ConcurrentUpdate when there is no such row (someone saved it)."""
+    if version == 0:
         columns, placeholders = ", ".join(row), ", ".join("?" * len(row))
         changed = db.execute(
             f"INSERT INTO {table} ({columns}, version) VALUES ({placeholders}, 1)"
-            " ON CONFLICT (order_id) DO NOTHING",
+            f" ON CONFLICT ({key}) DO NOTHING",
             tuple(row.values()),
         ).rowcount
     else:
-        changes = {k: v for k, v in row.items() if k != "order_id"}
+        changes = {k: v for k, v in row.items() if k != key}
         changed = db.execute(
             f"UPDATE {table} SET {', '.join(f'{k} = ?' for k in changes)},"
-            " version = version + 1 WHERE order_id = ? AND version = ?",
-            (*changes.values(), state.order_id, state.version),
+            f" version = version + 1 WHERE {key} = ? AND version = ?",
+            (*changes.values(), row[key], version),
         ).rowcount
     if changed != 1:
-        what = table.removesuffix("s")
         raise ConcurrentUpdate(
-            f"{what} '{state.order_id}' was saved by someone else since version {state.version}"
+            f"{table.removesuffix('s')} '{row[key]}' was saved by someone else since version "
+            f"{version}"
         )
 
 
-# A row holds a record's fields by their names (a delivery's also its recording order, `id`).
+def _upgrade(repositories: Sequence[type[SQLiteRepository]]) -> Upgrade:
+    """What brings a file an older release made up to date: the columns it lacks."""
 
+    def add_missing_columns(db: sqlite3.Connection) -> None:
+        for repository in repositories:
+            for table, columns in repository.added_columns.items():
+                present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+                for name, declaration in columns.items():
+                    if name not in present:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
-def _order(row: sqlite3.Row) -> Order:
-    customer = None if row["customer"] is None else json.loads(row["customer"])
-    parsed = {"customer": customer, "items": json.loads(row["items"])}
-    return Order(**{**dict(row), **parsed, "updated_at": time_of(row["updated_at"])})
-
-
-def _ticket(row: sqlite3.Row) -> Ticket:
-    return Ticket(row["order_id"], row["status"], row["version"], time_of(row["updated_at"]))
-
-
-def _delivery(row: sqlite3.Row) -> Delivery:
-    fields = {name: row[name] for name in row.keys() if name != "id"}
-    return Delivery(**{**fields, "delivered": bool(row["delivered"]), "at": time_of(row["at"])})
-
-
-def _record_delivery(db: sqlite3.Connection, delivery: Delivery) -> None:
-    outcome = (delivery.status_code, delivery.error, delivery.delivered, time_text(delivery.at))
-    attempt = (delivery.event_id, delivery.url, delivery.attempt)
-    replaced = db.execute(
-        "UPDATE deliveries SET status_code = ?, error = ?, delivered = ?, at = ?"
-        " WHERE event_id = ? AND url = ? AND attempt = ?",
-        (*outcome, *attempt),
-    ).rowcount
-    if not replaced:
-        db.execute(
-            "INSERT INTO deliveries"
-            " (event_id, url, attempt, event_type, status_code, error, delivered, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (*attempt, delivery.event_type, *outcome),
-        )
+    return add_missing_columns
 
 
 class SQLiteStore(Store):
-    """The store in one SQLite file; open as many as you like on the same file, in any process."""
+    """The store in one SQLite file; open as many as you like on the same file, in any process.
+    `repositories`: consumer name → its repository class (every installed consumer's if None)."""
 
-    def __init__(self, path: Path):
-        super().__init__()
-        self.file = SQLiteFile(path, SCHEMA, _add_missing_columns)
+    def __init__(
+        self, path: Path, repositories: Mapping[str, type[SQLiteRepository]] | None = None
+    ):
+        classes = load_repositories("sqlite") if repositories is None else repositories
+        for name, cls in classes.items():
+            if not (isinstance(cls, type) and issubclass(cls, SQLiteRepository)):
+                raise TypeError(f"{name}'s sqlite repository {cls!r} is not a SQLiteRepository")
+        schema = SCHEMA + "".join(cls.schema for cls in classes.values())
+        self.file = SQLiteFile(path, schema, _upgrade(list(classes.values())))
+        super().__init__({name: cls(self.file) for name, cls in classes.items()})
 
     @classmethod
-    def from_url(cls, url: str) -> "SQLiteStore":
+    def from_url(
+        cls, url: str, repositories: Mapping[str, type[SQLiteRepository]] | None = None
+    ) -> "SQLiteStore":
         """`sqlite:///relative/to/cwd.db` or `sqlite:////absolute/path.db`."""
-        return cls(path_of(url))
+        return cls(path_of(url), repositories)
 
     async def write(self, writes: Sequence[Write]) -> list[Written]:
-        return await self.file.write(lambda db: _write_group(db, writes))
+        return await self.file.write(lambda db: self._write_group(db, writes))
 
-    async def get_order(self, order_id: str) -> Order | None:
-        rows = await self.file.read("SELECT * FROM orders WHERE order_id = ?", (order_id,))
-        return _order(rows[0]) if rows else None
+    def _write_group(self, db: sqlite3.Connection, writes: Sequence[Write]) -> list[Written]:
+        """Every write in one transaction, each inside a savepoint so that it fails alone."""
+        results: list[Written] = []
+        for write in writes:
+            db.execute("SAVEPOINT one_write")
+            try:
+                result = self._apply(db, write)
+            except Exception as error:  # ConcurrentUpdate, or a value SQLite cannot hold
+                db.execute("ROLLBACK TO one_write")
+                results.append(error)
+            else:
+                results.append(result)
+            db.execute("RELEASE one_write")
+        return results
 
-    async def order_of_payment(self, provider: str, payment_id: str) -> Order | None:
-        rows = await self.file.read(
-            "SELECT * FROM orders WHERE provider = ? AND payment_id = ? LIMIT 1",
-            (provider, payment_id),
+    def _apply(self, db: sqlite3.Connection, write: Write) -> bool:
+        if isinstance(write, Sent):
+            db.execute(
+                "DELETE FROM outbox WHERE consumer = ? AND event_key = ?",
+                (write.marker.consumer, write.marker.event_key),
+            )
+            return True
+        marker = write.marker
+        inserted = db.execute(
+            f"INSERT INTO {MARKERS} (consumer, event_key, processed_at) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (marker.consumer, marker.event_key, time_text(datetime.now(UTC))),
+        ).rowcount
+        if not inserted:
+            return False  # this event was handled before: nothing is written
+        if write.state is not None:
+            self._repository_of(write.state).write(db, write.state)
+        db.executemany(
+            "INSERT INTO outbox (consumer, event_key, seq, event) VALUES (?, ?, ?, ?)",
+            [(marker.consumer, marker.event_key, seq, e) for seq, e in enumerate(write.outbox)],
         )
-        return _order(rows[0]) if rows else None
-
-    async def get_ticket(self, order_id: str) -> Ticket | None:
-        rows = await self.file.read("SELECT * FROM tickets WHERE order_id = ?", (order_id,))
-        return _ticket(rows[0]) if rows else None
+        return True
 
     async def pending(self, marker: Marker) -> list[str]:
         rows = await self.file.read(
@@ -265,25 +181,15 @@ class SQLiteStore(Store):
     async def unsent(self, consumer: str, saved_before: datetime) -> list[Marker]:
         # The marker is written in the outbox's own transaction, so its time is the outbox's.
         rows = await self.file.read(
-            "SELECT DISTINCT outbox.event_key FROM outbox JOIN markers"
+            f"SELECT DISTINCT outbox.event_key FROM outbox JOIN {MARKERS}"
             " USING (consumer, event_key) WHERE consumer = ? AND processed_at < ?",
             (consumer, time_text(saved_before)),
         )
         return [Marker(consumer, row["event_key"]) for row in rows]
 
-    async def record_delivery(self, delivery: Delivery) -> None:
-        await self.file.write(lambda db: _record_delivery(db, delivery))
-
-    async def deliveries(self, event_id: str | None = None) -> list[Delivery]:
-        where, parameters = (
-            ("WHERE event_id = ?", (event_id,)) if event_id is not None else ("", ())
-        )
-        rows = await self.file.read(f"SELECT * FROM deliveries {where} ORDER BY at, id", parameters)
-        return [_delivery(row) for row in rows]
-
     async def is_processed(self, marker: Marker) -> bool:
         rows = await self.file.read(
-            "SELECT 1 FROM markers WHERE consumer = ? AND event_key = ?",
+            f"SELECT 1 FROM {MARKERS} WHERE consumer = ? AND event_key = ?",
             (marker.consumer, marker.event_key),
         )
         return bool(rows)

@@ -11,15 +11,18 @@ SQLite: `markers (consumer, event_key, processed_at)`; `deliveries (id, event_id
 status_code, error, at)`, `id` growing in the order recorded.
 
 MongoDB: `markers` documents `{_id: marker_key, consumer, event_key, processed_at}` for markers
-written alone; a marker saved with a state change is kept in its aggregate's document, in the
+written alone; a marker saved with a state change is kept in its record's document, in the
 array `applied` (marker keys), its time being the document's `updated_at`; `deliveries`
-documents `{event_id, url, delivered, status_code, error, at}`.
+documents `{event_id, url, delivered, status_code, error, at}`. Which collections hold records
+is each consumer's own business (its repository's), so the consumers' store names them, as it
+first writes, in `aggregates`: one document `{_id: collection name}` each.
 """
 
 MARKERS = "markers"
 DELIVERIES = "deliveries"
-# MongoDB: the collections whose documents carry markers in APPLIED (the consumers' aggregates).
-AGGREGATES = ("orders", "tickets")
+# MongoDB: the collection naming (by _id) the collections whose documents carry markers in
+# APPLIED: the consumers' records.
+AGGREGATES = "aggregates"
 APPLIED = "applied"
 
 

@@ -165,9 +165,15 @@ class MongoEventLog(EventLog):
             ).to_list(MAX_JOURNEY_ROWS)
         ]
         # A marker saved with a state lives in its aggregate: its time is the aggregate's. Asked
-        # by every consumer's whole marker, which their index serves (a suffix regex would not).
+        # by every consumer's whole marker, which each aggregate's index serves (a suffix regex
+        # would read every document).
         applied = {"$in": [marker_key(consumer, key) for consumer in specs.names()]}
-        for name in AGGREGATES:
+        named = (
+            await self._db[AGGREGATES]
+            .find({}, {"_id": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
+            .to_list(MAX_JOURNEY_ROWS)
+        )
+        for name in (document["_id"] for document in named):
             aggregates = self._db[name].find(
                 {APPLIED: applied}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
             )

@@ -330,8 +330,12 @@ class Broker:
                 self.settings.delivery_limit,
                 topology.Archive.of(self.settings),
             )
-        except topology.TopologyConflict as exc:  # logged, and the process keeps serving
-            log.error("topology.conflict", error=str(exc))
+        except topology.TopologyConflict as exc:
+            # What is safe was done (the missing declared, the bindings added); a queue declared
+            # differently is left as it is: recreating it is `hookhub topology apply`'s, which
+            # moves its messages. The process keeps serving: the old queue still takes and
+            # delivers messages, where refusing to start would turn every publish away.
+            log.error("topology.conflict", error=str(exc), fix="hookhub topology apply")
 
     def _redeclare_soon(self, why: str) -> asyncio.Task[None] | None:
         """Declare the topology again in the background, once at a time, until it is done.

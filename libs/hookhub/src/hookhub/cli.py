@@ -7,6 +7,7 @@ workspace's dev package `dev`). An image with hub-api only therefore has no `con
 and this library never imports a service.
 """
 
+import asyncio
 import json
 import sys
 import uuid
@@ -18,7 +19,7 @@ import aio_pika
 import typer
 from rich.table import Table
 
-from hookhub import contracts, dlq, events, topology
+from hookhub import contracts, dlq, events, migrations, topology
 from hookhub.broker import Broker, BrokerUnavailable, redact
 from hookhub.commands import (
     ConsumerName,
@@ -181,6 +182,69 @@ def topology_declare() -> None:
     console.print(f"declared exchange {events.EXCHANGE} and {len(queues)} queues:")
     for spec in queues:
         console.print(f"  {spec.name}")
+
+
+def _run_migration(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a plan or an apply; a stop or a conflict becomes its message, not a traceback."""
+    try:
+        return run(coro_fn)
+    except (migrations.MigrationStopped, topology.TopologyConflict) as exc:
+        fail(str(exc))
+
+
+@topology_app.command("plan")
+def topology_plan(
+    as_json: Annotated[bool, typer.Option("--json", help="The plan as JSON")] = False,
+) -> None:
+    """What differs between the broker and this version: queues to create, to declare again
+    with other arguments (old → new), retired, bindings to add or remove. Changes nothing."""
+    settings = load_settings()
+
+    async def main() -> migrations.Plan:
+        async with broker_connection(settings) as connection:
+            return await migrations.plan_for(connection, settings)
+
+    plan = _run_migration(main)
+    if as_json:
+        console.print_json(json.dumps(plan.as_dict(), default=str))
+        return
+    for line in plan.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@topology_app.command("apply")
+def topology_apply(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Carry the plan out without losing a message: a queue with new arguments is emptied into
+    `<queue>.migrating`, declared again and refilled; a retired queue is emptied into its
+    consumer's work queue, then removed. Counts are printed and checked; run it again to finish
+    what an interruption left."""
+    settings = load_settings()
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    async def main() -> migrations.Plan | None:
+        async with broker_connection(settings) as connection:
+            plan = await migrations.plan_for(connection, settings)
+            for line in plan.lines():
+                say(line)
+            if plan.empty:
+                return None
+            if not yes and not await asyncio.to_thread(typer.confirm, "Apply this plan?"):
+                raise typer.Exit(1)
+            await migrations.apply(connection, settings, plan, say)
+            return await migrations.plan_for(connection, settings)
+
+    left = _run_migration(main)
+    if left is None:
+        return
+    if not left.settled:
+        fail("the broker still differs from this version: " + "; ".join(left.lines()[1:]))
+    for retired in left.retire:
+        err.print(f"[yellow]kept:[/yellow] {retired.refusal}", soft_wrap=True)
+    console.print("done: the broker has this version's topology")
 
 
 @app.command()

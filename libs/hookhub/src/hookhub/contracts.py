@@ -3,11 +3,13 @@ and what the consumers can rely on (`specs.catalogue()` says who emits each type
 
 Bounds are part of a contract: an event the consumers cannot hold (an amount too large for every
 JSON reader and the stores' integers) must be refused with a 422, not accepted and parked later.
+So are JSON's own types: every contract is strict, an integer is a JSON integer (`true` is not 1,
+`"12"` is not 12) and a string a JSON string, so that what a consumer stores is what was sent.
 """
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 # The largest integer every JSON reader holds exactly (JavaScript's numbers are doubles), and
 # well inside the stores' 64-bit integers. In minor units that is 90 trillion dollars.
@@ -18,7 +20,13 @@ M = TypeVar("M", bound=BaseModel)
 OrderId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ORDER_ID_CHARS)]
 
 
-class OrderCreated(BaseModel):
+class Contract(BaseModel):
+    """A data contract: strict, with no coercion between JSON types."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class OrderCreated(Contract):
     """`order.created`: a storefront created an order."""
 
     order_id: OrderId
@@ -28,13 +36,13 @@ class OrderCreated(BaseModel):
     currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. BRL")
 
 
-class ProductionFinished(BaseModel):
+class ProductionFinished(Contract):
     """`production.finished`: the workshop finished an order."""
 
     order_id: OrderId
 
 
-CONTRACTS: dict[str, type[BaseModel]] = {
+CONTRACTS: dict[str, type[Contract]] = {
     "order.created": OrderCreated,
     "production.finished": ProductionFinished,
 }

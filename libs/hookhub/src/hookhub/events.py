@@ -6,6 +6,9 @@ in headers named as the CloudEvents AMQP binding names them (`cloudEvents:<attri
 """
 
 import base64
+import functools
+import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -18,6 +21,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from hookhub import tracing
 from hookhub.failures import original_routing_key
+from hookhub.observability import log
+from hookhub.settings import get_settings
 
 EXCHANGE = "hookhub.events"
 SPEC_VERSION = "1.0"
@@ -40,7 +45,38 @@ INBOUND: dict[str, str] = {
     "ci.*": "a CI pipeline reports (free-form data, delivered as is)",
 }
 
-FOLLOW_UP_NAMESPACE = uuid.UUID("6f1c7f8e-3f0a-4a57-9a43-4b8d3b1f2c10")
+# What follow-up ids are keyed with where HOOKHUB_FOLLOW_UP_KEY is unset (dev, tests): public, so
+# anyone could compute them; a deployment sets its own key.
+DEV_FOLLOW_UP_KEY = b"hookhub-dev-follow-up-key: public, set HOOKHUB_FOLLOW_UP_KEY"
+_UUID_VERSION_8 = 8 << 76  # RFC 9562 version 8: "custom", here an HMAC
+_UUID_VARIANT = 0b10 << 62  # the RFC's variant
+
+
+def follow_up_id(key: bytes, source: str, cause_id: str, type: str) -> str:
+    """The id of the event of `type` caused by the event (`source`, `cause_id`): a UUID made of
+    HMAC-SHA256(key, the three) (version 8, 122 bits of the MAC). The same in every process that
+    has the key, so a cause handled twice emits the same follow-up; not computable without it,
+    so no caller can publish an id a follow-up will have."""
+    # JSON keeps the three apart: "a|b" + "c" and "a" + "b|c" are different messages.
+    message = json.dumps([source, cause_id, type], ensure_ascii=False).encode()
+    mac = int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:16])
+    mac &= ~(0xF << 76) & ~(0b11 << 62)
+    return str(uuid.UUID(int=mac | _UUID_VERSION_8 | _UUID_VARIANT))
+
+
+@functools.cache
+def follow_up_key() -> bytes:
+    """This process's follow-up key (HOOKHUB_FOLLOW_UP_KEY); the public dev key, with a warning,
+    where it is unset."""
+    key = get_settings().follow_up_key
+    if key is None:
+        log.warning(
+            "follow_up_key.dev_key",
+            reason="HOOKHUB_FOLLOW_UP_KEY is not set: follow-up ids are computable by anyone; "
+            "set it to the deployment's secret (openssl rand -hex 32) in every consumer",
+        )
+        return DEV_FOLLOW_UP_KEY
+    return key.get_secret_value().strip().encode()
 
 
 def is_valid_type(event_type: str) -> bool:
@@ -186,20 +222,27 @@ class Event:
         )
 
     def follow_up(
-        self, *, type: str, source: str, data: bytes, subject: str | None = None
+        self,
+        *,
+        type: str,
+        source: str,
+        data: bytes,
+        subject: str | None = None,
+        key: bytes | None = None,
     ) -> "Event":
         """A domain event caused by this one: same correlation and trace, a time of now.
 
-        Its id is derived from the cause, so a consumer that crashes after publishing and handles
-        the cause again publishes the very same event, which downstream consumers deduplicate.
-        With tracing on, its trace context is the span current now (the consumer's), which it
-        keeps in the outbox until it is published.
+        Its id is derived from the cause, keyed (`follow_up_id`; `key` defaults to the
+        process's `follow_up_key()`), so a consumer that crashes after publishing and handles the
+        cause again publishes the very same event, which downstream consumers deduplicate, and no
+        caller can claim that id first. With tracing on, its trace context is the span current
+        now (the consumer's), which it keeps in the outbox until it is published.
         """
         traced = tracing.current_headers()
         traceparent, tracestate = traced or (self.traceparent, self.tracestate)
         return replace(
             self,
-            id=str(uuid.uuid5(FOLLOW_UP_NAMESPACE, f"{self.source}|{self.id}|{type}")),
+            id=follow_up_id(key or follow_up_key(), self.source, self.id, type),
             type=type,
             source=source,
             data=data,

@@ -67,8 +67,11 @@ def failure_headers(
     }
 
 
-def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-    """The same message, body and properties, with other headers."""
+def _copy(
+    message: AbstractIncomingMessage, headers: dict[str, Any], expiration_s: float | None = None
+) -> aio_pika.Message:
+    """The same message, body and properties, with other headers (and a TTL of its own, or
+    none: the one it was delivered with, a deadline's, is spent)."""
     return aio_pika.Message(
         message.body,
         headers=headers,
@@ -79,13 +82,20 @@ def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika
         type=message.type,
         app_id=message.app_id,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        expiration=expiration_s,
     )
 
 
 def failed_copy(
-    message: AbstractIncomingMessage, *, consumer: str, attempts: int, reason: str
+    message: AbstractIncomingMessage,
+    *,
+    consumer: str,
+    attempts: int,
+    reason: str,
+    expiration_s: float | None = None,
 ) -> aio_pika.Message:
-    """What goes to a retry queue or the dead-letter queue after the `attempts`-th failure."""
+    """What goes to a retry queue or the dead-letter queue after the `attempts`-th failure;
+    with `expiration_s`, a retry that waits less than its queue's TTL (`retries`)."""
     headers = failure_headers(
         dict(message.headers or {}),
         consumer=consumer,
@@ -93,7 +103,7 @@ def failed_copy(
         reason=reason,
         routing_key=message.routing_key or "",
     )
-    return _copy(message, headers)
+    return _copy(message, headers, expiration_s)
 
 
 def replay_copy(

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hookhub import publish_policy
+
 PROVIDER_SECRET_PREFIX = "HOOKHUB_SECRET_"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -15,6 +17,8 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 STORE_URL_PREFIXES = ("sqlite:", "mongodb://", "mongodb+srv://")
 # A deadline rides as a message's TTL, which RabbitMQ keeps in 32 bits of milliseconds.
 MAX_DEADLINE_S = (2**32 - 1) / 1000
+# A follow-up key is a random secret: 32 hex characters are 128 bits.
+FOLLOW_UP_KEY_MIN_CHARS = 32
 
 
 def _provider_secrets_from_env() -> dict[str, SecretStr]:
@@ -39,6 +43,14 @@ class Settings(BaseSettings):
         default=(DEFAULT_AMQP_URL,), validation_alias="HOOKHUB_AMQP_URL"
     )
     gateway_secret: SecretStr | None = None
+    # HOOKHUB_PUBLISH_POLICY: which internal caller may publish which types, as JSON
+    # (`hookhub.publish_policy`); unset or empty, the default table. Enforced behind the gateway.
+    publish_policy: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
+        default_factory=lambda: dict(publish_policy.DEFAULT)
+    )
+    # The key follow-up ids are derived with (`events.follow_up_id`): one per deployment, the same
+    # in every consumer process, never shown to a caller. Unset, a public dev key (dev and tests).
+    follow_up_key: SecretStr | None = None
     provider_secrets: dict[str, SecretStr] = Field(default_factory=_provider_secrets_from_env)
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -51,9 +63,12 @@ class Settings(BaseSettings):
     # How long a lost broker node may take to come back before the next address is tried.
     failover_after_s: float = Field(default=3.0, ge=0)
 
+    # A consumer's n-th failure waits the n-th delay (one retry queue each), less up to the
+    # jitter ratio of it, so that a burst of failures does not come back all at once.
     retry_delays_s: Annotated[tuple[float, ...], NoDecode] = Field(
         default=(5.0, 30.0, 300.0), validation_alias="HOOKHUB_RETRY_DELAYS"
     )
+    retry_jitter_ratio: float = Field(default=0.1, ge=0, lt=1)
     prefetch_count: int = 32
     delivery_limit: int = 20
     # How often a consumer publishes follow-ups that publishing after the commit left saved.
@@ -77,6 +92,10 @@ class Settings(BaseSettings):
     mercadopago_access_token: SecretStr | None = None
     # Where the operator console reads hub-api's request counters (its rejections by status).
     api_metrics_url: str | None = None
+    # RabbitMQ's management HTTP API (http://user:password@host:15672; without credentials, the
+    # AMQP URL's): how `hookhub topology plan/apply` read the queues' arguments, which AMQP
+    # cannot read.
+    rabbitmq_management_url: SecretStr | None = None
     # The key the operator console signs its forms' CSRF tokens with: its own, so that a leaked
     # gateway secret does not also forge an operator's replay or purge.
     operator_csrf_key: SecretStr | None = None
@@ -88,6 +107,8 @@ class Settings(BaseSettings):
         "gateway_secret",
         "notify_secret",
         "mercadopago_access_token",
+        "rabbitmq_management_url",
+        "follow_up_key",
         "operator_csrf_key",
         mode="before",
     )
@@ -96,6 +117,23 @@ class Settings(BaseSettings):
         # An empty variable (as in a fresh .env) must mean "not set", never "a secret of ''":
         # an empty gateway secret would otherwise switch the gateway check off unnoticed.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("follow_up_key")
+    @classmethod
+    def _follow_up_key_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < FOLLOW_UP_KEY_MIN_CHARS:
+            raise ValueError(
+                f"must be at least {FOLLOW_UP_KEY_MIN_CHARS} characters of a random secret, "
+                "e.g. `openssl rand -hex 32`"
+            )
+        return value
+
+    @field_validator("publish_policy", mode="before")
+    @classmethod
+    def _parse_publish_policy(cls, value: object) -> object:
+        if isinstance(value, str):
+            return publish_policy.parse(value) if value.strip() else dict(publish_policy.DEFAULT)
+        return publish_policy.checked(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -148,6 +186,16 @@ class Settings(BaseSettings):
                 raise ValueError("needs at least one delay, e.g. 5,30,300")
             return tuple(float(p) for p in parts)
         return value
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _delays_are_ttls(cls, delays_s: tuple[float, ...]) -> tuple[float, ...]:
+        # Each is a retry queue's TTL: RabbitMQ takes whole milliseconds, at least 1, in 32 bits.
+        if not delays_s:
+            raise ValueError("needs at least one delay, e.g. 5,30,300")
+        if not all(0.001 <= delay_s <= MAX_DEADLINE_S for delay_s in delays_s):
+            raise ValueError(f"each delay must be between 0.001 and {MAX_DEADLINE_S:g} seconds")
+        return delays_s
 
     @property
     def amqp_url(self) -> str:

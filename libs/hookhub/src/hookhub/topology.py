@@ -27,6 +27,9 @@ from hookhub.events import EXCHANGE
 from hookhub.settings import Settings
 from hookhub.specs import ConsumerSpec, installed
 
+# Every queue and exchange of Hookhub's is named under this prefix, and nothing else is.
+PREFIX = "hookhub."
+MIGRATING_SUFFIX = ".migrating"
 UNROUTED_EXCHANGE = "hookhub.unrouted"
 UNROUTED_QUEUE = "hookhub.unrouted"
 # Without an archive, what no queue binds waits here; bounded, the oldest dropped first.
@@ -64,23 +67,41 @@ def literal_head(binding_key: str) -> str:
 
 
 def work_queue(consumer: str) -> str:
-    return f"hookhub.{consumer}"
+    return f"{PREFIX}{consumer}"
 
 
 def retry_queue(consumer: str, delay_s: float) -> str:
-    return f"hookhub.{consumer}.retry.{delay_s:g}s"
+    return f"{PREFIX}{consumer}.retry.{delay_s:g}s"
 
 
 def dead_letter_queue(consumer: str) -> str:
-    return f"hookhub.{consumer}.dlq"
+    return f"{PREFIX}{consumer}.dlq"
 
 
 def deadline_queue(consumer: str, deadline_type: str) -> str:
-    return f"hookhub.{consumer}.{deadline_type}"
+    return f"{PREFIX}{consumer}.{deadline_type}"
+
+
+def migrating_queue(queue: str) -> str:
+    """Where `hookhub topology apply` keeps a queue's messages while it declares it again."""
+    return f"{queue}{MIGRATING_SUFFIX}"
+
+
+def owner_of(queue: str) -> str | None:
+    """The consumer a queue name belongs to by its shape (`hookhub.<consumer>[.<what>]`), or
+    None for a name outside the prefix. Shared queues (the unrouted queue, the archive) answer
+    their own word, which no consumer is named."""
+    if not queue.startswith(PREFIX):
+        return None
+    return queue.removeprefix(PREFIX).split(".", 1)[0]
 
 
 class TopologyConflict(RuntimeError):
     """The broker already has an exchange or queue of that name, declared differently."""
+
+
+class ExchangeConflict(TopologyConflict):
+    """An exchange declared differently: nothing was declared after it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +207,11 @@ def all_queues(
 
 
 def _conflict(what: str, error: Exception) -> str:
+    # Never "delete it": deleting a queue deletes the messages in it (accepted events).
     return (
-        f"{what} already exists on the broker with different settings ({error}). "
-        f"Delete it (rabbitmqctl delete_queue / delete_exchange) or use another vhost, "
-        f"then run `hookhub topology declare` again."
+        f"{what} already exists on the broker with different settings ({error}); it was left "
+        f"as it is. `hookhub topology plan` shows what differs; `hookhub topology apply` "
+        f"declares it again with the new settings without losing its messages."
     )
 
 
@@ -197,7 +219,13 @@ async def _guard(what: str, declaration: Any) -> Any:
     try:
         return await declaration
     except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        raise TopologyConflict(_conflict(what, exc)) from None
+        # An exchange holds no message, so deleting one loses none; but while it is gone every
+        # publish is refused (and retried by its caller): `apply` leaves that to the operator.
+        raise ExchangeConflict(
+            f"{what} already exists on the broker with different settings ({exc}); it was left "
+            f"as it is. Exchanges are not migrated: delete it (rabbitmqctl delete_exchange; its "
+            f"queues and their messages stay) and run `hookhub topology apply` at once."
+        ) from None
 
 
 async def declare(

@@ -1,13 +1,16 @@
-"""The consumers' domain records: an order's payment state, a production ticket, a delivery.
+"""The payments consumer's records: each order's payment state, and how its steps read them.
 
-Plain data; the store keeps them (`store/`), the handlers decide how they change.
+Plain data; its repository keeps them (`store_sqlite`, `store_mongo`, registered in its spec),
+its steps decide how they change.
 """
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-# The order's place in the saga (payments.TRANSITIONS moves it): waiting for its money
+from hookhub_consumers.store import Store
+
+# The order's place in the saga (steps.TRANSITIONS moves it): waiting for its money
 # (pending, declined), money waiting for its order (held, order_missing), settled (approved),
 # stopped (mismatched, expired) or compensated (refunded, charged_back).
 PaymentStatus = Literal[
@@ -21,7 +24,6 @@ PaymentStatus = Literal[
     "refunded",
     "charged_back",
 ]
-TicketStatus = Literal["queued", "overdue", "ready", "cancelled"]
 
 
 def _now() -> datetime:
@@ -47,25 +49,17 @@ class Order:
     updated_at: datetime = field(default_factory=_now)
 
 
-@dataclass(slots=True)
-class Ticket:
-    """A production ticket, kept by the production consumer."""
+class Orders(Protocol):
+    """The orders, as the payments steps read them (`ctx.records`); an order's changes are
+    saved by the runtime, with the event's marker (`Outcome.state`)."""
 
-    order_id: str
-    status: TicketStatus = "queued"
-    version: int = 0
-    updated_at: datetime = field(default_factory=_now)
+    async def get(self, order_id: str) -> Order | None: ...
+
+    async def by_payment(self, provider: str, payment_id: str) -> Order | None:
+        """The order whose recorded payment this is (a dispute names only the payment)."""
+        ...
 
 
-@dataclass(slots=True)
-class Delivery:
-    """One attempt of the notifications consumer to deliver one event to one endpoint."""
-
-    event_id: str
-    event_type: str
-    url: str
-    attempt: int
-    status_code: int | None = None
-    error: str | None = None
-    delivered: bool = False
-    at: datetime = field(default_factory=_now)
+def orders(store: Store) -> Orders:
+    """The orders in a store opened with the payments consumer's spec (for tools and tests)."""
+    return store.repository("payments")

@@ -1,0 +1,49 @@
+"""The notifications consumer's records: every attempt to deliver an event, and their reads.
+
+An attempt is recorded outside any marker, before the POST and again with its answer (see
+`steps.deliver`), so its repository writes it itself, at once: a store that refuses writes stops
+the consumer before the receiver hears anything. The event log reads these records too
+(`hookhub_eventlog.store.consumer_tables`).
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from hookhub_consumers.store import Store
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One attempt of the notifications consumer to deliver one event to one endpoint."""
+
+    event_id: str
+    event_type: str
+    url: str
+    attempt: int
+    status_code: int | None = None
+    error: str | None = None
+    delivered: bool = False
+    at: datetime = field(default_factory=_now)
+
+
+class Deliveries(Protocol):
+    async def record(self, delivery: Delivery) -> None:
+        """Save one delivery attempt now, in a write of its own (every attempt is kept): a new
+        one is appended; one with the event id, URL and attempt number of a saved one replaces
+        it (its outcome, once known)."""
+        ...
+
+    async def attempts(self, event_id: str | None = None) -> list[Delivery]:
+        """Delivery attempts, oldest first (by `at`, then in the order recorded), optionally of
+        one event."""
+        ...
+
+
+def deliveries(store: Store) -> Deliveries:
+    """The delivery attempts in a store opened with the notifications consumer's spec."""
+    return store.repository("notifications")

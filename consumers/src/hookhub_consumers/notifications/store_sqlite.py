@@ -1,0 +1,64 @@
+"""The notifications consumer's delivery attempts in the SQLite store: the `deliveries` table,
+which the event log reads too (`consumer_tables`)."""
+
+import sqlite3
+
+from hookhub.sqlite import time_of, time_text
+from hookhub_eventlog.store.consumer_tables import DELIVERIES
+
+from hookhub_consumers.notifications.records import Delivery
+from hookhub_consumers.store.sqlite import SQLiteRepository
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    fields = {name: row[name] for name in row.keys() if name != "id"}
+    return Delivery(**{**fields, "delivered": bool(row["delivered"]), "at": time_of(row["at"])})
+
+
+def _record(db: sqlite3.Connection, delivery: Delivery) -> None:
+    outcome = (delivery.status_code, delivery.error, delivery.delivered, time_text(delivery.at))
+    attempt = (delivery.event_id, delivery.url, delivery.attempt)
+    replaced = db.execute(
+        f"UPDATE {DELIVERIES} SET status_code = ?, error = ?, delivered = ?, at = ?"
+        " WHERE event_id = ? AND url = ? AND attempt = ?",
+        (*outcome, *attempt),
+    ).rowcount
+    if not replaced:
+        db.execute(
+            f"INSERT INTO {DELIVERIES}"
+            " (event_id, url, attempt, event_type, status_code, error, delivered, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*attempt, delivery.event_type, *outcome),
+        )
+
+
+class SQLiteDeliveries(SQLiteRepository):
+    # No `record`: an attempt is written outside a marker, by `record` below, in its own
+    # transaction.
+    schema = f"""
+    CREATE TABLE IF NOT EXISTS {DELIVERIES} (  -- the event log reads it: consumer_tables
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- recording order, the tie-break after `at`
+        event_id    TEXT NOT NULL,
+        event_type  TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        attempt     INTEGER NOT NULL,
+        status_code INTEGER,
+        error       TEXT,
+        delivered   INTEGER NOT NULL,
+        at          TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS deliveries_by_event ON {DELIVERIES} (event_id, at, id);
+    CREATE INDEX IF NOT EXISTS deliveries_by_attempt ON {DELIVERIES} (event_id, url, attempt);
+    """
+
+    async def record(self, delivery: Delivery) -> None:
+        await self.file.write(lambda db: _record(db, delivery))
+
+    async def attempts(self, event_id: str | None = None) -> list[Delivery]:
+        where, parameters = (
+            ("WHERE event_id = ?", (event_id,)) if event_id is not None else ("", ())
+        )
+        rows = await self.file.read(
+            f"SELECT * FROM {DELIVERIES} {where} ORDER BY at, id", parameters
+        )
+        return [_delivery(row) for row in rows]
