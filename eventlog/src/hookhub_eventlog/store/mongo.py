@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from hookhub import specs, topology
+from hookhub import topology
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ExecutionTimeout
@@ -36,7 +36,6 @@ from hookhub_eventlog.store.consumer_tables import (
     DELIVERIES,
     MARKERS,
     event_key,
-    marker_key,
 )
 
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
@@ -156,6 +155,12 @@ class MongoEventLog(EventLog):
         return [Step(**{**d, "at": _utc(d["at"])}) for d in documents]
 
     async def processed_by(self, source: str, event_id: str) -> list[tuple[str, datetime]]:
+        try:
+            return await self._processed_by(source, event_id)
+        except ExecutionTimeout:
+            raise SearchTooSlow from None
+
+    async def _processed_by(self, source: str, event_id: str) -> list[tuple[str, datetime]]:
         key = event_key(source, event_id)
         markers = self._db[MARKERS]
         found = [
@@ -164,10 +169,10 @@ class MongoEventLog(EventLog):
                 {"event_key": key}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
             ).to_list(MAX_JOURNEY_ROWS)
         ]
-        # A marker saved with a state lives in its aggregate: its time is the aggregate's. Asked
-        # by every consumer's whole marker, which each aggregate's index serves (a suffix regex
-        # would read every document).
-        applied = {"$in": [marker_key(consumer, key) for consumer in specs.names()]}
+        # A marker saved with a state lives in its aggregate: its time is the aggregate's. By
+        # its key's end: the consumers that may have saved one are not all known here. No index
+        # serves that, so it is bounded by the budget (SearchTooSlow past it).
+        suffix = {"$regex": f"\\|{re.escape(key)}$"}
         named = (
             await self._db[AGGREGATES]
             .find({}, {"_id": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
@@ -175,7 +180,7 @@ class MongoEventLog(EventLog):
         )
         for name in (document["_id"] for document in named):
             aggregates = self._db[name].find(
-                {APPLIED: applied}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
+                {APPLIED: suffix}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
             )
             for document in await aggregates.to_list(MAX_JOURNEY_ROWS):
                 for marker in document[APPLIED]:
