@@ -3,6 +3,7 @@ random, dates and patterns at the edges, oversized, nested or truncated forms), 
 page or a 4xx, never a 5xx, and the service's memory stays where it was."""
 
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from operator_hub import OPERATOR, Hub, running_hub
+from operator_hub import OPERATOR, Hub, eventually, running_hub
 
 MIB = 1024 * 1024
 FUZZ = settings(
@@ -112,3 +113,18 @@ def test_after_all_that_memory_is_where_it_was(hub, client):
 
     assert after - before < 32 * MIB
     assert client.get("/livez").status_code == 200
+
+
+def test_a_browser_that_leaves_mid_form_is_an_info_line_not_an_error(hub):
+    head = (
+        "POST /parking-lots/notifications/confirm HTTP/1.1\r\nhost: x\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in OPERATOR.items())
+        + "content-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\nid=1"
+    ).encode()
+    port = int(hub.operator.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head)  # and gone, before the rest of the form
+
+    assert hub.operator_process is not None
+    eventually(lambda: "request.client_left" in hub.operator_process.log, what="the info line")
+    assert "Exception in ASGI application" not in hub.operator_process.log

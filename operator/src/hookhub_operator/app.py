@@ -13,11 +13,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from hookhub import dlq, gateway
 from hookhub.addresses import CONNECT_ERRORS
+from hookhub.observability import log
 from hookhub.settings import Settings
 from hookhub_eventlog.journey import SharedId
 from hookhub_eventlog.store import EventQuery, open_event_log
 from hookhub_eventlog.store.base import BadPattern, SearchTooSlow
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hookhub_operator import api, console, csrf
@@ -159,6 +161,12 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
     @app.exception_handler(BadFilter)
     async def bad_filter(request: Request, exc: BadFilter) -> Response:
         return _answer(request, 422, str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, exc: ClientDisconnect) -> Response:
+        # An operator's browser that gave up on a form: ordinary, and the answer goes nowhere.
+        log.info("request.client_left", path=request.url.path)
+        return Response(status_code=400)
 
     @app.exception_handler(BadPattern)
     async def bad_pattern(request: Request, exc: BadPattern) -> Response:
