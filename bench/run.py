@@ -20,6 +20,7 @@ from typing import Any
 import consumer
 import e2e
 import ingest
+import operator_search
 from report import console, write_json
 from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
 
@@ -30,6 +31,7 @@ SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "consumer": consumer.run,
     "e2e": e2e.run,
     "eventlog": eventlog.run,
+    "operator_search": operator_search.run,
 }
 
 

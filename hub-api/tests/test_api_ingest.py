@@ -59,11 +59,11 @@ async def test_signed_webhook_is_answered_202_with_the_provider_event_id_and_typ
         assert response.json() == {"id": hook.event_id, "type": hook.event_type}
 
 
-async def test_an_id_no_header_can_carry_is_given_back_percent_encoded_and_published_as_sent(
+async def test_an_id_with_a_percent_sign_is_given_back_percent_encoded_and_published_as_sent(
     api, capture
 ):
     # Asaas is answered 200 with the event's id in a header; its id comes from the JSON body.
-    event_id = f"evt_日本-{uuid.uuid4().hex[:8]}%ç"
+    event_id = f"evt_{uuid.uuid4().hex[:8]}%20:/"
     body = json.dumps({"id": event_id, "event": "PAYMENT_RECEIVED", "payment": {}}).encode()
     queue = await capture("asaas.PAYMENT_RECEIVED")
     headers, query, body = signed_request("asaas", body)
@@ -73,6 +73,20 @@ async def test_an_id_no_header_can_carry_is_given_back_percent_encoded_and_publi
     assert response.status_code == 200, response.text
     assert unquote(response.headers["x-hookhub-event-id"]) == event_id
     assert (await queue.get()).message_id == event_id
+
+
+async def test_an_id_no_header_can_carry_is_refused_422_and_nothing_published(api, capture):
+    # Accepted, it could never be delivered as a notification's webhook-id: parked for certain.
+    event_id = f"evt_日本-{uuid.uuid4().hex[:8]}ç"
+    body = json.dumps({"id": event_id, "event": "PAYMENT_RECEIVED", "payment": {}}).encode()
+    queue = await capture("asaas.PAYMENT_RECEIVED")
+    headers, query, body = signed_request("asaas", body)
+
+    response = await api.post("/webhooks/asaas", content=body, headers=headers, params=query)
+
+    assert response.status_code == 422, response.text
+    assert "visible ASCII" in response.json()["detail"]
+    assert await queue.empty()
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

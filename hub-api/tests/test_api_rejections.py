@@ -537,6 +537,7 @@ async def test_value_longer_than_an_amqp_short_string_is_422_and_nothing_publish
 
     response = await api.post(**request)
 
-    assert response.status_code == 422
+    # A header is refused before the body is read, as too large a header (431).
+    assert response.status_code == (431 if too_long == "X-Correlation-ID" else 422)
     assert response.json()["detail"].endswith("is longer than the 255 bytes AMQP allows")
     await assert_nothing_published(everything)

@@ -22,6 +22,7 @@ from tests.support.senders import post_internal_event, stripe_event
 from tests.support.settings import GATEWAY_SECRET, hub_env
 from tests.support.signing import signed_request
 
+CSRF_KEY = "operator-tests-csrf-key-of-its-own-0123456789"
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"operator-test-secret").decode()
 # What Kong adds for the two operator consumers of gateway/kong.yml.
 OPERATOR = {
@@ -52,6 +53,7 @@ class Hub:
     env: dict[str, str]
     endpoint: NotifyEndpoint
     log_dir: Path
+    operator_process: HubProcess | None = None
 
     def get(self, path: str, headers: dict[str, str] = OPERATOR, **params: Any) -> httpx.Response:
         return httpx.get(f"{self.operator}{path}", headers=headers, params=params, timeout=20)
@@ -107,6 +109,7 @@ class Hub:
 def start_operator(env: dict[str, str], log_dir: Path, *args: str) -> tuple[HubProcess, str]:
     """`hookhub operator` as a real process; returns it and its base URL."""
     port = free_port()
+    env = {"HOOKHUB_OPERATOR_CSRF_KEY": CSRF_KEY, **env}
     process = HubProcess(
         ["operator", "--port", str(port), *args], env, log_dir / f"operator-{port}.log"
     )
@@ -139,7 +142,7 @@ def running_hub(log_dir: Path) -> Iterator[Hub]:
             )
             processes.append(operator)
             wait_http_ready(f"{url}/readyz", process=operator)
-            yield Hub(api, url, env, endpoint, log_dir)
+            yield Hub(api, url, env, endpoint, log_dir, operator)
         finally:
             for process in processes:
                 process.stop()

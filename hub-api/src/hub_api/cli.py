@@ -13,19 +13,26 @@ from hookhub.commands import (
     run,
 )
 from hookhub.settings import Settings
+from hookhub.slow_clients import KEEP_ALIVE_TIMEOUT_S, with_head_timeout
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hub_api.app import create_app
 
+# uvicorn's httptools protocol, with a time limit on each request's head (slowloris).
+HeadTimeoutProtocol = with_head_timeout(HttpToolsProtocol)
+
 
 def uvicorn_server(settings: Settings, host: str, port: int) -> uvicorn.Server:
-    """hub-api on uvicorn as production runs it: uvloop, httptools, no access log (the app logs
+    """hub-api on uvicorn as production runs it: uvloop, httptools with a time limit on each
+    request's head (`hookhub.slow_clients`; the body's is the app's), no access log (the app logs
     each event itself), ten seconds to finish requests in flight on shutdown."""
     config = uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=HeadTimeoutProtocol,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -30,6 +30,7 @@ Routes served directly are declared where their endpoints live on a `DirectRoute
 are on an `APIRouter`, and the app takes them with `include_direct_router`.
 """
 
+import asyncio
 import functools
 import re
 import time
@@ -50,10 +51,18 @@ from starlette.types import Receive, Scope, Send
 from hub_api.metrics import REQUEST_SECONDS
 
 NO_QUERY = QueryParams()
+# The whole body must arrive within this long. Behind Kong (which buffers a request before
+# proxying it) a body comes at once; a client that announces more than it sends would otherwise
+# hold a task and its buffer until it gives up, minutes later.
+BODY_READ_TIMEOUT_S = 5.0
 
 
 class BodyTooLarge(Exception):
     """The request's body is (or says it is) larger than the limit it was read with."""
+
+
+class BodyTooSlow(Exception):
+    """The request's body did not arrive whole within `BODY_READ_TIMEOUT_S`."""
 
 
 class DirectRequest:
@@ -99,25 +108,30 @@ class DirectRequest:
         """The whole body; `BodyTooLarge` as soon as it is known to exceed `limit_bytes`.
 
         Enforced while reading: a client lying about (or omitting) Content-Length still cannot
-        make us buffer more than the limit. `ClientDisconnect` if the client leaves first.
+        make us buffer more than the limit. `ClientDisconnect` if the client leaves first,
+        `BodyTooSlow` if the body is not whole within `BODY_READ_TIMEOUT_S`.
         """
         declared = self.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit_bytes:
             raise BodyTooLarge
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.request":
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit_bytes:
-                    raise BodyTooLarge
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            elif message["type"] == "http.disconnect":
-                raise ClientDisconnect
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+                while True:
+                    message = await self._receive()
+                    if message["type"] == "http.request":
+                        chunk = message.get("body", b"")
+                        size += len(chunk)
+                        if size > limit_bytes:
+                            raise BodyTooLarge
+                        chunks.append(chunk)
+                        if not message.get("more_body", False):
+                            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                    elif message["type"] == "http.disconnect":
+                        raise ClientDisconnect
+        except TimeoutError:
+            raise BodyTooSlow from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ The ingest routes are served without FastAPI's parameter parsing (`fast_path`), 
 see these; schemathesis checks the document against the running API (test_api_openapi.py).
 """
 
+from html import escape
 from typing import Any
 
 from fastapi.responses import PlainTextResponse
@@ -81,9 +82,11 @@ WEBHOOK_POST: dict[str, Any] = {
             s401="not through the gateway, or missing, wrong or stale signature (for Mercado "
             "Pago: or a body whose data.id is not the signed one)",
             s404="unknown or unconfigured provider",
+            s408="the body did not arrive whole within 5 s (the connection is closed)",
             s413="body over the size limit",
             s415="not a media type this provider sends",
-            s422="no event type in the webhook, or an id too long for AMQP",
+            s422="no event type in the webhook, or an id too long for AMQP or not visible ASCII",
+            s431="traceparent, tracestate, X-Correlation-ID or Content-Type over its limit",
             s503="not confirmed by the broker: send again with the same id",
         ),
     },
@@ -151,9 +154,11 @@ EVENTS_POST: dict[str, Any] = {
         s401="not through the gateway, or the caller's name is not a plain Kong consumer name",
         s403="the publish policy does not let this caller publish this type (the detail names "
         "both), or the type is reserved for Hookhub's own events or a provider's",
+        s408="the body did not arrive whole within 5 s (the connection is closed)",
         s413="body over the size limit",
         s415="a batch, or neither CloudEvents JSON nor ce-* headers",
-        s422="not a valid CloudEvent, or data that breaks its type's contract",
+        s422="not a valid CloudEvent, data that breaks its type's contract, an id that is not "
+        "visible ASCII, or an attribute (subject, trace context, correlation id) over its limit",
         s503="not confirmed by the broker: send again with the same id",
     ),
     "openapi_extra": {
@@ -178,3 +183,39 @@ METRICS_GET: dict[str, Any] = {
         }
     },
 }
+
+# The docs page: no script, no style or font from elsewhere, nothing loaded from a CDN (which
+# would run its code on this origin, and leave the page blank offline). The document itself is
+# the machine-readable reference; the page is its table of contents.
+DOCS_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def docs_page(document: dict[str, Any], document_url: str) -> str:
+    """The API's operations as one plain HTML page, linking to the OpenAPI document."""
+    rows = []
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            answers = ", ".join(str(status) for status in operation.get("responses", {}))
+            rows.append(
+                f"<tr><td><code>{escape(method.upper())} {escape(path)}</code></td>"
+                f"<td>{escape(operation.get('summary', ''))}"
+                f"<p>{escape(operation.get('description', ''))}</p></td>"
+                f"<td>{escape(answers)}</td></tr>"
+            )
+    info = document.get("info", {})
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{escape(info.get('title', 'API'))}</title><style>body{{font:14px system-ui,"
+        "sans-serif;margin:2em;max-width:70em}td{vertical-align:top;padding:.4em;border-bottom:"
+        "1px solid #ddd}p{white-space:pre-wrap;margin:.3em 0;color:#555}</style></head><body>"
+        f"<h1>{escape(info.get('title', 'API'))} {escape(info.get('version', ''))}</h1>"
+        f"<p>{escape(info.get('summary', ''))}</p>"
+        f'<p>The whole contract: <a href="{escape(document_url)}">the OpenAPI document</a>.</p>'
+        f"<table><tr><th>operation</th><th>what</th><th>answers</th></tr>{''.join(rows)}</table>"
+        "</body></html>"
+    )

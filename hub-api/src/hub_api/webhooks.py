@@ -29,7 +29,7 @@ from hookhub.providers import (
 from hookhub.settings import Settings
 
 from hub_api.headers import CORRELATION_HEADER, media_type
-from hub_api.rejections import Rejected, sendable
+from hub_api.rejections import Rejected, check_headers, sendable
 from hub_api.signatures import VERIFIERS, SignatureError, SignedRequest
 
 
@@ -64,7 +64,8 @@ def check_webhook(
     provider: str, headers: Mapping[str, str], settings: Settings, method: str = "POST"
 ) -> EnabledProvider:
     """The refusals a webhook gets before its body is read (so they cost no upload): an unknown
-    or disabled provider, a media type the provider does not send."""
+    or disabled provider, a media type the provider does not send, a header that would become
+    an AMQP property over its limit (431)."""
     spec = PROVIDERS.get(provider)
     if spec is None:
         raise Rejected(404, f"unknown provider '{provider}'; known: {', '.join(PROVIDERS)}")
@@ -76,6 +77,7 @@ def check_webhook(
         )
     if method == "POST" and media_type(headers) not in spec.media_types:
         raise Rejected(415, f"{provider} webhooks must be sent as {' or '.join(spec.media_types)}")
+    check_headers(headers)
     return EnabledProvider(spec, secret)
 
 

@@ -10,30 +10,65 @@ from typing import Any
 import aio_pika
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from hookhub import dlq, gateway
 from hookhub.addresses import CONNECT_ERRORS
+from hookhub.observability import log
 from hookhub.settings import Settings
 from hookhub_eventlog.journey import SharedId
 from hookhub_eventlog.store import EventQuery, open_event_log
+from hookhub_eventlog.store.base import BadPattern, SearchTooSlow
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hookhub_operator import api, console, csrf
 from hookhub_operator.auth import Refused
-from hookhub_operator.deps import BrokerDown, BrokerLink, Service
+from hookhub_operator.deps import BrokerDown, BrokerLink, OperatorDep, Service
 from hookhub_operator.reads import BadFilter, NotFound
 
 API_PREFIX = "/api"
 PROBES = ("/livez", "/readyz", "/metrics")
+# Refusals after which the rest of the request is not read: the connection is closed.
+CLOSING = (408, 413)
+
+
+class SecurityHeaders:
+    """The console's security headers (`console.SECURITY_HEADERS`: its CSP first) on every
+    answer, pages, JSON, errors and docs alike, where a route set none of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [
+            (name.lower().encode(), value.encode())
+            for name, value in console.SECURITY_HEADERS.items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                given = {name for name, _ in message.get("headers", [])}
+                missing = [(n, v) for n, v in self.headers if n not in given]
+                message = {**message, "headers": [*message.get("headers", []), *missing]}
+            await send(message)
+
+        await self.app(scope, receive, send_secured)
 
 
 def _answer(request: Request, status: int, detail: str) -> Response:
     """JSON for the API, a page for the console."""
     path = request.url.path
+    headers = {"connection": "close"} if status in CLOSING else {}
     if path.startswith(API_PREFIX) or path in PROBES:
-        return JSONResponse({"detail": detail}, status_code=status)
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
     operator = getattr(request.state, "operator", None)
-    return console.page(request, "error.html", operator, status, status=status, detail=detail)
+    page = console.page(request, "error.html", operator, status, status=status, detail=detail)
+    page.headers.update(headers)
+    return page
 
 
 def _with_kong_security(app: FastAPI) -> dict[str, Any]:
@@ -61,6 +96,7 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
     `providers_known`: whether this process sees the providers' secrets (default: when any is
     set), so that the providers page can say which are enabled."""
     secret = gateway.gateway_secret(settings)
+    csrf_key = csrf.key_of(settings)  # CsrfKeyMissing behind the gateway without one: at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +107,7 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
             event_log=event_log,
             broker=link,
             gateway_secret=secret,
-            csrf_key=csrf.key_from(secret),
+            csrf_key=csrf_key,
             providers_known=(
                 bool(settings.provider_secrets) if providers_known is None else providers_known
             ),
@@ -86,13 +122,22 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
         summary="The event log's read API: find events, read them back, follow their journey, "
         "look into parking lots. Reached through Kong's /operator route.",
         lifespan=lifespan,
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: ours is served below
         redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.openapi = lambda: _with_kong_security(app)  # type: ignore[method-assign]
+    app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(console.router)
+
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def api_docs(request: Request, operator: OperatorDep) -> Response:
+        """The read API's operations on a console page (no script, nothing from elsewhere), and
+        its OpenAPI document at the prefix Kong's route adds."""
+        return console.page(
+            request, "api_docs.html", operator, document=app.openapi(), api_prefix=API_PREFIX
+        )
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
@@ -116,6 +161,20 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
     @app.exception_handler(BadFilter)
     async def bad_filter(request: Request, exc: BadFilter) -> Response:
         return _answer(request, 422, str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, exc: ClientDisconnect) -> Response:
+        # An operator's browser that gave up on a form: ordinary, and the answer goes nowhere.
+        log.info("request.client_left", path=request.url.path)
+        return Response(status_code=400)
+
+    @app.exception_handler(BadPattern)
+    async def bad_pattern(request: Request, exc: BadPattern) -> Response:
+        return _answer(request, 422, str(exc))
+
+    @app.exception_handler(SearchTooSlow)
+    async def too_slow(request: Request, exc: SearchTooSlow) -> Response:
+        return _answer(request, 503, str(exc))
 
     @app.exception_handler(dlq.ReplayFailed)
     async def replay_failed(request: Request, exc: dlq.ReplayFailed) -> Response:

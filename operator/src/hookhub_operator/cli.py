@@ -8,13 +8,20 @@ from hookhub.commands import (
     AllowNoGateway,
     Host,
     Port,
+    fail,
     load_settings,
     require_gateway_secret,
     run,
 )
 from hookhub.settings import Settings
+from hookhub.slow_clients import KEEP_ALIVE_TIMEOUT_S, with_head_timeout
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from hookhub_operator import csrf
 from hookhub_operator.app import create_app
+
+# uvicorn's httptools protocol, with a time limit on each request's head (slowloris).
+HeadTimeoutProtocol = with_head_timeout(HttpToolsProtocol)
 
 DEFAULT_PORT = 8001
 
@@ -27,6 +34,8 @@ def uvicorn_server(
         host=host,
         port=port,
         loop="uvloop",
+        http=HeadTimeoutProtocol,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
@@ -44,6 +53,10 @@ def operator(
     require_gateway_secret(
         settings, allow_no_gateway, "this port is taken for an operator who may replay and purge"
     )
+    try:
+        csrf.key_of(settings)
+    except csrf.CsrfKeyMissing as error:
+        fail(str(error), code=2)
     run(uvicorn_server(settings, host, port).serve)
 
 

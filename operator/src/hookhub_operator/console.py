@@ -1,6 +1,7 @@
 """The console: server-rendered pages over the same reads as the API, and the two changes an
 operator makes (replay, purge) behind a confirmation page, a role check and a CSRF token."""
 
+import asyncio
 import re
 import time
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from hookhub_operator.deps import (
 )
 
 MAX_FORM_BYTES = 1024 * 1024
+# A form's body must arrive whole within this long (Kong buffers it first: it comes at once).
+FORM_READ_TIMEOUT_S = 5.0
 PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 # No script at all, styles inline, forms only to this origin, never in a frame.
 SECURITY_HEADERS = {
@@ -100,15 +103,35 @@ async def changing_form(request: Request, operator: Operator) -> dict[str, list[
     """The fields of a form that changes something, once the operator may change things and
     the form carries a valid CSRF token; raises Refused (403) otherwise."""
     may_change(operator)
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise Refused(413, "the form is too large")
+    body = await form_body(request)
     fields = parse_qs(body.decode(errors="replace"), keep_blank_values=True)
     token = (fields.get(csrf.FIELD) or [None])[0]
     nonce = request.cookies.get(csrf.COOKIE)
     if not csrf.valid(service_of(request).csrf_key, operator.name, nonce, token, time.time()):
         raise Refused(403, "the form's CSRF token is missing or stale: reload the page, try again")
     return fields
+
+
+async def form_body(request: Request) -> bytes:
+    """The form's body, counted as it streams in: 413 as soon as it passes `MAX_FORM_BYTES`
+    (a 300 MiB upload is never held), 408 when it is not whole within `FORM_READ_TIMEOUT_S`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise Refused(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(FORM_READ_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_FORM_BYTES:
+                    raise Refused(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refused(
+            408, "the form did not arrive within the time allowed; send it again"
+        ) from None
+    return b"".join(chunks)
 
 
 def _first(fields: dict[str, list[str]], name: str) -> str:
@@ -290,6 +313,26 @@ async def change_parking_lot(
     said = urlencode({"changed": change.what, "count": len(change.done), "of": change.asked})
     target = f"{prefix(request)}/parking-lots/{quote(consumer, safe='')}?{said}"
     return RedirectResponse(target, status_code=303)
+
+
+# The session
+
+
+@router.post("/logout", response_class=HTMLResponse)
+async def logout(request: Request, operator: OperatorDep) -> Response:
+    """End the console session: its cookie is cleared, and every form token bound to it stops
+    working. (Kong's key still opens the console: a new session starts on the next page.)"""
+    response = page(
+        request,
+        "logged_out.html",
+        None,
+        section="",
+        name=operator.name,
+    )
+    response.delete_cookie(
+        csrf.COOKIE, path=prefix(request) or "/", httponly=True, samesite="strict"
+    )
+    return response
 
 
 # Providers

@@ -7,13 +7,19 @@ service signed, for this operator and this cookie's nonce, less than MAX_AGE_S o
 can make the browser post, but cannot read the page's token, nor compute one without the key; a
 cookie planted from a neighbouring domain is useless without a token signed for it.
 
-The key is derived from the gateway secret, so every replica signs alike; without one (dev) it is
-random per process.
+The key is a setting of its own, `HOOKHUB_OPERATOR_CSRF_KEY`, the same on every replica so that
+each accepts the others' tokens; never derived from the gateway secret, so that one leaked secret
+does not forge both a caller and an operator's form. Behind the gateway it is required
+(`CsrfKeyMissing` at start-up); without a gateway (dev) it is random per process when unset.
+
+Logging out ends the session: the cookie is cleared, and every token bound to its nonce with it.
 """
 
 import hashlib
 import hmac
 import secrets
+
+from hookhub.settings import Settings
 
 COOKIE = "hookhub_csrf"
 FIELD = "csrf_token"
@@ -21,10 +27,34 @@ MAX_AGE_S = 8 * 3600
 CLOCK_SKEW_S = 60  # replicas' clocks may differ this much
 
 
-def key_from(gateway_secret: bytes | None) -> bytes:
-    if gateway_secret is None:
-        return secrets.token_bytes(32)
-    return hmac.new(gateway_secret, b"hookhub-operator-csrf", hashlib.sha256).digest()
+# A key shorter than this is refused: the tokens would be as guessable as the key.
+MIN_KEY_CHARS = 32
+MAKE_ONE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+class CsrfKeyMissing(ValueError):
+    """The console runs behind the gateway without a CSRF key of its own (or with one too short);
+    the message says what to set."""
+
+
+def key_of(settings: Settings) -> bytes:
+    """The key the forms' tokens are signed with: `HOOKHUB_OPERATOR_CSRF_KEY`; random per
+    process when it is unset and no gateway is in front (dev)."""
+    if settings.operator_csrf_key is not None:
+        key = settings.operator_csrf_key.get_secret_value()
+        if len(key) < MIN_KEY_CHARS:
+            raise CsrfKeyMissing(
+                f"HOOKHUB_OPERATOR_CSRF_KEY is shorter than {MIN_KEY_CHARS} characters: set it to "
+                f"a random string, e.g. `{MAKE_ONE}`"
+            )
+        return hashlib.sha256(b"hookhub-operator-csrf\n" + key.encode()).digest()
+    if settings.gateway_secret is not None:
+        raise CsrfKeyMissing(
+            "HOOKHUB_OPERATOR_CSRF_KEY is not set: behind the gateway the console signs its forms "
+            "with a key of its own, the same on every replica (not the gateway secret). Set it to "
+            f"a random string, e.g. `{MAKE_ONE}`"
+        )
+    return secrets.token_bytes(32)
 
 
 def new_nonce() -> str:

@@ -12,6 +12,7 @@ from hookhub_eventlog.archive import archived_message
 from hookhub_eventlog.journey import Line, the_event, unrouted
 from hookhub_eventlog.journey import journey as journey_of
 from hookhub_eventlog.store import EventLog, EventQuery, LoggedEvent
+from hookhub_eventlog.store.base import pattern_problem
 
 SEARCH_LIMIT_MAX = 1000
 # Header names shown as "(hidden)": none of Hookhub's own headers carries a secret, but an
@@ -29,7 +30,7 @@ class BadFilter(ValueError):
 
 
 def as_time(text: str | None, name: str) -> datetime | None:
-    """An ISO 8601 time from a filter (UTC when it names no zone); None when empty."""
+    """An ISO 8601 time from a filter (UTC when it names no zone), in UTC; None when empty."""
     if not text:
         return None
     try:
@@ -38,7 +39,14 @@ def as_time(text: str | None, name: str) -> datetime | None:
         raise BadFilter(
             f"{name} '{text}' is not a time: use ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00"
         ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    try:
+        # In UTC here, where a time at the edge of the calendar (0001-01-01T00:00+14:00) cannot
+        # be, rather than in the store, where it was a 500.
+        return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    except OverflowError:
+        raise BadFilter(
+            f"{name} '{text}' is out of range: in UTC it falls outside the years 1 to 9999"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,8 @@ class Filters:
     def query(self) -> EventQuery:
         if self.provider and self.source:
             raise BadFilter("give provider or source, not both")
+        if self.type and (problem := pattern_problem(self.type)):
+            raise BadFilter(problem)
         return EventQuery(
             id=self.id,
             type=self.type,
@@ -113,7 +123,7 @@ class ArchivedEvent:
             return None
         try:
             return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
             return text
 
 
@@ -162,6 +172,8 @@ def matching(
 ) -> list[dlq.Parked]:
     """The parked messages whose type matches the topic pattern and whose reason contains the
     text (case ignored); each filter only when given."""
+    if type_pattern and (problem := pattern_problem(type_pattern)):
+        raise BadFilter(problem)
     return [
         message
         for message in parked

@@ -7,10 +7,53 @@ file or database as the consumers' store. One contract suite runs against both.
 Times come back tz-aware in UTC, to the millisecond (MongoDB's precision; SQLite keeps the same).
 """
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+# Every read has a budget, so that one search cannot stall the process that serves it (the
+# operator's console, its /livez): a search that has not finished within it is stopped.
+SEARCH_BUDGET_S = 2.0
+# At most this many rows come back from any read of one event's journey (steps, markers,
+# delivery attempts): a journey longer than that is a runaway, not something to page through.
+MAX_JOURNEY_ROWS = 1000
+# A topic pattern's complexity: types are at most 255 characters (128 words), and matching costs
+# its words times a type's; more than a few `#` say nothing more than one does.
+MAX_PATTERN_WORDS = 32
+MAX_PATTERN_HASHES = 4
+PATTERN_WORD = re.compile(r"[A-Za-z0-9_-]+|\*|#")
+
+
+class SearchTooSlow(Exception):
+    """The search did not finish within `SEARCH_BUDGET_S`; narrow it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"the search took longer than {SEARCH_BUDGET_S:g} s and was stopped: narrow it with "
+            "a type that starts with a word (stripe.#), a time range, a source or an id"
+        )
+
+
+class BadPattern(ValueError):
+    """A type pattern that cannot be searched for; the message says why and what would do."""
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a topic pattern cannot be searched for, if it cannot: words of a type's characters,
+    `*` or `#`, at most `MAX_PATTERN_WORDS` of them and `MAX_PATTERN_HASHES` `#`."""
+    words = pattern.split(".")
+    if len(words) > MAX_PATTERN_WORDS:
+        return f"type pattern has {len(words)} words; at most {MAX_PATTERN_WORDS} are searched"
+    if words.count("#") > MAX_PATTERN_HASHES:
+        return f"type pattern has more than {MAX_PATTERN_HASHES} '#'; one says as much"
+    if not all(PATTERN_WORD.fullmatch(word) for word in words):
+        return (
+            "type pattern must be dot-separated words of letters, digits, '_' or '-', "
+            "'*' (one word) or '#' (any words)"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +130,10 @@ class EventLog(ABC):
 
     @abstractmethod
     async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
-        """Indexed events matching the query, newest first, at most `query.limit`."""
+        """Indexed events matching the query, newest first, at most `query.limit`; within
+        `SEARCH_BUDGET_S` (else `SearchTooSlow`), and off the caller's event loop where the
+        store's driver would block it. `BadPattern` for a type pattern `pattern_problem`
+        refuses."""
 
     # Journeys: the steps consumers and operators record.
 
@@ -97,7 +143,7 @@ class EventLog(ABC):
 
     @abstractmethod
     async def steps(self, event_id: str) -> list[Step]:
-        """The steps recorded for an event, oldest first."""
+        """The steps recorded for an event, oldest first (the first `MAX_JOURNEY_ROWS`)."""
 
     # What the consumers keep about an event, read and never written (`consumer_tables`).
 

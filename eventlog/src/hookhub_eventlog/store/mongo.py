@@ -1,18 +1,35 @@
 """The event log in the MongoDB database the consumers' store uses too, on PyMongo's async API:
 its own collections `events` (by archive position) and `steps`, and reads of the consumers'
-markers and deliveries (`consumer_tables`)."""
+markers and deliveries (`consumer_tables`).
+
+As in SQLite, every read has a limit, an index that serves its filter (made on first use), and a
+time budget: `maxTimeMS`, and `SEARCH_BUDGET_S` over a search's pages.
+"""
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from hookhub import topology
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ExecutionTimeout
 
-from hookhub_eventlog.store.base import Attempt, EventLog, EventQuery, LoggedEvent, Step
+from hookhub_eventlog.store.base import (
+    MAX_JOURNEY_ROWS,
+    SEARCH_BUDGET_S,
+    Attempt,
+    BadPattern,
+    EventLog,
+    EventQuery,
+    LoggedEvent,
+    SearchTooSlow,
+    Step,
+    pattern_problem,
+)
 from hookhub_eventlog.store.consumer_tables import (
     AGGREGATES,
     APPLIED,
@@ -23,6 +40,19 @@ from hookhub_eventlog.store.consumer_tables import (
 
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
 EVENTS, STEPS = "events", "steps"
+# A pattern search reads newest first in pages of this many, matching each word by word.
+PAGE = 1000
+BUDGET_MS = int(SEARCH_BUDGET_S * 1000)
+# Each filter's index, served newest first (`_id` is the archive position).
+EVENT_INDEXES = {
+    "by_id": [("id", ASCENDING)],
+    "by_type": [("type", ASCENDING), ("_id", DESCENDING)],
+    "by_source": [("source", ASCENDING), ("_id", DESCENDING)],
+    "by_correlation": [("correlation_id", ASCENDING), ("_id", DESCENDING)],
+    "by_subject": [("subject", ASCENDING), ("_id", DESCENDING)],
+    "by_cause": [("causation_id", ASCENDING)],
+    "by_time": [("time", ASCENDING)],
+}
 
 
 def _utc(at: datetime) -> datetime:
@@ -40,7 +70,11 @@ def _event_filters(query: EventQuery) -> dict[str, Any]:
     }
     if query.type is not None:
         head = topology.literal_head(query.type)
-        filters["type"] = head if head == query.type else {"$regex": f"^{re.escape(head)}"}
+        # A pattern by its literal head (on the index) and tail, one `.*` between: linear, and
+        # every type the pattern matches matches it; word by word afterwards.
+        tail = query.type.rsplit("#", 1)[-1].rsplit("*", 1)[-1].lstrip(".")
+        regex = {"$regex": f"^{re.escape(head)}.*{re.escape(tail)}$"}
+        filters["type"] = head if head == query.type else regex
     period = {k: v for k, v in (("$gte", query.since), ("$lt", query.until)) if v}
     if period:
         filters["time"] = period
@@ -55,6 +89,7 @@ class MongoEventLog(EventLog):
     def __init__(self, database: AsyncDatabase, client: AsyncMongoClient | None = None):
         self._db = database
         self._client = client  # owned: closed by close()
+        self._indexed = False
 
     @classmethod
     def from_url(cls, url: str) -> "MongoEventLog":
@@ -73,41 +108,81 @@ class MongoEventLog(EventLog):
         found = await self._db[EVENTS].find({}, {"_id": 1}).sort([("_id", -1)]).to_list(1)
         return found[0]["_id"] if found else None
 
+    async def _ensure_indexes(self) -> None:
+        if not self._indexed:
+            for name, keys in EVENT_INDEXES.items():
+                await self._db[EVENTS].create_index(keys, name=name)
+            await self._db[STEPS].create_index([("event_id", ASCENDING), ("at", ASCENDING)])
+            self._indexed = True
+
     async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
-        cursor = self._db[EVENTS].find(_event_filters(query)).sort([("_id", -1)])
-        documents = await cursor.to_list(query.limit if query.matched_by_the_store else None)
-        found = []
-        for document in documents:
-            if query.type is None or topology.binding_matches(query.type, document["type"]):
-                position = document.pop("_id")
-                found.append(
-                    LoggedEvent(position=position, **{**document, "time": _utc(document["time"])})
-                )
-                if len(found) == query.limit:
-                    break
-        return found
+        if query.type is not None and (problem := pattern_problem(query.type)):
+            raise BadPattern(problem)
+        await self._ensure_indexes()
+        filters = _event_filters(query)
+        page = query.limit if query.matched_by_the_store else PAGE
+        deadline = time.monotonic() + SEARCH_BUDGET_S
+        found: list[LoggedEvent] = []
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                raise SearchTooSlow
+            cursor = self._db[EVENTS].find(filters, limit=page, max_time_ms=left_ms)
+            try:
+                documents = await cursor.sort([("_id", DESCENDING)]).to_list(page)
+            except ExecutionTimeout:
+                raise SearchTooSlow from None
+            for document in documents:
+                if query.type is None or topology.binding_matches(query.type, document["type"]):
+                    position = document.pop("_id")
+                    at = _utc(document["time"])
+                    found.append(LoggedEvent(position=position, **{**document, "time": at}))
+                    if len(found) == query.limit:
+                        return found
+            if len(documents) < page:
+                return found
+            filters = {**filters, "_id": {"$lt": documents[-1]["_id"]}}
 
     async def record(self, step: Step) -> None:
         await self._db[STEPS].insert_one(asdict(step))
 
     async def steps(self, event_id: str) -> list[Step]:
-        cursor = self._db[STEPS].find({"event_id": event_id}, {"_id": 0})
-        documents = await cursor.sort([("at", ASCENDING)]).to_list()
+        await self._ensure_indexes()
+        cursor = self._db[STEPS].find(
+            {"event_id": event_id}, {"_id": 0}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
+        )
+        documents = await cursor.sort([("at", ASCENDING)]).to_list(MAX_JOURNEY_ROWS)
         return [Step(**{**d, "at": _utc(d["at"])}) for d in documents]
 
     async def processed_by(self, source: str, event_id: str) -> list[tuple[str, datetime]]:
+        try:
+            return await self._processed_by(source, event_id)
+        except ExecutionTimeout:
+            raise SearchTooSlow from None
+
+    async def _processed_by(self, source: str, event_id: str) -> list[tuple[str, datetime]]:
         key = event_key(source, event_id)
         markers = self._db[MARKERS]
         found = [
             (document["consumer"], _utc(document["processed_at"]))
-            for document in await markers.find({"event_key": key}).to_list()
+            for document in await markers.find(
+                {"event_key": key}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
+            ).to_list(MAX_JOURNEY_ROWS)
         ]
-        # A marker saved with a state lives in its aggregate: its time is the aggregate's.
+        # A marker saved with a state lives in its aggregate: its time is the aggregate's. By
+        # its key's end: the consumers that may have saved one are not all known here. No index
+        # serves that, so it is bounded by the budget (SearchTooSlow past it).
         suffix = {"$regex": f"\\|{re.escape(key)}$"}
-        named = await self._db[AGGREGATES].find({}, {"_id": 1}).to_list()
+        named = (
+            await self._db[AGGREGATES]
+            .find({}, {"_id": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
+            .to_list(MAX_JOURNEY_ROWS)
+        )
         for name in (document["_id"] for document in named):
-            aggregates = self._db[name].find({APPLIED: suffix})
-            for document in await aggregates.to_list():
+            aggregates = self._db[name].find(
+                {APPLIED: suffix}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
+            )
+            for document in await aggregates.to_list(MAX_JOURNEY_ROWS):
                 for marker in document[APPLIED]:
                     consumer, _, marked = marker.partition("|")
                     if marked == key:
@@ -117,8 +192,12 @@ class MongoEventLog(EventLog):
     async def attempts(self, event_id: str) -> list[Attempt]:
         # `at` is kept to the millisecond, so attempts in one millisecond fall back to _id,
         # which grows with each insert from one process.
-        cursor = self._db[DELIVERIES].find({"event_id": event_id})
-        documents = await cursor.sort([("at", ASCENDING), ("_id", ASCENDING)]).to_list()
+        cursor = self._db[DELIVERIES].find(
+            {"event_id": event_id}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
+        )
+        documents = await cursor.sort([("at", ASCENDING), ("_id", ASCENDING)]).to_list(
+            MAX_JOURNEY_ROWS
+        )
         return [
             Attempt(d["url"], d["delivered"], _utc(d["at"]), d["status_code"], d["error"])
             for d in documents

@@ -1,15 +1,34 @@
 """The event log in the SQLite file the consumers' store uses too (`hookhub.sqlite`): its own
-tables `events` and `steps`, and reads of the consumers' `markers` and `deliveries`."""
+tables `events` and `steps`, and reads of the consumers' `markers` and `deliveries`.
 
+Searches (`find_events`) run in a thread of their own, on a connection of their own, within
+`SEARCH_BUDGET_S`: a search over a million rows must not hold the event loop that answers
+`/livez`. Every query has a LIMIT and an index that serves its filter (test_event_log_search).
+"""
+
+import asyncio
 import sqlite3
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 from hookhub import topology
 from hookhub.sqlite import SQLiteFile, path_of, time_of, time_text
 
-from hookhub_eventlog.store.base import Attempt, EventLog, EventQuery, LoggedEvent, Step
+from hookhub_eventlog.store.base import (
+    MAX_JOURNEY_ROWS,
+    SEARCH_BUDGET_S,
+    Attempt,
+    BadPattern,
+    EventLog,
+    EventQuery,
+    LoggedEvent,
+    SearchTooSlow,
+    Step,
+    pattern_problem,
+)
 from hookhub_eventlog.store.consumer_tables import DELIVERIES, MARKERS, event_key
 
 SCHEMA = """
@@ -42,9 +61,14 @@ CREATE INDEX IF NOT EXISTS steps_by_event ON steps (event_id, id);
 """
 
 
+# How often (in SQLite virtual machine steps) a search looks at its clock: about a millisecond.
+PROGRESS_STEPS = 10_000
+
+
 def _event_filters(query: EventQuery) -> tuple[str, tuple]:
-    """The WHERE clause (and its parameters) of an event query; a type pattern by its literal
-    head only (`stripe.#` → `stripe.%`): the rest is matched word by word afterwards."""
+    """The WHERE clause (and its parameters) of an event query. A type pattern narrows by a
+    GLOB of its literal head and tail (`stripe.#` → `stripe*`, `#.failed` → `*failed`, in C),
+    then word by word (`topic_matches`), all in SQL so that LIMIT applies."""
     clauses, parameters = [], []
     for column in ("id", "source", "correlation_id", "subject", "causation_id"):
         if (value := getattr(query, column)) is not None:
@@ -56,9 +80,15 @@ def _event_filters(query: EventQuery) -> tuple[str, tuple]:
             clauses.append("type = ?")
             parameters.append(head)
         else:
-            escaped = head.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            clauses.append("type LIKE ? ESCAPE '\\'")
-            parameters.append(escaped + "%")
+            if (glob := _glob(query.type)) != "*":
+                # `+type`: not on the type index, whose range SQLite would then sort whole to
+                # give it newest first (a million rows for `stripe.#`); newest first by position,
+                # the search stops at LIMIT, and a pattern that matches little is one scan in C
+                # within the budget.
+                clauses.append("+type GLOB ?")
+                parameters.append(glob)
+            clauses.append("topic_matches(?, type)")
+            parameters.append(query.type)
     if query.since is not None:
         clauses.append("time >= ?")
         parameters.append(time_text(query.since))
@@ -66,6 +96,14 @@ def _event_filters(query: EventQuery) -> tuple[str, tuple]:
         clauses.append("time < ?")
         parameters.append(time_text(query.until))
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
+
+
+def _glob(pattern: str) -> str:
+    """A GLOB every type the pattern matches matches too: its literal head and tail around one
+    `*` (the pattern's words are letters, digits, '_' and '-': nothing GLOB reads)."""
+    head = topology.literal_head(pattern)
+    tail = pattern.rsplit("#", 1)[-1].rsplit("*", 1)[-1].lstrip(".")  # `#.x` matches `x`
+    return f"{head}*{tail}"
 
 
 def _logged(row: sqlite3.Row) -> LoggedEvent:
@@ -86,6 +124,8 @@ class SQLiteEventLog(EventLog):
 
     def __init__(self, path: Path) -> None:
         self.file = SQLiteFile(path, SCHEMA)
+        self._searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventlog-search")
+        self._search_db: sqlite3.Connection | None = None
 
     @classmethod
     def from_url(cls, url: str) -> "SQLiteEventLog":
@@ -119,18 +159,35 @@ class SQLiteEventLog(EventLog):
         return rows[0]["last"]
 
     async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
+        if query.type is not None and (problem := pattern_problem(query.type)):
+            raise BadPattern(problem)
         where, parameters = _event_filters(query)
-        sql = f"SELECT * FROM events {where} ORDER BY position DESC"
-        if query.matched_by_the_store:
-            sql, parameters = sql + " LIMIT ?", (*parameters, query.limit)
-        found = []
-        # A topic pattern is narrowed in SQL by its literal head and matched here, word by word.
-        for row in await self.file.read(sql, parameters):
-            if query.type is None or topology.binding_matches(query.type, row["type"]):
-                found.append(_logged(row))
-                if len(found) == query.limit:
-                    break
-        return found
+        sql = f"SELECT * FROM events {where} ORDER BY position DESC LIMIT ?"
+        rows = await self.search(sql, (*parameters, query.limit))
+        return [_logged(row) for row in rows]
+
+    async def search(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
+        """A read in the search thread, stopped with `SearchTooSlow` past `SEARCH_BUDGET_S`."""
+        if self._search_db is None:
+            await self.file.write(lambda _: None)  # the writer creates the file and schema
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._searcher, self._search, sql, parameters)
+
+    def _search(self, sql: str, parameters: tuple) -> list[sqlite3.Row]:
+        if self._search_db is None:
+            db = sqlite3.connect(self.file.path, timeout=1, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA query_only = ON")
+            db.create_function("topic_matches", 2, topology.binding_matches, deterministic=True)
+            self._search_db = db
+        deadline = time.monotonic() + SEARCH_BUDGET_S
+        self._search_db.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
+        try:
+            return self._search_db.execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as error:
+            if str(error) == "interrupted":
+                raise SearchTooSlow from None
+            raise
 
     async def record(self, step: Step) -> None:
         row = (step.event_id, step.consumer, step.what, step.detail, time_text(step.at))
@@ -143,7 +200,8 @@ class SQLiteEventLog(EventLog):
 
     async def steps(self, event_id: str) -> list[Step]:
         rows = await self.file.read(
-            "SELECT * FROM steps WHERE event_id = ? ORDER BY id", (event_id,)
+            "SELECT * FROM steps WHERE event_id = ? ORDER BY id LIMIT ?",
+            (event_id, MAX_JOURNEY_ROWS),
         )
         return [
             Step(r["event_id"], r["consumer"], r["what"], r["detail"], time_of(r["at"]))
@@ -153,16 +211,16 @@ class SQLiteEventLog(EventLog):
     async def processed_by(self, source: str, event_id: str) -> list[tuple[str, datetime]]:
         rows = await self._theirs(
             f"SELECT consumer, processed_at FROM {MARKERS}"
-            " WHERE event_key = ? ORDER BY processed_at",
-            (event_key(source, event_id),),
+            " WHERE event_key = ? ORDER BY processed_at LIMIT ?",
+            (event_key(source, event_id), MAX_JOURNEY_ROWS),
         )
         return [(r["consumer"], time_of(r["processed_at"])) for r in rows]
 
     async def attempts(self, event_id: str) -> list[Attempt]:
         rows = await self._theirs(
             f"SELECT url, delivered, at, status_code, error FROM {DELIVERIES}"
-            " WHERE event_id = ? ORDER BY at, id",
-            (event_id,),
+            " WHERE event_id = ? ORDER BY at, id LIMIT ?",
+            (event_id, MAX_JOURNEY_ROWS),
         )
         return [
             Attempt(r["url"], bool(r["delivered"]), time_of(r["at"]), r["status_code"], r["error"])
@@ -180,4 +238,11 @@ class SQLiteEventLog(EventLog):
             raise
 
     async def close(self) -> None:
+        def close() -> None:
+            if self._search_db is not None:
+                self._search_db.close()
+                self._search_db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._searcher, close)
+        self._searcher.shutdown(wait=True)
         await self.file.close()

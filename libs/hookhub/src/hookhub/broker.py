@@ -20,6 +20,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
+import pamqp.header
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import Gauge
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
@@ -43,10 +44,59 @@ PROBE_TIMEOUT_S = 1.0
 REFUSALS_BEFORE_REOPEN = 3
 REFUSED = "the broker refused the last publish"
 ERRORS = (*CONNECT_ERRORS, RuntimeError)  # aiormq raises RuntimeError on a closed channel
+# A message's properties and headers travel in one content-header frame. One larger than the
+# connection's frame_max (RabbitMQ's default: 128 KiB) is not refused alone: the broker closes
+# the whole connection (FRAME_ERROR), failing every publish in flight with it and, for a
+# consumer, redelivering every message it held. So a publish is measured first, against a bound
+# well under any frame_max in use, and refused here, alone.
+MAX_PROPERTIES_BYTES = 32 * 1024
+# Below this many characters of string properties and headers, a message is known to fit without
+# encoding it (a UTF-8 character is at most 4 bytes, and every field's framing is under 1 KiB).
+_SURELY_FITS_CHARS = (MAX_PROPERTIES_BYTES - 1024) // 4
 
 
 class BrokerUnavailable(Exception):
     """The broker could not take or confirm the message; the caller should retry later."""
+
+
+class MessageTooLarge(ValueError):
+    """The message's properties and headers are larger than `MAX_PROPERTIES_BYTES`: it was not
+    sent, and sending it again will not help. Refuse it (hub-api: 422) or park it (a consumer's
+    outbox, retries, replays); the connection is untouched."""
+
+    def __init__(self, size_bytes: int, largest: str) -> None:
+        super().__init__(
+            f"the message's properties and headers take {size_bytes} bytes, over the "
+            f"{MAX_PROPERTIES_BYTES} allowed (largest: {largest}); it was not published"
+        )
+        self.size_bytes = size_bytes
+        self.largest = largest
+
+
+def check_size(properties: aiormq.spec.Basic.Properties) -> None:
+    """Raises `MessageTooLarge` when the properties cannot be published without risking the
+    connection; costs a sum of string lengths for any ordinary message."""
+    chars = 0
+    for name in ("content_type", "correlation_id", "message_id", "message_type", "expiration"):
+        chars += len(getattr(properties, name) or "")
+    for name, value in (properties.headers or {}).items():
+        if not isinstance(value, str):
+            chars = _SURELY_FITS_CHARS  # nested or binary: measured exactly below
+            break
+        chars += len(name) + len(value)
+    if chars < _SURELY_FITS_CHARS:
+        return
+    size_bytes = len(pamqp.header.ContentHeader(0, 0, properties).marshal())
+    if size_bytes > MAX_PROPERTIES_BYTES:
+        raise MessageTooLarge(size_bytes, _largest(properties))
+
+
+def _largest(properties: aiormq.spec.Basic.Properties) -> str:
+    """The name of the largest header (or property), for the message: what to look at."""
+    sizes = {f"header {n}": len(str(v)) for n, v in (properties.headers or {}).items()}
+    for name in ("correlation_id", "message_id", "message_type", "content_type"):
+        sizes[name] = len(getattr(properties, name) or "")
+    return max(sizes, key=lambda name: sizes[name])
 
 
 class _Returned(BrokerUnavailable):
@@ -356,6 +406,7 @@ class Broker:
         mandatory: bool = True,
         timeout_s: float | None = None,
     ) -> None:
+        check_size(properties)  # before anything: too large is never the broker's to refuse
         channel = self._channel
         if not self._usable or channel is None:
             raise BrokerUnavailable("RabbitMQ is not connected")

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # AMQP URL's): how `hookhub topology plan/apply` read the queues' arguments, which AMQP
     # cannot read.
     rabbitmq_management_url: SecretStr | None = None
+    # The key the operator console signs its forms' CSRF tokens with: its own, so that a leaked
+    # gateway secret does not also forge an operator's replay or purge.
+    operator_csrf_key: SecretStr | None = None
 
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON lines unless a person watches a terminal
@@ -106,6 +109,7 @@ class Settings(BaseSettings):
         "mercadopago_access_token",
         "rabbitmq_management_url",
         "follow_up_key",
+        "operator_csrf_key",
         mode="before",
     )
     @classmethod

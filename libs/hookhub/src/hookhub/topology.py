@@ -39,8 +39,24 @@ ARCHIVE_QUEUE = "hookhub.archive"
 
 def binding_matches(binding_key: str, routing_key: str) -> bool:
     """Whether a topic binding key matches a routing key, word by word as the broker matches:
-    `*` stands for exactly one word, `#` for zero or more."""
-    return _words_match(binding_key.split("."), routing_key.split("."))
+    `*` stands for exactly one word, `#` for zero or more.
+
+    In time proportional to (pattern words x routing key words), whatever the pattern: a search
+    for `#.#.#.#.nomatch` costs what `a.b.c.d.e` does, and no pattern recurses.
+    """
+    pattern, words = binding_key.split("."), routing_key.split(".")
+    # matched[j]: the pattern's words so far match the routing key's first j words.
+    matched = [True] + [False] * len(words)
+    for word in pattern:
+        if word == "#":
+            # Zero or more words: every length from the shortest matched so far on.
+            first = matched.index(True) if True in matched else len(matched)
+            matched = [j >= first for j in range(len(matched))]
+        else:
+            matched = [False] + [matched[j] and word in ("*", words[j]) for j in range(len(words))]
+        if True not in matched:
+            return False
+    return matched[-1]
 
 
 def literal_head(binding_key: str) -> str:
@@ -48,15 +64,6 @@ def literal_head(binding_key: str) -> str:
     wildcard (`stripe.#` → `stripe`); the whole key when it has none. For narrowing a search by
     prefix before matching word by word."""
     return binding_key.split(".#")[0].split(".*")[0].split("*")[0].split("#")[0]
-
-
-def _words_match(pattern: list[str], words: list[str]) -> bool:
-    if not pattern:
-        return not words
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(_words_match(rest, words[skip:]) for skip in range(len(words) + 1))
-    return bool(words) and head in ("*", words[0]) and _words_match(rest, words[1:])
 
 
 def work_queue(consumer: str) -> str:
