@@ -38,7 +38,7 @@ from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchang
 from faststream.rabbit.annotations import RabbitMessage
 from hookhub import topology
 from hookhub.events import EXCHANGE, Event
-from hookhub_consumers.contract import emitted
+from hookhub_consumers.handler import emitted
 from hookhub_consumers.production.records import Ticket, tickets
 from hookhub_consumers.production.spec import SPEC as PRODUCTION
 from hookhub_consumers.store import Change, Marker

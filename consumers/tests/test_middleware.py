@@ -13,7 +13,7 @@ from hookhub import specs, topology
 from hookhub.events import EXCHANGE, Event, new_event_id
 from hookhub.settings import Settings
 from hookhub_consumers import middleware, retries
-from hookhub_consumers.contract import Outcome, Retry
+from hookhub_consumers.handler import Outcome, Retry
 from hookhub_consumers.middleware import CallNext, Handling, Middleware
 from hookhub_consumers.runtime import Consumer
 from hookhub_consumers.store import open_store

@@ -7,7 +7,7 @@ import json
 import aio_pika
 from hookhub import topology
 from hookhub.events import Event
-from hookhub_consumers.contract import emitted
+from hookhub_consumers.handler import emitted
 from hookhub_consumers.production.records import Ticket, tickets
 from hookhub_consumers.store import Change, Marker, open_store
 

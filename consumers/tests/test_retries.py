@@ -1,7 +1,7 @@
 import pytest
 from hookhub.failures import ATTEMPTS_HEADER, REASON_HEADER, attempts_so_far, failure_headers
 from hookhub.settings import Settings
-from hookhub_consumers import contract
+from hookhub_consumers import handler
 from hookhub_consumers.retries import (
     DeadLetter,
     Hold,
@@ -90,8 +90,8 @@ def test_a_delay_no_retry_queue_can_hold_is_refused(delays):
 
 
 def test_handlers_find_the_failure_vocabulary_in_their_contract():
-    assert contract.Retry is Retry and contract.Permanent is Permanent
-    assert contract.Retry("429", delay_s=60).delay_s == 60
+    assert handler.Retry is Retry and handler.Permanent is Permanent
+    assert handler.Retry("429", delay_s=60).delay_s == 60
 
 
 def test_attempts_travel_in_a_header_and_start_at_zero():

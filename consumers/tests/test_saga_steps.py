@@ -13,7 +13,7 @@ import pytest
 from hookhub.events import Event
 from hookhub.settings import Settings
 from hookhub.topology import binding_matches
-from hookhub_consumers.contract import Context, Steps
+from hookhub_consumers.handler import Context, Steps
 from hookhub_consumers.outbox import time_left_s
 from hookhub_consumers.payments import steps as payments
 from hookhub_consumers.payments.records import orders

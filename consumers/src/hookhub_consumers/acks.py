@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelInvalidStateError
 from aiormq.abc import AbstractChannel
 from hookhub import failures
-from hookhub.observability import log
+from hookhub.logs import log
 
 FLUSH_AFTER_S = 0.05
 

@@ -32,7 +32,7 @@ from typing import Protocol
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from hookhub import topology
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.specs import ConsumerSpec
 from hookhub_eventlog.archive import ArchiveReader, position, reading_archive
 

@@ -24,7 +24,7 @@ from typing import Literal
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from hookhub import topology, tracing
 from hookhub.events import Event
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.settings import Settings
 from hookhub.specs import ConsumerSpec
 from prometheus_client import Counter, Gauge, Histogram

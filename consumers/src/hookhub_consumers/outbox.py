@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from hookhub import topology
 from hookhub.broker import Broker, BrokerUnavailable
 from hookhub.events import Event
-from hookhub.observability import log
+from hookhub.logs import log
 from prometheus_client import Gauge
 
 from hookhub_consumers.store import Marker, Store

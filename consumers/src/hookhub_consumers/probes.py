@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import uvicorn
-from hookhub.observability import log
+from hookhub.logs import log
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hookhub_consumers.store import Store

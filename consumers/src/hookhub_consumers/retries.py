@@ -26,7 +26,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from hookhub import failures, topology
 from hookhub.broker import Broker, BrokerUnavailable
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.settings import Settings
 from tenacity import (
     AsyncRetrying,

@@ -28,14 +28,14 @@ from hookhub import failures, topology, tracing
 from hookhub.broker import ERRORS as BROKER_ERRORS
 from hookhub.broker import Broker
 from hookhub.events import Event
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.settings import Settings
 from hookhub.specs import ConsumerSpec
 from hookhub_eventlog.store import EventLog, Step, open_event_log
 
 from hookhub_consumers import acks, backfill, middleware, retries
 from hookhub_consumers.acks import Acks
-from hookhub_consumers.contract import Context, Handler, Steps
+from hookhub_consumers.handler import Context, Handler, Steps
 from hookhub_consumers.middleware import Handling, Middleware, Settled
 from hookhub_consumers.outbox import Outbox
 from hookhub_consumers.probes import StoreCheck, serving_probes

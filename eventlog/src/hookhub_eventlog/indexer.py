@@ -8,7 +8,7 @@ import time
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from hookhub import topology
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.settings import Settings
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from hookhub import tracing
 from hookhub.broker import MessageTooLarge
 from hookhub.gateway import FORWARDED_PREFIX_HEADER
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.settings import Settings
 from starlette.requests import ClientDisconnect
 

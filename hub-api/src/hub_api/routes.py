@@ -20,7 +20,7 @@ from hookhub import gateway
 from hookhub.broker import BrokerUnavailable
 from hookhub.events import JSON, Event
 from hookhub.gateway import CONSUMER_HEADER
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.providers import PROVIDERS
 
 from hub_api import ingest, openapi, webhooks

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractConnection
 from hookhub import dlq
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub_eventlog.store import EventLog, Step
 from prometheus_client import Counter
 

@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from hookhub import dlq, gateway
 from hookhub.addresses import CONNECT_ERRORS
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.settings import Settings
 from hookhub_eventlog.journey import SharedId
 from hookhub_eventlog.store import EventQuery, open_event_log

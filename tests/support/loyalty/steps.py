@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from hookhub.events import Event
-from hookhub_consumers.contract import Context, Outcome, Steps, emitted, event_json
+from hookhub_consumers.handler import Context, Outcome, Steps, emitted, event_json
 from hookhub_consumers.retries import Permanent
 
 from tests.support.loyalty.records import Account, Accounts

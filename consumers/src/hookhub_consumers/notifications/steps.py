@@ -15,10 +15,10 @@ import httpx
 import standardwebhooks
 from hookhub import tracing
 from hookhub.events import Event
-from hookhub.observability import log
+from hookhub.logs import log
 from prometheus_client import Histogram
 
-from hookhub_consumers.contract import Context, Outcome, Steps
+from hookhub_consumers.handler import Context, Outcome, Steps
 from hookhub_consumers.notifications.records import Deliveries, Delivery
 from hookhub_consumers.notifications.spec import SPEC
 from hookhub_consumers.retries import Permanent, Retry, worth_retrying

@@ -22,7 +22,7 @@ from hookhub.events import Event
 from hookhub.providers import PROVIDERS
 from prometheus_client import Counter
 
-from hookhub_consumers.contract import (
+from hookhub_consumers.handler import (
     Context,
     Outcome,
     Steps,

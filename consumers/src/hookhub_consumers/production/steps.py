@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from hookhub.events import Event
 
-from hookhub_consumers.contract import Context, Outcome, Steps, deadline, emitted, order_id_of
+from hookhub_consumers.handler import Context, Outcome, Steps, deadline, emitted, order_id_of
 from hookhub_consumers.production.records import Ticket, Tickets, TicketStatus
 from hookhub_consumers.retries import Retry
 

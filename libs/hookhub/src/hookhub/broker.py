@@ -28,7 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from hookhub import topology, tracing
 from hookhub.addresses import CONNECT_ERRORS, Addresses, redact
 from hookhub.events import EXCHANGE, Event
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.settings import Settings
 
 BROKER_CONNECTED = Gauge("hookhub_broker_connected", "1 while the RabbitMQ connection is usable")

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from hookhub import specs
 from hookhub.broker import CONNECT_ERRORS, redact
-from hookhub.observability import configure_logging, log
+from hookhub.logs import configure_logging, log
 from hookhub.settings import Settings, get_settings
 
 console = Console()

@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from hookhub import tracing
 from hookhub.failures import original_routing_key
-from hookhub.observability import log
+from hookhub.logs import log
 from hookhub.settings import get_settings
 
 EXCHANGE = "hookhub.events"
