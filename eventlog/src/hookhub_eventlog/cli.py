@@ -46,6 +46,7 @@ def _query(
     since: str | None,
     until: str | None,
     limit: int,
+    unrouted: bool = False,
 ) -> EventQuery:
     if provider and source:
         fail("say --provider or --source, not both")
@@ -57,6 +58,7 @@ def _query(
         subject=order,
         since=_time(since, "--since"),
         until=_time(until, "--until"),
+        unbound_by=journey.consumer_bindings() if unrouted else None,
         limit=limit,
     )
 
@@ -80,13 +82,12 @@ def _not_found(id: str, source: str | None) -> str:
     return f"no event with id '{id}'{from_source} in the event log"
 
 
-async def _find(query: EventQuery, unrouted: bool) -> list[LoggedEvent]:
+async def _find(query: EventQuery) -> list[LoggedEvent]:
     event_log = open_event_log(load_settings().store_url)
     try:
-        found = await event_log.find_events(query)
+        return await event_log.find_events(query)
     finally:
         await event_log.close()
-    return journey.unrouted(found) if unrouted else found
 
 
 def _as_json(value: Any) -> str:
@@ -118,8 +119,8 @@ def list_events(
     as_json: Json = False,
 ) -> None:
     """Archived events matching every filter given, newest first."""
-    query = _query(id, type, provider, source, correlation_id, order, since, until, limit)
-    found = run(lambda: _find(query, unrouted))
+    query = _query(id, type, provider, source, correlation_id, order, since, until, limit, unrouted)
+    found = run(lambda: _find(query))
     if as_json:
         console.print_json(_as_json([asdict(e) for e in found]))
         return
@@ -236,7 +237,7 @@ def replay_events(
         fail("say where to: --to CONSUMER or --all-consumers")
     settings = load_settings()
     query = _query(id, type, provider, source, correlation_id, order, since, until, limit)
-    found = sorted(run(lambda: _find(query, unrouted=False)), key=lambda e: e.position)
+    found = sorted(run(lambda: _find(query)), key=lambda e: e.position)
     targets = Counter(c for e in found for c in replay.consumers_for(e.type, to))
     console.print(
         f"{len(found)} event(s) selected; copies per consumer: "

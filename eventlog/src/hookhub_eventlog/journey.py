@@ -85,7 +85,13 @@ async def journey(event_log: EventLog, event_id: str, source: str | None = None)
     )
 
 
+def consumer_bindings() -> tuple[str, ...]:
+    """The binding keys of the installed consumers: an event none of them matches is unrouted
+    (`EventQuery(unbound_by=consumer_bindings())` finds those in the store, before its limit)."""
+    return tuple(key for spec in specs.installed() for key in spec.bindings)
+
+
 def unrouted(events: list[LoggedEvent]) -> list[LoggedEvent]:
     """The events no consumer binds: kept only by the archive."""
-    bindings = [key for spec in specs.installed() for key in spec.bindings]
+    bindings = consumer_bindings()
     return [e for e in events if not any(topology.binding_matches(k, e.type) for k in bindings)]

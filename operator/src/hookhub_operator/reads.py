@@ -9,7 +9,7 @@ from typing import Any
 from aio_pika.abc import AbstractConnection
 from hookhub import dlq, specs, topology
 from hookhub_eventlog.archive import archived_message
-from hookhub_eventlog.journey import Line, the_event, unrouted
+from hookhub_eventlog.journey import Line, consumer_bindings, the_event
 from hookhub_eventlog.journey import journey as journey_of
 from hookhub_eventlog.store import EventLog, EventQuery, LoggedEvent
 from hookhub_eventlog.store.base import pattern_problem
@@ -77,14 +77,14 @@ class Filters:
             subject=self.order,
             since=self.since,
             until=self.until,
+            unbound_by=consumer_bindings() if self.unrouted else None,
             limit=self.limit,
         )
 
 
 async def find_events(event_log: EventLog, filters: Filters) -> list[LoggedEvent]:
     """Indexed events matching every filter given, newest first."""
-    found = await event_log.find_events(filters.query())
-    return unrouted(found) if filters.unrouted else found
+    return await event_log.find_events(filters.query())
 
 
 def _text(value: Any) -> str:

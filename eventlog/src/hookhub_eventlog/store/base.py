@@ -74,7 +74,9 @@ class LoggedEvent:
 @dataclass(frozen=True, slots=True)
 class EventQuery:
     """What to find in the event log; every field given must match. `type` is a topic pattern
-    (`stripe.#`, `payment.*`); `source` a whole source (`/webhooks/stripe`)."""
+    (`stripe.#`, `payment.*`); `source` a whole source (`/webhooks/stripe`); `unbound_by`, when
+    given, keeps only the events none of these binding keys matches (the unrouted ones, given
+    the installed consumers' bindings), in the query itself, so that `limit` counts only them."""
 
     id: str | None = None
     type: str | None = None
@@ -84,13 +86,15 @@ class EventQuery:
     causation_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    unbound_by: tuple[str, ...] | None = None
     limit: int = 100
 
     @property
     def matched_by_the_store(self) -> bool:
         """Whether the store's own filters match exactly (no topic pattern to match word by
-        word afterwards), so that it can stop at `limit` by itself."""
-        return self.type is None or not {"*", "#"} & set(self.type)
+        word afterwards, no bindings to match), so that it can stop at `limit` by itself."""
+        pattern = self.type is not None and bool({"*", "#"} & set(self.type))
+        return not pattern and self.unbound_by is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,10 +75,22 @@ def _event_filters(query: EventQuery) -> dict[str, Any]:
         tail = query.type.rsplit("#", 1)[-1].rsplit("*", 1)[-1].lstrip(".")
         regex = {"$regex": f"^{re.escape(head)}.*{re.escape(tail)}$"}
         filters["type"] = head if head == query.type else regex
+    if query.unbound_by:
+        # The literal keys here, on the server; patterns word by word afterwards (`_unbound`).
+        literals = [key for key in query.unbound_by if topology.literal_head(key) == key]
+        filters["$and"] = [{"type": {"$nin": literals}}]
     period = {k: v for k, v in (("$gte", query.since), ("$lt", query.until)) if v}
     if period:
         filters["time"] = period
     return filters
+
+
+def _matches(query: EventQuery, type: str) -> bool:
+    """Whether an event of this type, found by `_event_filters`, is one the query asks for:
+    its type pattern and its bindings, word by word."""
+    if query.type is not None and not topology.binding_matches(query.type, type):
+        return False
+    return not any(topology.binding_matches(key, type) for key in query.unbound_by or ())
 
 
 class MongoEventLog(EventLog):
@@ -133,7 +145,7 @@ class MongoEventLog(EventLog):
             except ExecutionTimeout:
                 raise SearchTooSlow from None
             for document in documents:
-                if query.type is None or topology.binding_matches(query.type, document["type"]):
+                if _matches(query, document["type"]):
                     position = document.pop("_id")
                     at = _utc(document["time"])
                     found.append(LoggedEvent(position=position, **{**document, "time": at}))

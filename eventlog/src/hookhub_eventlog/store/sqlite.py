@@ -89,6 +89,9 @@ def _event_filters(query: EventQuery) -> tuple[str, tuple]:
                 parameters.append(glob)
             clauses.append("topic_matches(?, type)")
             parameters.append(query.type)
+    clauses_unbound, parameters_unbound = _unbound_filter(query.unbound_by)
+    clauses += clauses_unbound
+    parameters += parameters_unbound
     if query.since is not None:
         clauses.append("time >= ?")
         parameters.append(time_text(query.since))
@@ -96,6 +99,23 @@ def _event_filters(query: EventQuery) -> tuple[str, tuple]:
         clauses.append("time < ?")
         parameters.append(time_text(query.until))
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)
+
+
+def _unbound_filter(bindings: tuple[str, ...] | None) -> tuple[list[str], list[str]]:
+    """The clauses that keep only the events no binding matches: literal keys by `NOT IN`,
+    patterns word by word (`topic_matches`), before LIMIT. None: no such filter; no bindings at
+    all: every event is unbound."""
+    if not bindings:
+        return [], []
+    clauses, parameters = [], []
+    literals = [key for key in bindings if topology.literal_head(key) == key]
+    patterns = [key for key in bindings if key not in literals]
+    if literals:
+        clauses.append(f"type NOT IN ({', '.join('?' * len(literals))})")
+        parameters += literals
+    clauses += ["NOT topic_matches(?, type)"] * len(patterns)
+    parameters += patterns
+    return clauses, parameters
 
 
 def _glob(pattern: str) -> str:
