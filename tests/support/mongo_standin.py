@@ -49,6 +49,9 @@ class StandinCollection:
         # PyMongo adds _id to the caller's dict; mongomock does too.
         return self._sync.insert_one(document, **kwargs)
 
+    async def delete_many(self, filter: Any, **kwargs: Any) -> Any:
+        return self._sync.delete_many(filter, **kwargs)
+
     async def update_many(self, filter: Any, update: Any, **kwargs: Any) -> Any:
         return self._sync.update_many(filter, update, **kwargs)
 

@@ -38,6 +38,11 @@ def logged(message: AbstractIncomingMessage) -> LoggedEvent:
     )
 
 
+class ArchiveLost(ConnectionError):
+    """The archive's channel closed, re-opened or lost its consumer (the queue deleted, the
+    connection lost): read it again, from where the index got to, once it is back."""
+
+
 @dataclass
 class ArchiveReader:
     """The archive's messages from a start position, in order, as they arrive. `broken` once
@@ -64,7 +69,10 @@ async def reading_archive(
     connection: AbstractConnection, start: int | str | datetime, prefetch: int
 ) -> AsyncIterator[ArchiveReader]:
     """Read the archive from position `start`, "first", "next" (what is written from now on)
-    or a time (the broker's clock, to the second)."""
+    or a time (the broker's clock, to the second). A negative position (an event indexed from
+    an archive since deleted, `EventLog.supersede`) reads from the first."""
+    if isinstance(start, int) and start < 0:
+        start = "first"
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=prefetch)  # a stream consumer must have one
     queue = await channel.get_queue(topology.ARCHIVE_QUEUE, ensure=False)
@@ -87,7 +95,27 @@ async def reading_archive(
 async def archived_message(
     connection: AbstractConnection, at: int
 ) -> AbstractIncomingMessage | None:
-    """The archived message at position `at`; None once retention has dropped it."""
+    """The archived message at position `at`; None once retention has dropped it, or the
+    archive it was in was deleted (a negative position)."""
+    if at < 0:
+        return None
     async with reading_archive(connection, at, 1) as reader:
         message = await reader.next(READ_TIMEOUT_S)
     return message if message is not None and position(message) == at else None
+
+
+async def still_holds(connection: AbstractConnection, last: LoggedEvent) -> bool:
+    """Whether the archive is still the stream `last` was indexed from: its message at
+    `last.position` is that event (id and source), or retention has dropped that position
+    already (the first message it has is later). A stream deleted and declared again starts
+    at 0: it has another event there, or nothing that far yet."""
+    async with reading_archive(connection, last.position, 1) as reader:
+        message = await reader.next(READ_TIMEOUT_S)
+        if message is None and reader.broken:  # before leaving: closing it breaks it too
+            raise ArchiveLost("the archive's channel closed while checking which stream it is")
+    if message is None:
+        return False
+    if position(message) > last.position:
+        return True
+    event = Event.from_message(message)
+    return (event.id, event.source) == (last.id, last.source)

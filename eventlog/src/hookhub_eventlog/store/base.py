@@ -132,6 +132,21 @@ class EventLog(ABC):
     async def indexed_up_to(self) -> int | None:
         """The highest archive position indexed so far; None before the first."""
 
+    # Which stream the index follows (an archive deleted and declared again starts at 0).
+
+    @abstractmethod
+    async def last_indexed(self) -> LoggedEvent | None:
+        """The event at the highest position indexed: the witness that the archive is still the
+        stream the index follows (its message there is this event). None before the first."""
+
+    @abstractmethod
+    async def supersede(self) -> None:
+        """The archive is a new stream: move every event indexed (from the old stream, and the
+        ones before it) down by the highest position + 1, below any position the new stream can
+        have, in the same order, so that the new stream is indexed from its start. They are
+        still found (`find_events`); their messages are gone. A move cut short (a crash) is
+        finished by the next call."""
+
     @abstractmethod
     async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
         """Indexed events matching the query, newest first, at most `query.limit`; within

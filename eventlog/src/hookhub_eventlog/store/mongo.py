@@ -40,6 +40,8 @@ from hookhub_eventlog.store.consumer_tables import (
 
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
 EVENTS, STEPS = "events", "steps"
+# Where a move of the index below a new archive's positions (`supersede`) keeps its progress.
+MOVING = "events_superseding"
 # A pattern search reads newest first in pages of this many, matching each word by word.
 PAGE = 1000
 BUDGET_MS = int(SEARCH_BUDGET_S * 1000)
@@ -85,6 +87,11 @@ def _event_filters(query: EventQuery) -> dict[str, Any]:
     return filters
 
 
+def _logged(document: dict[str, Any]) -> LoggedEvent:
+    fields = {k: v for k, v in document.items() if k != "_id"}
+    return LoggedEvent(position=document["_id"], **{**fields, "time": _utc(document["time"])})
+
+
 def _matches(query: EventQuery, type: str) -> bool:
     """Whether an event of this type, found by `_event_filters`, is one the query asks for:
     its type pattern and its bindings, word by word."""
@@ -120,6 +127,49 @@ class MongoEventLog(EventLog):
         found = await self._db[EVENTS].find({}, {"_id": 1}).sort([("_id", -1)]).to_list(1)
         return found[0]["_id"] if found else None
 
+    async def last_indexed(self) -> LoggedEvent | None:
+        found = await self._db[EVENTS].find({}).sort([("_id", -1)]).to_list(1)
+        return _logged(found[0]) if found else None
+
+    async def supersede(self) -> None:
+        # `_id` cannot change: each event is written again under its new one, then deleted,
+        # lowest first (so none lands on one not moved yet), the move's progress kept in
+        # MOVING so that a move cut short is finished, not done twice. Rare (an archive
+        # recreated) and one write per event: a million events take minutes.
+        while move := await self._db[MOVING].find_one({"_id": MOVING}) or await self._plan():
+            page = (
+                await self._db[EVENTS]
+                .find({"_id": {"$gte": move["next"], "$lte": move["high"]}}, limit=PAGE)
+                .sort([("_id", ASCENDING)])
+                .to_list(PAGE)
+            )
+            if not page:
+                await self._db[MOVING].delete_many({"_id": MOVING})
+                continue
+            for document in page:
+                # One at a time, progress after each: an event moved lands below `next`, so a
+                # move resumed from there never takes it for one still to move.
+                at = document.pop("_id")
+                await self._db[EVENTS].update_one(
+                    {"_id": at + move["shift"]}, {"$setOnInsert": document}, upsert=True
+                )
+                await self._db[EVENTS].delete_many({"_id": at})
+                await self._db[MOVING].update_one({"_id": MOVING}, {"$set": {"next": at + 1}})
+
+    async def _plan(self) -> dict[str, Any] | None:
+        """The move `supersede` starts: every event down by the highest position + 1; None when
+        nothing is at 0 or above (the new stream has nothing indexed yet)."""
+        ends = [
+            await self._db[EVENTS].find({}, {"_id": 1}).sort([("_id", way)]).to_list(1)
+            for way in (ASCENDING, DESCENDING)
+        ]
+        if not ends[1] or ends[1][0]["_id"] < 0:
+            return None
+        low, high = ends[0][0]["_id"], ends[1][0]["_id"]
+        move = {"_id": MOVING, "shift": -(high + 1), "next": low, "high": high}
+        await self._db[MOVING].insert_one(dict(move))
+        return move
+
     async def _ensure_indexes(self) -> None:
         if not self._indexed:
             for name, keys in EVENT_INDEXES.items():
@@ -146,9 +196,7 @@ class MongoEventLog(EventLog):
                 raise SearchTooSlow from None
             for document in documents:
                 if _matches(query, document["type"]):
-                    position = document.pop("_id")
-                    at = _utc(document["time"])
-                    found.append(LoggedEvent(position=position, **{**document, "time": at}))
+                    found.append(_logged(document))
                     if len(found) == query.limit:
                         return found
             if len(documents) < page:

@@ -178,6 +178,23 @@ class SQLiteEventLog(EventLog):
         rows = await self.file.read("SELECT max(position) AS last FROM events")
         return rows[0]["last"]
 
+    async def last_indexed(self) -> LoggedEvent | None:
+        rows = await self.file.read("SELECT * FROM events ORDER BY position DESC LIMIT 1")
+        return _logged(rows[0]) if rows else None
+
+    async def supersede(self) -> None:
+        def move(db: sqlite3.Connection) -> None:
+            low, high = db.execute("SELECT min(position), max(position) FROM events").fetchone()
+            if high is None or high < 0:
+                return
+            # SQLite checks the key row by row: first above everything held, then down to end
+            # at -1, so that no row lands on one not moved yet. One transaction.
+            above = high - low + 1
+            db.execute("UPDATE events SET position = position + ?", (above,))
+            db.execute("UPDATE events SET position = position - ?", (above + high + 1,))
+
+        await self.file.write(move)
+
     async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
         if query.type is not None and (problem := pattern_problem(query.type)):
             raise BadPattern(problem)
