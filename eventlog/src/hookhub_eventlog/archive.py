@@ -85,11 +85,16 @@ async def reading_archive(
     try:
         yield reader
     finally:
-        if not channel.is_closed:
-            await queue.cancel(tag)
+        # Bounded, and never in place of what ended the read: a hung node answers neither, and
+        # aiormq raises RuntimeError on a channel it closed after an RPC timed out.
+        with suppress(*CONNECT_ERRORS, RuntimeError):
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                if not channel.is_closed:
+                    await queue.cancel(tag)
         # Closed even when it looks closed: a robust channel would be re-opened otherwise.
         with suppress(*CONNECT_ERRORS, RuntimeError):
-            await channel.close()
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                await channel.close()
 
 
 async def archived_message(
@@ -104,6 +109,17 @@ async def archived_message(
     return message if message is not None and position(message) == at else None
 
 
+async def answers(channel: aio_pika.abc.AbstractChannel, timeout_s: float) -> None:
+    """A round trip on the archive's channel (the archive declared passively) within
+    `timeout_s`, else `ArchiveLost`: a hung node keeps its connection open and sends nothing,
+    which reads just like an archive with nothing more in it."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await channel.declare_queue(topology.ARCHIVE_QUEUE, passive=True)
+    except TimeoutError:
+        raise ArchiveLost(f"the broker did not answer within {timeout_s:g}s") from None
+
+
 async def still_holds(connection: AbstractConnection, last: LoggedEvent) -> bool:
     """Whether the archive is still the stream `last` was indexed from: its message at
     `last.position` is that event (id and source), or retention has dropped that position
@@ -113,6 +129,8 @@ async def still_holds(connection: AbstractConnection, last: LoggedEvent) -> bool
         message = await reader.next(READ_TIMEOUT_S)
         if message is None and reader.broken:  # before leaving: closing it breaks it too
             raise ArchiveLost("the archive's channel closed while checking which stream it is")
+        if message is None:  # silence from a hung node is not an answer
+            await answers(reader.channel, READ_TIMEOUT_S)
     if message is None:
         return False
     if position(message) > last.position:

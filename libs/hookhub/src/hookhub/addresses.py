@@ -3,6 +3,10 @@
 A connection goes to the first address that answers, starting from the one in use, so a process
 keeps its node while it answers and, once it has given up on it (`move_on`), tries the others in
 order, round-robin. Passwords never leave this module unredacted in a message or a log line.
+
+Every connection made here has a short heartbeat (`HEARTBEAT_S`): a node that hangs (frozen, a
+black-holed link) keeps its TCP connection open, and only missed heartbeats close it. It is the
+backstop; `Broker` notices sooner, by a round trip that goes unanswered.
 """
 
 import asyncio
@@ -14,6 +18,21 @@ import aiormq
 CONNECT_ERRORS = (OSError, ConnectionError, aiormq.exceptions.AMQPError, asyncio.TimeoutError)
 
 C = TypeVar("C")
+
+# aiormq closes a connection that received nothing for (heartbeat + 1) x 3 s: 18 s with 5 s
+# (RabbitMQ's default, 60 s, left a frozen node's connections open for over 3 minutes). Not
+# shorter: the broker closes a client silent for two heartbeats, and a busy event loop on a
+# shared machine can be that late with its own.
+HEARTBEAT_S = 5
+
+
+def with_heartbeat(url: str) -> str:
+    """The URL with `HEARTBEAT_S` as its heartbeat, unless it sets one itself (appended as
+    text: the rest of the URL, its password's escapes, is left as it was)."""
+    query = url.partition("?")[2]
+    if any(item.startswith("heartbeat=") for item in query.split("&")):
+        return url
+    return f"{url}{'&' if query else '?' if '?' not in url else ''}heartbeat={HEARTBEAT_S}"
 
 
 def redact(url: str) -> str:
@@ -44,8 +63,11 @@ class Addresses:
         start = self.urls.index(self.current)
         return self.urls[start:] + self.urls[:start]
 
-    def move_on(self) -> None:
-        """Give up on the URL in use: the next one is tried first from now on."""
+    def move_on(self, url: str | None = None) -> None:
+        """Give up on the URL in use (or on `url`): the one after it is tried first from now
+        on."""
+        if url is not None:
+            self.current = url
         self.current = self.in_turn()[1 % len(self.urls)]
 
     def redacted(self) -> list[str]:
@@ -54,13 +76,16 @@ class Addresses:
     async def connect_first(
         self, connect: Callable[..., Awaitable[C]], timeout_s: float
     ) -> tuple[C, str]:
-        """`connect(url, timeout=timeout_s)` to each URL in turn; the first connection made, and
-        its URL. Raises the last URL's error when none answers. The URL in use stays as it was:
-        the caller decides whether this connection is the one it lives on."""
+        """`connect(url, timeout=timeout_s)` to each URL in turn (with `HEARTBEAT_S`), each within
+        `timeout_s` (a node that accepts TCP and then says nothing counts as down); the first
+        connection made, and its URL. Raises the last URL's error when none answers. The URL in
+        use stays as it was: the caller decides whether this connection is the one it lives
+        on."""
         error: BaseException | None = None
         for url in self.in_turn():
             try:
-                return await connect(url, timeout=timeout_s), url
+                async with asyncio.timeout(timeout_s):
+                    return await connect(with_heartbeat(url), timeout=timeout_s), url
             except CONNECT_ERRORS as exc:
                 error = exc
         assert error is not None

@@ -4,9 +4,13 @@ Connecting never blocks start-up: a background task tries the broker's addresses
 backoff, until one answers. aio-pika's robust connection restores channels after a short outage,
 but only on the URL it was given; so with several addresses, a node that is not back within
 `failover_after_s` is left for the next, where the topology is declared and `on_connected` called
-again. `ready` needs a usable channel and a confirm as the broker's last answer to a publish;
-`check()` proves that round trip again when nothing has for `readiness_probe_interval_s`, so an
-idle process notices a silent broker too. `publish` fails with `BrokerUnavailable` at once without
+again; a node that hangs (frozen, its TCP connection open) is left as soon as two round trips
+in a row go unanswered: the watch (`SILENT_AFTER_S`) probes whenever the broker has said nothing
+for a second, and every step of connecting (connect, declare, open a channel, `on_connected`)
+has `connect_timeout_s`. `ready` needs a usable channel and a confirm as the broker's last answer
+to a publish; `check()` proves that round trip again when nothing has for
+`readiness_probe_interval_s`, so an idle process notices a silent broker too. `publish` fails
+with `BrokerUnavailable` at once without
 a connection or on a refusal, within `publish_timeout_s` without a confirm; a channel the broker
 keeps refusing is replaced. The topology is declared at start-up and again, from a short-lived
 connection, whenever the connection drops or a publish finds the exchange or a queue missing.
@@ -38,6 +42,11 @@ PROBE_PROPERTIES = aiormq.spec.Basic.Properties()
 # A healthy broker confirms the probe in milliseconds; waiting longer than Kubernetes' default
 # probe timeout (1 s) would only make the kubelet give up first.
 PROBE_TIMEOUT_S = 1.0
+# The broker answered nothing (no confirm, no probe) for this long while connected: probe it, so
+# that a hung node is noticed in seconds whether the process publishes or only consumes. Checked
+# every WATCH_INTERVAL_S; a probe costs a frame and its confirm.
+SILENT_AFTER_S = 1.0
+WATCH_INTERVAL_S = 0.5
 # After a quorum queue's leader election, RabbitMQ 3.10 was seen refusing every publish on the
 # channel that lived through it while a fresh connection worked. A few refusals in a row is that
 # (or a queue refusing for its own reasons, where a new channel costs nothing).
@@ -189,6 +198,16 @@ class Broker:
     async def start(self) -> None:
         """Begin connecting in the background; returns at once."""
         self._soon("connect", self._connect_until_up)
+        self._soon("watch", self._watch)
+
+    async def _watch(self) -> None:
+        """Probe a broker that has been silent for `SILENT_AFTER_S`: a probe unanswered fails
+        over (`_fail_over`), where a hung node's open TCP connection would otherwise hold the
+        process until its heartbeat runs out."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            if self._usable and time.monotonic() - self._answered_at >= SILENT_AFTER_S:
+                await asyncio.shield(self._soon("probe", self._probe))
 
     async def wait_ready(self, timeout_s: float) -> bool:
         try:
@@ -230,15 +249,23 @@ class Broker:
             aio_pika.connect_robust, self.settings.connect_timeout_s
         )
         try:
+            # Each step bounded: a node that took the connection and then hung (or a cluster
+            # waiting for a frozen node's queue leader) must not hold start-up or a failover.
             self.connection = connection
             if self.declare_topology:
-                await self.declare()
-            self._channel = await self._open_publishing_channel(connection)
+                async with asyncio.timeout(self.settings.connect_timeout_s):
+                    await self.declare()
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                self._channel = await self._open_publishing_channel(connection)
             if self.on_connected:
-                await self.on_connected(connection)
-        except BaseException:
+                async with asyncio.timeout(self.settings.connect_timeout_s):
+                    await self.on_connected(connection)
+        except BaseException as exc:
             self.connection = self._channel = None
-            await connection.close()
+            if isinstance(exc, TimeoutError):
+                self.addresses.move_on(url)  # the next attempt starts with the next node
+            # In the background: a polite close waits for a node that may be the hung one.
+            self._leave(connection)
             raise
         self.addresses.current = url
         self._answered(None)  # opening the channel was a round trip
@@ -267,10 +294,14 @@ class Broker:
             self._soon("failover", lambda: self._fail_over(reason))
 
     async def _fail_over(self, reason: str) -> None:
-        """Give the node `failover_after_s` to come back and confirm a probe; else connect to
-        the next address, round-robin, as at start-up."""
+        """Give a lost node `failover_after_s` to come back, then one more probe; a node still
+        connected but silent (hung) only that probe. Unconfirmed: connect to the next address,
+        round-robin, as at start-up."""
         left = self.connection
-        await asyncio.sleep(self.settings.failover_after_s)
+        if not self._usable:  # lost: the robust connection may well be back in a moment
+            await asyncio.sleep(self.settings.failover_after_s)
+        elif (probing := self._tasks.get("probe")) is not None and not probing.done():
+            await asyncio.wait({probing})  # the probe that failed: a second one decides
         if self._usable:
             await asyncio.shield(self._soon("probe", self._probe))
             if self.ready or left is not self.connection:
@@ -280,12 +311,23 @@ class Broker:
         self.connection = self._channel = None
         if left is not None:
             # Closed, or it would reconnect to the node we are leaving and restore its channels
-            # (a second subscription). In the background: a polite close waits 2 s for the node.
-            closing = asyncio.create_task(left.close(), name="broker-leave")
-            self._leaving.add(closing)
-            closing.add_done_callback(self._leaving.discard)
+            # (a second subscription).
+            self._leave(left)
         self.addresses.move_on()
         await self._connect_until_up()
+
+    def _leave(self, connection: AbstractRobustConnection) -> None:
+        """Close a connection in the background: a polite close waits for the node, which may
+        be hung."""
+
+        async def close() -> None:
+            with contextlib.suppress(*ERRORS, asyncio.CancelledError):
+                async with asyncio.timeout(self.settings.connect_timeout_s):
+                    await connection.close()
+
+        closing = asyncio.create_task(close(), name="broker-leave")
+        self._leaving.add(closing)
+        closing.add_done_callback(self._leaving.discard)
 
     async def _reopen_channel(self, reason: str) -> None:
         connection, refusing = self.connection, self._channel
@@ -361,8 +403,9 @@ class Broker:
                     connection, _ = await self.addresses.connect_first(
                         aio_pika.connect, self.settings.connect_timeout_s
                     )
-                    async with connection, connection.channel() as channel:
-                        await self._declare_on(channel)
+                    async with asyncio.timeout(self.settings.connect_timeout_s):
+                        async with connection, connection.channel() as channel:
+                            await self._declare_on(channel)
         except Exception as exc:  # e.g. refused credentials: the main connection says so too
             log.error("topology.not_declared", error=f"{type(exc).__name__}: {exc}")
 
