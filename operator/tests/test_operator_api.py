@@ -387,3 +387,18 @@ def test_hookhub_events_show_and_journey_list_the_sources_then_take_one(
     assert "ci.shared.build from /events/jenkins" in chosen.stdout
     assert shown.returncode == 0, shown.stderr
     assert '"source": "/events/storefront"' in shown.stdout
+
+
+def test_the_asyncapi_document_is_served_to_operators_and_names_every_consumers_queue(
+    hub: Hub,
+) -> None:
+    response = hub.get("/api/asyncapi.json", headers=READ_ONLY)
+
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["asyncapi"] == "3.0.0"
+    assert {name: document["channels"][name]["address"] for name in ("payments", "production")} == {
+        "payments": "hookhub.payments",
+        "production": "hookhub.production",
+    }
+    assert hub.get("/api/asyncapi.json", headers={}).status_code in (401, 403)
