@@ -7,6 +7,8 @@ replays read back from the broker's archive.
 import json
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,6 +20,7 @@ from rich.table import Table
 
 from hookhub_eventlog import archive, journey, replay
 from hookhub_eventlog.store import EventQuery, LoggedEvent, open_event_log
+from hookhub_eventlog.store.base import BadPattern, SearchTooSlow
 
 app = typer.Typer(help="The event log: find, follow and replay archived events.")
 
@@ -67,10 +70,21 @@ def _one_of(shared: journey.SharedId) -> str:
     return f"{shared}: {choices}. Run it again with --source SOURCE"
 
 
+@contextmanager
+def _searching() -> Iterator[None]:
+    """A search the event log refuses (a pattern it cannot match, one over its time budget)
+    ends the command with the store's own words: what to narrow, never a traceback."""
+    try:
+        yield
+    except (BadPattern, SearchTooSlow) as error:
+        fail(str(error))
+
+
 async def _the_event(id: str, source: str | None) -> LoggedEvent | None:
     event_log = open_event_log(load_settings().store_url)
     try:
-        return await journey.the_event(event_log, id, source)
+        with _searching():
+            return await journey.the_event(event_log, id, source)
     finally:
         await event_log.close()
 
@@ -83,7 +97,8 @@ def _not_found(id: str, source: str | None) -> str:
 async def _find(query: EventQuery, unrouted: bool) -> list[LoggedEvent]:
     event_log = open_event_log(load_settings().store_url)
     try:
-        found = await event_log.find_events(query)
+        with _searching():
+            found = await event_log.find_events(query)
     finally:
         await event_log.close()
     return journey.unrouted(found) if unrouted else found
@@ -184,7 +199,8 @@ def show_journey(
     async def main() -> journey.Journey | None:
         event_log = open_event_log(settings.store_url)
         try:
-            return await journey.journey(event_log, id, source)
+            with _searching():
+                return await journey.journey(event_log, id, source)
         except journey.SharedId as shared:
             fail(_one_of(shared))
         finally:
@@ -268,6 +284,9 @@ def replay_events(
         + (f"; {result.gone} no longer in the archive" if result.gone else "")
         + (f"; {result.skipped} bound by no consumer asked" if result.skipped else "")
     )
+    if result.refused:
+        said = "; ".join(f"{i} to {c}: {why}" for (i, c), why in result.refused.items())
+        fail(f"{len(result.refused)} copies not replayed: {said}")
 
 
 def register(target: typer.Typer) -> None:

@@ -122,13 +122,18 @@ def dlq_replay(
         fail("say what to replay: --id ID (repeatable) or --all")
     settings = load_settings()
 
+    refused: dict[str, str] = {}
+
     async def main() -> list[str]:
         async with broker_connection(settings) as connection:
             return await dlq.replay(
-                connection, name, set(id) if id else None, settings.publish_timeout_s
+                connection, name, set(id) if id else None, settings.publish_timeout_s, refused
             )
 
     count = len(_run_dlq(main, name))
+    if refused:
+        said = "; ".join(f"{event_id}: {reason}" for event_id, reason in refused.items())
+        fail(f"replayed {count}; not replayed, still parked: {said}")
     if id and count < len(set(id)):
         fail(
             f"replayed {count} of {len(set(id))}: "
