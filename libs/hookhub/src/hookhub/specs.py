@@ -7,9 +7,9 @@ event catalogue and the AsyncAPI document are all derived from the specs.
 
 The library knows the shape of a spec, not the consumers: a package registers its consumers'
 specs under the `hookhub.consumers` entry-point group (`name = "package.module:SPEC"`, one spec
-or a sequence of them), and `installed()` finds them. A spec module imports only this library, so any process can read every
-spec without the consumers' code or dependencies being loaded; the steps are imported (by
-`load_steps`) only by the process that runs the consumer.
+or a sequence of them), and `installed()` finds them. A spec module imports only this library,
+so any process can read every spec without the consumers' code or dependencies being loaded; the
+steps are imported (by `load_steps`) only by the process that runs the consumer.
 """
 
 import functools
