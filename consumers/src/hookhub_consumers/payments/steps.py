@@ -215,8 +215,9 @@ def _with_details(order: Order, sent: OrderCreated) -> Order:
 
 
 def _conflict(cause: Event, ctx: Context, order: Order, reason: str) -> Outcome:
-    """Nothing saved but the event's marker; the refusal announced, naming the refused event and
-    the order as it stays."""
+    """The refusal announced, naming the refused event and the order as it stays. The order's
+    facts and status are saved as they were: the store keeps follow-ups only with a record's
+    change (the outbox rides on the order), so only its version moves."""
     data = {
         "order_id": order.order_id,
         "refused": {"id": cause.id, "source": cause.source, "type": cause.type},
@@ -225,7 +226,7 @@ def _conflict(cause: Event, ctx: Context, order: Order, reason: str) -> Outcome:
         "amount": order.amount,
         "currency": order.currency,
     }
-    return Outcome(emit=[emitted(cause, ctx.consumer, CONFLICT, data)])
+    return Outcome(state=order, emit=[emitted(cause, ctx.consumer, CONFLICT, data)])
 
 
 async def provider_webhook(event: Event, ctx: Context) -> Outcome:
