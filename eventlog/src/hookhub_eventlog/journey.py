@@ -81,7 +81,7 @@ async def journey(event_log: EventLog, event_id: str, source: str | None = None)
         processed=await event_log.processed_by(event.source, event.id),
         steps=await event_log.steps(event.id),
         follow_ups=await event_log.find_events(EventQuery(causation_id=event.id)),
-        deliveries=await event_log.attempts(event.id),
+        deliveries=await event_log.attempts(event.id, event.source),
     )
 
 

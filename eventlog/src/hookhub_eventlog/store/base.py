@@ -153,8 +153,11 @@ class EventLog(ABC):
         oldest first."""
 
     @abstractmethod
-    async def attempts(self, event_id: str) -> list[Attempt]:
-        """The notifications consumer's attempts to deliver this event, oldest first."""
+    async def attempts(self, event_id: str, source: str | None = None) -> list[Attempt]:
+        """The notifications consumer's attempts to deliver this event id, oldest first; with
+        `source`, only that source's event's, and those recorded before sources were (an older
+        release's: they may be its), never another source's. URLs come with any password
+        redacted, whatever an older release stored."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hookhub import topology
+from hookhub.addresses import redact
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ExecutionTimeout
@@ -189,17 +190,18 @@ class MongoEventLog(EventLog):
                         found.append((consumer, _utc(document["updated_at"])))
         return sorted(found, key=lambda one: one[1])
 
-    async def attempts(self, event_id: str) -> list[Attempt]:
+    async def attempts(self, event_id: str, source: str | None = None) -> list[Attempt]:
+        query: dict[str, Any] = {"event_id": event_id}
+        if source is not None:  # None also matches a document with no source: an older one
+            query["source"] = {"$in": [source, None]}
         # `at` is kept to the millisecond, so attempts in one millisecond fall back to _id,
         # which grows with each insert from one process.
-        cursor = self._db[DELIVERIES].find(
-            {"event_id": event_id}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
-        )
+        cursor = self._db[DELIVERIES].find(query, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
         documents = await cursor.sort([("at", ASCENDING), ("_id", ASCENDING)]).to_list(
             MAX_JOURNEY_ROWS
         )
         return [
-            Attempt(d["url"], d["delivered"], _utc(d["at"]), d["status_code"], d["error"])
+            Attempt(redact(d["url"]), d["delivered"], _utc(d["at"]), d["status_code"], d["error"])
             for d in documents
         ]
 

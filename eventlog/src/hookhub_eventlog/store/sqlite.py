@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hookhub import topology
+from hookhub.addresses import redact
 from hookhub.sqlite import SQLiteFile, path_of, time_of, time_text
 
 from hookhub_eventlog.store.base import (
@@ -216,14 +217,33 @@ class SQLiteEventLog(EventLog):
         )
         return [(r["consumer"], time_of(r["processed_at"])) for r in rows]
 
-    async def attempts(self, event_id: str) -> list[Attempt]:
-        rows = await self._theirs(
-            f"SELECT url, delivered, at, status_code, error FROM {DELIVERIES}"
-            " WHERE event_id = ? ORDER BY at, id LIMIT ?",
-            (event_id, MAX_JOURNEY_ROWS),
+    async def attempts(self, event_id: str, source: str | None = None) -> list[Attempt]:
+        select = (
+            f"SELECT url, delivered, at, status_code, error FROM {DELIVERIES} WHERE event_id = ?"
         )
+        order = " ORDER BY at, id LIMIT ?"
+        try:
+            if source is None:
+                rows = await self._theirs(select + order, (event_id, MAX_JOURNEY_ROWS))
+            else:
+                rows = await self._theirs(
+                    select + " AND (source = ? OR source IS NULL)" + order,
+                    (event_id, source, MAX_JOURNEY_ROWS),
+                )
+        except sqlite3.OperationalError as error:
+            # A file no consumer of this release has opened yet: no source column, so no row
+            # knows its source.
+            if "no such column" not in str(error):
+                raise
+            rows = await self._theirs(select + order, (event_id, MAX_JOURNEY_ROWS))
         return [
-            Attempt(r["url"], bool(r["delivered"]), time_of(r["at"]), r["status_code"], r["error"])
+            Attempt(
+                redact(r["url"]),
+                bool(r["delivered"]),
+                time_of(r["at"]),
+                r["status_code"],
+                r["error"],
+            )
             for r in rows
         ]
 
