@@ -16,9 +16,11 @@ from hookhub.commands import (
     run,
 )
 from hookhub_eventlog.indexer import run_indexer
+from hookhub_eventlog.store import migrate_event_log
 
 from hookhub_consumers.probes import ProbesNotServed
 from hookhub_consumers.runtime import run_consumers, stop_on_signals
+from hookhub_consumers.store import migrate
 
 
 def consume(
@@ -50,6 +52,7 @@ def consume(
             fail("--from reads the archive, and HOOKHUB_ARCHIVE_ENABLED is off: nothing was kept")
 
     async def main() -> None:
+        await migrate(settings.store_url, [specs.by_name(name)])  # a newer store stops it here
         try:
             await run_consumers(
                 settings,
@@ -69,6 +72,7 @@ def index() -> None:
     settings = load_settings()
 
     async def main() -> None:
+        await migrate_event_log(settings.store_url)  # a newer store stops it here
         await run_indexer(settings, stop_on_signals())
 
     run(main)

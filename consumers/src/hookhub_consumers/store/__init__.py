@@ -10,10 +10,11 @@ The event log (`hookhub_eventlog.store`) keeps its tables in the same file or da
 from collections.abc import Sequence
 
 from hookhub.specs import ConsumerSpec
+from hookhub_eventlog.store import migrate_event_log
 
 from hookhub_consumers.store.base import Change, ConcurrentUpdate, Marker, Store, load_repositories
 
-__all__ = ["Change", "ConcurrentUpdate", "Marker", "Store", "open_store"]
+__all__ = ["Change", "ConcurrentUpdate", "Marker", "Store", "migrate", "open_store"]
 
 
 def open_store(url: str, specs: Sequence[ConsumerSpec] | None = None) -> Store:
@@ -32,3 +33,16 @@ def open_store(url: str, specs: Sequence[ConsumerSpec] | None = None) -> Store:
         f"unsupported HOOKHUB_STORE_URL scheme '{url.partition(':')[0]}': "
         "use sqlite:///path or mongodb://host/db"
     )
+
+
+async def migrate(url: str, specs: Sequence[ConsumerSpec] | None = None) -> None:
+    """Make the store's tables (those of the consumers of `specs`, every installed one's when
+    None) and the event log's, and apply the migrations they lack, now: what a consumer does
+    before it starts, so that a store a newer release made (`hookhub.schema.NewerSchema`) stops
+    it at once instead of failing each message it takes."""
+    store = open_store(url, specs)
+    try:
+        await store.open()
+    finally:
+        await store.close()
+    await migrate_event_log(url)

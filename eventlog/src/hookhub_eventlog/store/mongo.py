@@ -13,12 +13,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from hookhub import topology
+from hookhub import schema, topology
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ExecutionTimeout
 
 from hookhub_eventlog.store.base import (
+    COMPONENT,
     MAX_JOURNEY_ROWS,
     SEARCH_BUDGET_S,
     Attempt,
@@ -42,6 +43,10 @@ DEFAULT_DATABASE = "hookhub"  # when the URL names none
 EVENTS, STEPS = "events", "steps"
 # A pattern search reads newest first in pages of this many, matching each word by word.
 PAGE = 1000
+# The event log's numbered migrations (`hookhub.schema`), each called with the database and safe
+# to repeat: 1, the baseline, is the collections and indexes as they were when versions began to
+# be recorded (#27). Append; never edit or reorder one that shipped.
+MIGRATIONS: tuple[Any, ...] = (schema.baseline,)
 BUDGET_MS = int(SEARCH_BUDGET_S * 1000)
 # Each filter's index, served newest first (`_id` is the archive position).
 EVENT_INDEXES = {
@@ -108,8 +113,13 @@ class MongoEventLog(EventLog):
         found = await self._db[EVENTS].find({}, {"_id": 1}).sort([("_id", -1)]).to_list(1)
         return found[0]["_id"] if found else None
 
+    async def open(self) -> None:
+        await self._ensure_indexes()
+
     async def _ensure_indexes(self) -> None:
         if not self._indexed:
+            # First: a database a newer release made is refused before anything is created.
+            await schema.migrate_documents(self._db, {COMPONENT: MIGRATIONS})
             for name, keys in EVENT_INDEXES.items():
                 await self._db[EVENTS].create_index(keys, name=name)
             await self._db[STEPS].create_index([("event_id", ASCENDING), ("at", ASCENDING)])

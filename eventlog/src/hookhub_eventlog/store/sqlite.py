@@ -14,10 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from hookhub import topology
-from hookhub.sqlite import SQLiteFile, path_of, time_of, time_text
+from hookhub import schema, topology
+from hookhub.sqlite import SQLiteFile, Upgrade, path_of, time_of, time_text
 
 from hookhub_eventlog.store.base import (
+    COMPONENT,
     MAX_JOURNEY_ROWS,
     SEARCH_BUDGET_S,
     Attempt,
@@ -59,6 +60,9 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 CREATE INDEX IF NOT EXISTS steps_by_event ON steps (event_id, id);
 """
+# The event log's numbered migrations (`hookhub.schema`): 1, the baseline, is SCHEMA as it was
+# when versions began to be recorded (#27). Append; never edit or reorder one that shipped.
+MIGRATIONS: tuple[Upgrade, ...] = (schema.baseline,)
 
 
 # How often (in SQLite virtual machine steps) a search looks at its clock: about a millisecond.
@@ -123,7 +127,7 @@ class SQLiteEventLog(EventLog):
     """The event log in one SQLite file; open as many as you like on the same file."""
 
     def __init__(self, path: Path) -> None:
-        self.file = SQLiteFile(path, SCHEMA)
+        self.file = SQLiteFile(path, SCHEMA, migrations={COMPONENT: MIGRATIONS})
         self._searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventlog-search")
         self._search_db: sqlite3.Connection | None = None
 
@@ -236,6 +240,9 @@ class SQLiteEventLog(EventLog):
             if "no such table" in str(error):
                 return []
             raise
+
+    async def open(self) -> None:
+        await self.file.open()
 
     async def close(self) -> None:
         def close() -> None:
