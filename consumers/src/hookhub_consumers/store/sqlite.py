@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from hookhub import schema
 from hookhub.sqlite import Migrations, SQLiteFile, Upgrade, path_of, time_text
-from hookhub_eventlog.store.consumer_tables import MARKERS
+from hookhub_eventlog.store.consumer_tables import MARKER_EVENT_ID, MARKERS
 
 from hookhub_consumers.store.base import (
     ConcurrentUpdate,
@@ -55,9 +55,17 @@ CREATE TABLE IF NOT EXISTS {MARKERS} (  -- the event log reads it: consumer_tabl
 ) WITHOUT ROWID;
 """
 COMPONENT = "store"  # the runtime's tables, in schema_versions
+
+
+def index_markers_by_event_id(db: sqlite3.Connection) -> None:
+    """The event log finds the markers of an event it has no index row for (accepted before the
+    archive existed) by its id alone."""
+    db.execute(f"CREATE INDEX IF NOT EXISTS markers_by_event_id ON {MARKERS} ({MARKER_EVENT_ID})")
+
+
 # The runtime's tables' numbered migrations: 1, the baseline, is SCHEMA as it was when
 # versions began to be recorded (#27). Append; never edit or reorder one that shipped.
-MIGRATIONS: tuple[Upgrade, ...] = (schema.baseline,)
+MIGRATIONS: tuple[Upgrade, ...] = (schema.baseline, index_markers_by_event_id)
 
 
 class SQLiteRepository(Repository):

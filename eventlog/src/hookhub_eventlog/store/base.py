@@ -159,6 +159,12 @@ class EventLog(ABC):
         oldest first."""
 
     @abstractmethod
+    async def marked_sources(self, event_id: str) -> list[str]:
+        """The sources of the events with this id that some consumer holds a processed-marker
+        for: how the journey of an event the index lacks (accepted before the archive existed)
+        finds its markers. At most `MAX_JOURNEY_ROWS`."""
+
+    @abstractmethod
     async def attempts(self, event_id: str) -> list[Attempt]:
         """The notifications consumer's attempts to deliver this event, oldest first."""
 

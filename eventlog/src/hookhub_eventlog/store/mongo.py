@@ -199,6 +199,36 @@ class MongoEventLog(EventLog):
                         found.append((consumer, _utc(document["updated_at"])))
         return sorted(found, key=lambda one: one[1])
 
+    async def marked_sources(self, event_id: str) -> list[str]:
+        try:
+            return await self._marked_sources(event_id)
+        except ExecutionTimeout:
+            raise SearchTooSlow from None
+
+    async def _marked_sources(self, event_id: str) -> list[str]:
+        # By the keys' end, in the markers and in the aggregates (see `_processed_by`): no index
+        # serves it, so it is bounded by the budget (SearchTooSlow past it).
+        end = f"#{re.escape(event_id)}$"
+        keys = [
+            document["event_key"]
+            for document in await self._db[MARKERS]
+            .find({"event_key": {"$regex": end}}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
+            .to_list(MAX_JOURNEY_ROWS)
+        ]
+        named = (
+            await self._db[AGGREGATES]
+            .find({}, {"_id": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
+            .to_list(MAX_JOURNEY_ROWS)
+        )
+        for name in (document["_id"] for document in named):
+            aggregates = self._db[name].find(
+                {APPLIED: {"$regex": end}}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
+            )
+            for document in await aggregates.to_list(MAX_JOURNEY_ROWS):
+                keys += [m.partition("|")[2] for m in document[APPLIED]]
+        suffix = f"#{event_id}"
+        return sorted({k.removesuffix(suffix) for k in keys if k.endswith(suffix)})
+
     async def attempts(self, event_id: str) -> list[Attempt]:
         # `at` is kept to the millisecond, so attempts in one millisecond fall back to _id,
         # which grows with each insert from one process.

@@ -30,7 +30,12 @@ from hookhub_eventlog.store.base import (
     Step,
     pattern_problem,
 )
-from hookhub_eventlog.store.consumer_tables import DELIVERIES, MARKERS, event_key
+from hookhub_eventlog.store.consumer_tables import (
+    DELIVERIES,
+    MARKER_EVENT_ID,
+    MARKERS,
+    event_key,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (  -- the index; the messages are in the archive
@@ -219,6 +224,15 @@ class SQLiteEventLog(EventLog):
             (event_key(source, event_id), MAX_JOURNEY_ROWS),
         )
         return [(r["consumer"], time_of(r["processed_at"])) for r in rows]
+
+    async def marked_sources(self, event_id: str) -> list[str]:
+        # On the store's markers_by_event_id (its migration 2).
+        rows = await self._theirs(
+            f"SELECT DISTINCT substr(event_key, 1, instr(event_key, '#') - 1) AS source"
+            f" FROM {MARKERS} WHERE {MARKER_EVENT_ID} = ? LIMIT ?",
+            (event_id, MAX_JOURNEY_ROWS),
+        )
+        return [row["source"] for row in rows]
 
     async def attempts(self, event_id: str) -> list[Attempt]:
         rows = await self._theirs(
