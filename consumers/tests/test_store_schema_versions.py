@@ -4,7 +4,10 @@ when the store is opened, and `schema_versions` says which and when; a store a n
 made is refused, with what to do, before anything in it is changed. SQLite and the MongoDB
 stand-in."""
 
+import os
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -171,3 +174,44 @@ async def test_the_mongodb_event_log_refuses_a_database_a_newer_release_made():
 
     with pytest.raises(NewerSchema, match="^eventlog: store schema is version 3, newer than"):
         await MongoEventLog(database).open()
+
+
+def store_migrate(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookhub.cli", "store", "migrate", *args],
+        env={**os.environ, "HOOKHUB_STORE_URL": f"sqlite:///{path}", "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_store_migrate_shows_its_plan_with_dry_run_then_applies_it_and_says_what_it_did(
+    tmp_path: Path,
+):
+    path = tmp_path / "hookhub.db"
+
+    planned = store_migrate(path, "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    assert "would apply store migration 2" in planned.stdout
+    assert not path.exists() or not recorded(path)
+
+    applied = store_migrate(path)
+    assert applied.returncode == 0, applied.stderr
+    assert "store: 0 → 2" in applied.stdout
+    assert recorded(path)["store"] == 2
+
+    again = store_migrate(path)
+    assert again.stdout.strip() == "up to date"
+
+
+def test_store_migrate_refuses_a_store_a_newer_release_made(tmp_path: Path):
+    path = tmp_path / "hookhub.db"
+    store_migrate(path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_versions SET version = 9 WHERE component = 'payments'")
+
+    refused = store_migrate(path)
+
+    assert refused.returncode == 1
+    assert "payments: store schema is version 9, newer than this release's 1" in refused.stderr
