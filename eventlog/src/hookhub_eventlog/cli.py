@@ -89,11 +89,6 @@ async def _the_event(id: str, source: str | None) -> LoggedEvent | None:
         await event_log.close()
 
 
-def _not_found(id: str, source: str | None) -> str:
-    from_source = f" from {source}" if source else ""
-    return f"no event with id '{id}'{from_source} in the event log"
-
-
 async def _find(query: EventQuery, unrouted: bool) -> list[LoggedEvent]:
     event_log = open_event_log(load_settings().store_url)
     try:
@@ -181,7 +176,7 @@ def show(
 
     shown = run(main)
     if shown is None:
-        fail(_not_found(id, source))
+        fail(journey.not_in_the_event_log(id, source))
     console.print_json(_as_json(shown))
 
 
@@ -193,7 +188,8 @@ def show_journey(
 ) -> None:
     """What became of an event: accepted, each consumer's outcome, retries, parking, replays,
     the follow-ups it caused and its notification deliveries. When events from several sources
-    share the id, it lists them: choose one with --source."""
+    share the id, it lists them: choose one with --source. An event outside the archive
+    (accepted before it was enabled, or past its retention) shows what the store recorded."""
     settings = load_settings()
 
     async def main() -> journey.Journey | None:
@@ -208,14 +204,17 @@ def show_journey(
 
     found = run(main)
     if found is None:
-        fail(_not_found(id, source))
+        fail(journey.not_in_the_event_log(id, source))
     lines = found.timeline()
     if as_json:
-        console.print_json(
-            _as_json([{"at": a, "where": w, "what": what, "detail": d} for a, w, what, d in lines])
-        )
+        timeline = [{"at": a, "where": w, "what": what, "detail": d} for a, w, what, d in lines]
+        if found.note is None:
+            console.print_json(_as_json(timeline))
+        else:  # a list alone would hide that the event itself is not there
+            console.print_json(_as_json({"id": id, "note": found.note, "timeline": timeline}))
         return
-    table = Table(title=f"{found.event.type} {found.event.id}")
+    title = found.event_id if found.event is None else f"{found.event.type} {found.event.id}"
+    table = Table(title=title, caption=found.note)
     for column in ("at", "where", "what", "detail"):
         table.add_column(column, overflow="fold")
     for at, where, what, detail in lines:

@@ -19,6 +19,7 @@ SEARCH_BUDGET_S = 2.0
 # At most this many rows come back from any read of one event's journey (steps, markers,
 # delivery attempts): a journey longer than that is a runaway, not something to page through.
 MAX_JOURNEY_ROWS = 1000
+COMPONENT = "eventlog"  # its tables', in schema_versions (`hookhub.schema`)
 # A topic pattern's complexity: types are at most 255 characters (128 words), and matching costs
 # its words times a type's; more than a few `#` say nothing more than one does.
 MAX_PATTERN_WORDS = 32
@@ -118,6 +119,11 @@ class Attempt:
 
 
 class EventLog(ABC):
+    @abstractmethod
+    async def open(self) -> None:
+        """Make the tables and apply the migrations they lack now, rather than on the first
+        call (`hookhub.schema`); NewerSchema when a newer release's schema made the store."""
+
     # The index: written by the indexer in batches, off every consumer's path.
 
     @abstractmethod
@@ -151,6 +157,12 @@ class EventLog(ABC):
     async def processed_by(self, source: str, event_id: str) -> list[tuple[str, datetime]]:
         """The consumers that hold a processed-marker for this event, with when they wrote it,
         oldest first."""
+
+    @abstractmethod
+    async def marked_sources(self, event_id: str) -> list[str]:
+        """The sources of the events with this id that some consumer holds a processed-marker
+        for: how the journey of an event the index lacks (accepted before the archive existed)
+        finds its markers. At most `MAX_JOURNEY_ROWS`."""
 
     @abstractmethod
     async def attempts(self, event_id: str, source: str | None = None) -> list[Attempt]:

@@ -34,6 +34,11 @@ def event_key(source: str, event_id: str) -> str:
     return f"{source}#{event_id}"
 
 
+# SQLite: a marker's event id, the part of its key after the source; an index on it (the store's
+# migration 2) finds the markers of an event whose source is not known (one the index lacks).
+MARKER_EVENT_ID = "substr(event_key, instr(event_key, '#') + 1)"
+
+
 def marker_key(consumer: str, key: str) -> str:
     """A marker's key in MongoDB. Consumer names never hold "|", so it reads back unambiguously."""
     return f"{consumer}|{key}"

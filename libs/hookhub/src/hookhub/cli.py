@@ -19,7 +19,7 @@ import aio_pika
 import typer
 from rich.table import Table
 
-from hookhub import contracts, dlq, events, migrations, topology
+from hookhub import contracts, dlq, events, migrations, schema, topology
 from hookhub.broker import Broker, BrokerUnavailable, redact
 from hookhub.commands import (
     ConsumerName,
@@ -353,7 +353,11 @@ def register_plugins(target: typer.Typer, invoked: str | None = None) -> None:
 
 def main() -> None:
     register_plugins(app, invoked=sys.argv[1] if len(sys.argv) > 1 else None)
-    app()
+    try:
+        app()
+    except schema.NewerSchema as error:  # whichever command opened the store: no traceback
+        err.print(f"[red]error:[/red] {error}", soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
