@@ -14,6 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hookhub_consumers.store import Change, Marker
+from hookhub_consumers.store.sqlite import SQLiteStore
+from hookhub_eventlog.store import Step
+from hookhub_eventlog.store.sqlite import SQLiteEventLog
 from operator_hub import OPERATOR, READ_ONLY, Hub, eventually, running_hub
 
 from tests.support.senders import post_internal_event
@@ -93,11 +97,80 @@ def test_a_parked_event_is_listed_with_its_reason_and_attempts(hub: Hub) -> None
 def test_unknown_events_and_consumers_are_404_with_what_was_asked(hub: Hub) -> None:
     missing = hub.get("/api/events/no-such-event")
     assert missing.status_code == 404
-    assert missing.json() == {"detail": "no event with id 'no-such-event' in the event log"}
+    assert missing.json() == {
+        "detail": "no event with id 'no-such-event' in the event log: the event log keeps the "
+        "events archived since the archive was enabled, for its retention "
+        "(HOOKHUB_ARCHIVE_MAX_AGE); older events are outside it"
+    }
     assert hub.get("/api/events/no-such-event/journey").status_code == 404
     unknown = hub.get("/api/parking-lots/billing")
     assert unknown.status_code == 404
     assert "unknown consumer 'billing'" in unknown.json()["detail"]
+
+
+def events_cli(hub: Hub, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookhub.cli", "events", *args],
+        env={**hub.env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def outside_the_archive(hub: Hub) -> str:
+    """An event only the store knows, as one parked before the archive existed and replayed
+    since leaves it: steps and a processed-marker, no index row."""
+    event_id = f"order-w-{uuid.uuid4().hex[:8]}"
+    path = Path(hub.env["HOOKHUB_STORE_URL"].removeprefix("sqlite:///"))
+    event_log, store = SQLiteEventLog(path), SQLiteStore(path)
+    try:
+        await event_log.record(Step(event_id, "notifications", "parked", "endpoint said 400"))
+        await event_log.record(Step(event_id, "notifications", "replayed", "by ana"))
+        await store.save(Change(Marker.of("notifications", "/events/storefront", event_id)))
+    finally:
+        await event_log.close()
+        await store.close()
+    return event_id
+
+
+async def test_the_journey_of_an_event_outside_the_archive_is_what_the_store_recorded(
+    hub: Hub,
+) -> None:
+    event_id = await outside_the_archive(hub)
+
+    response = hub.get(f"/api/events/{event_id}/journey")
+
+    assert response.status_code == 200, response.text
+    shown = response.json()
+    assert shown["event"] is None
+    assert "outside the archive" in shown["note"]
+    assert [(s["where"], s["what"]) for s in shown["timeline"]] == [
+        ("notifications", "parked"),
+        ("notifications", "replayed"),
+        ("notifications", "processed"),
+    ]
+
+
+async def test_the_cli_shows_the_journey_of_an_event_outside_the_archive_with_the_note(
+    hub: Hub,
+) -> None:
+    event_id = await outside_the_archive(hub)
+
+    shown = events_cli(hub, "journey", event_id, "--json")
+
+    assert shown.returncode == 0, shown.stderr
+    assert "outside the archive" in shown.stdout
+    assert "replayed" in shown.stdout
+
+
+def test_the_cli_says_an_unknown_event_may_be_older_than_the_archive(hub: Hub) -> None:
+    missing = events_cli(hub, "journey", "order-w-never")
+
+    assert missing.returncode == 1
+    assert "no event with id 'order-w-never' in the event log" in missing.stderr
+    assert "HOOKHUB_ARCHIVE_MAX_AGE" in missing.stderr
+    assert "older events are outside it" in " ".join(missing.stderr.split())
 
 
 def test_a_time_that_is_not_iso_8601_is_422_naming_the_filter(hub: Hub) -> None:
@@ -344,9 +417,9 @@ def test_a_source_that_has_no_event_with_the_id_is_404_naming_both(
     response = hub.get(f"/api/events/{shared_id}", source="/webhooks/stripe")
 
     assert response.status_code == 404
-    assert response.json() == {
-        "detail": f"no event with id '{shared_id}' from /webhooks/stripe in the event log"
-    }
+    assert response.json()["detail"].startswith(
+        f"no event with id '{shared_id}' from /webhooks/stripe in the event log: "
+    )
 
 
 def test_the_console_lets_the_operator_choose_among_events_that_share_an_id(
@@ -387,3 +460,18 @@ def test_hookhub_events_show_and_journey_list_the_sources_then_take_one(
     assert "ci.shared.build from /events/jenkins" in chosen.stdout
     assert shown.returncode == 0, shown.stderr
     assert '"source": "/events/storefront"' in shown.stdout
+
+
+def test_the_asyncapi_document_is_served_to_operators_and_names_every_consumers_queue(
+    hub: Hub,
+) -> None:
+    response = hub.get("/api/asyncapi.json", headers=READ_ONLY)
+
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["asyncapi"] == "3.0.0"
+    assert {name: document["channels"][name]["address"] for name in ("payments", "production")} == {
+        "payments": "hookhub.payments",
+        "production": "hookhub.production",
+    }
+    assert hub.get("/api/asyncapi.json", headers={}).status_code in (401, 403)

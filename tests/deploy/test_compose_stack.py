@@ -29,7 +29,7 @@ GET_HANDSHAKES = [n for n, p in PROVIDERS.items() if p.handshake and p.handshake
 # Provider secrets stay empty (those providers are disabled) until the user pastes them from
 # dashboards.
 DOC_FILLS = re.compile(
-    r"(?m)^(DECK_KEY_\w+|HOOKHUB_GATEWAY_SECRET|HOOKHUB_FOLLOW_UP_KEY|RABBITMQ_PASSWORD)=$"
+    r"(?m)^(DECK_KEY_\w+|HOOKHUB_GATEWAY_SECRET|HOOKHUB_FOLLOW_UP_KEY|HOOKHUB_OPERATOR_CSRF_KEY|RABBITMQ_PASSWORD)=$"
 )
 
 
@@ -229,3 +229,10 @@ def test_the_operator_console_shares_a_network_with_kong_alone(stack: dict[str, 
         operator["environment"]["HOOKHUB_GATEWAY_SECRET"] == renderer["DECK_HOOKHUB_GATEWAY_SECRET"]
     )
     assert operator["environment"]["HOOKHUB_STORE_URL"].startswith("mongodb://mongodb:")
+
+
+def test_the_operator_console_gets_a_csrf_key_of_its_own(stack: dict[str, Any]) -> None:
+    """Behind the gateway the console refuses to start without one; not the gateway secret."""
+    environment = services(stack)["operator"]["environment"]
+    assert environment["HOOKHUB_OPERATOR_CSRF_KEY"] == "test-HOOKHUB_OPERATOR_CSRF_KEY"
+    assert environment["HOOKHUB_OPERATOR_CSRF_KEY"] != environment["HOOKHUB_GATEWAY_SECRET"]

@@ -277,12 +277,23 @@ def test_kong_reaches_hub_api_and_the_console_by_their_service_names(
     assert [p["port"] for p in service["spec"]["ports"]] == [port]
 
 
-def test_the_console_reads_the_gateway_secret_and_the_store(manifests: list[Manifest]) -> None:
+def test_the_console_reads_the_gateway_secret_its_csrf_key_and_the_store(
+    manifests: list[Manifest],
+) -> None:
     (container,) = pod(deployments(manifests)["operator"])["containers"]
     assert container["args"][0] == "operator"
-    assert {"HOOKHUB_GATEWAY_SECRET", "HOOKHUB_AMQP_URL", "HOOKHUB_STORE_URL"} <= env_names(
-        container
-    )
+    wanted = {
+        "HOOKHUB_GATEWAY_SECRET",
+        "HOOKHUB_OPERATOR_CSRF_KEY",  # behind Kong, the console refuses to start without it
+        "HOOKHUB_AMQP_URL",
+        "HOOKHUB_STORE_URL",
+    }
+    assert wanted <= env_names(container)
+    (csrf_key,) = (e for e in container["env"] if e["name"] == "HOOKHUB_OPERATOR_CSRF_KEY")
+    assert csrf_key["valueFrom"]["secretKeyRef"] == {
+        "name": "hookhub",
+        "key": "HOOKHUB_OPERATOR_CSRF_KEY",
+    }
 
 
 def test_hooks_use_nothing_the_release_creates_after_them(manifests: list[Manifest]) -> None:

@@ -1,14 +1,16 @@
-"""`hookhub consume NAME` runs one consumer, `hookhub index` the event log's indexer (both
-registered with the `hookhub` command as plugins)."""
+"""`hookhub consume NAME` runs one consumer, `hookhub index` the event log's indexer, `hookhub
+store migrate` brings the store's schema up to date (all registered with the `hookhub` command
+as plugins)."""
 
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from hookhub import specs
+from hookhub import schema, specs
 from hookhub.commands import (
     RUN_PANEL,
     ConsumerName,
+    console,
     fail,
     known_consumer,
     load_settings,
@@ -16,9 +18,11 @@ from hookhub.commands import (
     run,
 )
 from hookhub_eventlog.indexer import run_indexer
+from hookhub_eventlog.store import migrate_event_log
 
 from hookhub_consumers.probes import ProbesNotServed
 from hookhub_consumers.runtime import run_consumers, stop_on_signals
+from hookhub_consumers.store import latest_versions, migrate, recorded_versions
 
 
 def consume(
@@ -50,6 +54,7 @@ def consume(
             fail("--from reads the archive, and HOOKHUB_ARCHIVE_ENABLED is off: nothing was kept")
 
     async def main() -> None:
+        await migrate(settings.store_url, [specs.by_name(name)])  # a newer store stops it here
         try:
             await run_consumers(
                 settings,
@@ -69,6 +74,7 @@ def index() -> None:
     settings = load_settings()
 
     async def main() -> None:
+        await migrate_event_log(settings.store_url)  # a newer store stops it here
         await run_indexer(settings, stop_on_signals())
 
     run(main)
@@ -80,3 +86,37 @@ def register(app: typer.Typer) -> None:
 
 def register_index(app: typer.Typer) -> None:
     app.command(rich_help_panel=RUN_PANEL)(index)
+
+
+store_app = typer.Typer(help="The store's schema (HOOKHUB_STORE_URL).", no_args_is_help=True)
+
+
+@store_app.command("migrate")
+def store_migrate(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be applied; change nothing")
+    ] = False,
+) -> None:
+    """Bring the store's schema to this release's: each component's numbered migrations that
+    the store lacks, recorded in `schema_versions` (what every service does when it starts).
+    Refuses a store a newer release made."""
+    url = load_settings().store_url
+    before = run(lambda: recorded_versions(url))
+    latest = latest_versions(url)
+    steps = schema.plan(before, {c: range(n) for c, n in latest.items()})  # NewerSchema first
+    if dry_run:
+        for step in steps:
+            console.print(f"would apply {step.component} migration {step.version}")
+        console.print(f"{len(steps)} migration(s) to apply" if steps else "up to date")
+        return
+    run(lambda: migrate(url))
+    after = run(lambda: recorded_versions(url))
+    for component in sorted(after):
+        if after[component] != before.get(component, 0):
+            console.print(f"{component}: {before.get(component, 0)} → {after[component]}")
+    changed = [c for c in after if after[c] != before.get(c, 0)]
+    console.print(f"applied migrations to {len(changed)} component(s)" if changed else "up to date")
+
+
+def register_store(app: typer.Typer) -> None:
+    app.add_typer(store_app, name="store")

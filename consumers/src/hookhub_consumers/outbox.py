@@ -6,16 +6,24 @@ it could, they stay saved: the relay publishes every outbox older than one relay
 start-up and then once per interval. So the message that caused them can be acked as soon as they
 are saved, and no retry, parking or purge of it can lose them. Their ids derive from the cause,
 so a follow-up published twice (by the relay and a redelivery) is one event downstream.
+
+A follow-up too large to publish (`MessageTooLarge`: its headers over what one frame may carry)
+never will be: it is parked, stripped to its body and identity, in the consumer's dead-letter
+queue, recorded in its cause's journey, and counted as sent, so that it does not stop the relay
+at every round, nor the outboxes after it.
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from hookhub import topology
-from hookhub.broker import Broker, BrokerUnavailable
+import aio_pika
+from hookhub import failures, topology
+from hookhub.broker import Broker, BrokerUnavailable, MessageTooLarge
 from hookhub.events import Event
 from hookhub.logs import log
+from hookhub_eventlog.store import Step
 from prometheus_client import Gauge
 
 from hookhub_consumers.store import Marker, Store
@@ -30,25 +38,63 @@ OUTBOX_PENDING = Gauge(
 class Outbox:
     """One consumer's follow-ups on their way from the store to the broker."""
 
-    def __init__(self, consumer: str, store: Store, broker: Broker, relay_interval_s: float):
+    def __init__(
+        self,
+        consumer: str,
+        store: Store,
+        broker: Broker,
+        relay_interval_s: float,
+        journey: Callable[[Step], Awaitable[None]] | None = None,
+    ):
         self.consumer = consumer
         self.store = store
         self.broker = broker
         self.relay_interval_s = relay_interval_s
+        self.journey = journey  # records a step of an event's journey, never raising
 
     async def publish(self, follow_ups: list[Event]) -> bool:
         """Publish saved follow-ups, with their confirms in flight together; False when the
-        broker did not confirm them all (they stay saved, and the relay sends them)."""
+        broker did not confirm them all (they stay saved, and the relay sends them). One too
+        large to publish is parked instead, and counts as sent."""
         results = await asyncio.gather(
             *(self._publish_one(follow_up) for follow_up in follow_ups), return_exceptions=True
         )
+        sent = True
         for follow_up, result in zip(follow_ups, results, strict=True):
+            if isinstance(result, MessageTooLarge):
+                result = await self._park(follow_up, result)
             if isinstance(result, BrokerUnavailable):
                 log.warning("outbox.deferred", follow_up=follow_up.type, error=str(result))
-                return False
-            if isinstance(result, BaseException):
+                sent = False
+            elif isinstance(result, BaseException):
                 raise result
-        return True
+        return sent
+
+    async def _park(self, follow_up: Event, error: MessageTooLarge) -> BrokerUnavailable | None:
+        """Put a follow-up that can never be published in the dead-letter queue, as much of it
+        as can be: its body and identity, and why. `BrokerUnavailable` (returned) when the
+        broker did not take that either: it stays saved, and the relay tries again."""
+        log.error(
+            "outbox.too_large",
+            consumer=self.consumer,
+            type=follow_up.type,
+            id=follow_up.id,
+            largest=error.largest,
+            size_bytes=error.size_bytes,
+        )
+        reason = f"follow-up {follow_up.type} {follow_up.id} not published: {error}"
+        try:
+            await self.broker.publish_to_queue(
+                parked_copy(follow_up, self.consumer, reason),
+                topology.dead_letter_queue(self.consumer),
+            )
+        except BrokerUnavailable as unavailable:
+            return unavailable
+        if self.journey is not None:
+            # In its cause's journey: the follow-up itself never reached the event log.
+            cause = follow_up.causation_id or follow_up.id
+            await self.journey(Step(cause, self.consumer, "parked", reason))
+        return None
 
     async def _publish_one(self, follow_up: Event) -> None:
         if follow_up.delay_s is None:
@@ -96,6 +142,26 @@ class Outbox:
             # Only outboxes at least one interval old: the handler that saved a newer one is
             # publishing it right now.
             saved_before = datetime.now(UTC) - timedelta(seconds=self.relay_interval_s)
+
+
+def parked_copy(follow_up: Event, consumer: str, reason: str) -> aio_pika.Message:
+    """What of a follow-up too large to publish is kept in the dead-letter queue: its body, its
+    CloudEvents identity (id, source, type, time), its correlation id and the failure headers
+    saying why; not its subject, trace context or causation, one of which made it too large."""
+    identity = Event(
+        id=follow_up.id,
+        source=follow_up.source,
+        type=follow_up.type,
+        data=follow_up.data,
+        content_type=follow_up.content_type,
+        time=follow_up.time,
+        correlation_id=follow_up.correlation_id,
+    )
+    copy = identity.to_message()
+    copy.headers = failures.failure_headers(
+        copy.headers, consumer=consumer, attempts=1, reason=reason, routing_key=follow_up.type
+    )
+    return copy
 
 
 def time_left_s(deadline: Event, now: datetime) -> float:

@@ -25,7 +25,13 @@ from typing import Literal
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from hookhub import failures, topology
-from hookhub.broker import Broker, BrokerUnavailable
+from hookhub.broker import (
+    Broker,
+    BrokerUnavailable,
+    MessageTooLarge,
+    check_size,
+)
+from hookhub.events import CE_PREFIX
 from hookhub.logs import log
 from hookhub.settings import Settings
 from tenacity import (
@@ -61,8 +67,15 @@ class Hold(Exception):
 
 # Errors that the same message raises again however often it is retried: a number too large for
 # the store (OverflowError), JSON nested past Python's limit (RecursionError), a value of the
-# wrong type in a header or payload (TypeError). Parked at once, with the reason.
-NEVER_PASS = (Permanent, OverflowError, RecursionError, TypeError)
+# wrong type in a header or payload (TypeError), a follow-up too large to publish
+# (MessageTooLarge). Parked at once, with the reason.
+NEVER_PASS = (Permanent, OverflowError, RecursionError, TypeError, MessageTooLarge)
+# What a copy too large to move keeps whatever else it must drop: the failure headers and the
+# event's identity, enough for `hookhub dlq list` and a replay.
+KEPT_WHEN_TOO_LARGE = frozenset(
+    f"{CE_PREFIX}{name}" for name in ("specversion", "id", "source", "type", "time")
+)
+MAX_NAMED_DROPPED = 3  # headers a too-large copy's reason names; the rest are counted
 
 # A failed message whose copy the broker will not take (a refusing channel, a retry queue being
 # re-declared) is kept in hand and the copy tried again with backoff, for up to this long, before
@@ -174,7 +187,19 @@ async def retry_or_park(
         reason=moved.reason,
         expiration_s=expiration_s,
     )
-    if not await _move(message, copy, target, broker):
+    try:
+        taken = await _move(message, copy, target, broker)
+    except MessageTooLarge as error:
+        # Its own headers and ours take more than a publish may carry: no queue could ever take
+        # this copy, and given back it would come round forever. Parked without its largest
+        # headers instead, the reason naming them.
+        log.error("event.too_large", largest=error.largest, size_bytes=error.size_bytes)
+        copy = fitting(copy, moved.reason)
+        moved = Moved("dead_lettered", str(copy.headers[failures.REASON_HEADER]))
+        target, expiration_s = topology.dead_letter_queue(consumer), None
+        copy.expiration = None
+        taken = await _move(message, copy, target, broker)
+    if not taken:
         return None
     log_method = log.warning if moved.outcome == "retried" else log.error
     waited = {} if expiration_s is None else {"wait_s": round(expiration_s, 3)}
@@ -202,6 +227,8 @@ async def _move(
         ):
             with attempt:
                 await broker.publish_to_queue(copy, target)
+    except MessageTooLarge:  # no queue will ever take this copy: the caller's to shrink
+        raise
     except Exception as error:  # still refused, or a copy the broker cannot take at all
         if acks.taken_back(message):  # the broker took the original back: nothing to settle
             log.warning("event.unsettled", error=f"{type(error).__name__}: {error}")
@@ -215,3 +242,33 @@ async def _move(
         await acks.settle(message.nack(requeue=True))
         return False
     return True
+
+
+def fitting(copy: aio_pika.Message, reason: str) -> aio_pika.Message:
+    """`copy` without its largest headers, dropped one by one until it can be published (the
+    event's identity and the failure headers last of all), its reason `reason` and a short
+    account of what was dropped."""
+    headers = dict(copy.headers or {})
+    ours = {name for name in headers if name.startswith(failures.PREFIX)}
+
+    def droppable_first(name: str) -> tuple[bool, bool, int]:
+        return (name in ours, name in KEPT_WHEN_TOO_LARGE, -len(str(headers[name])))
+
+    candidates = sorted(set(headers) - {failures.REASON_HEADER}, key=droppable_first)
+    dropped: list[str] = []
+    while True:
+        named = ", ".join(name[:64] for name in dropped[:MAX_NAMED_DROPPED])
+        more = len(dropped) - MAX_NAMED_DROPPED
+        account = f"{named}{f' and {more} more' if more > 0 else ''}"
+        # The account first: the reason it is put before may be cut at MAX_REASON_CHARS.
+        said = f"too large to move, dropped header(s) {account}: {reason}"
+        headers[failures.REASON_HEADER] = said[: failures.MAX_REASON_CHARS]
+        copy.headers = headers
+        try:
+            check_size(copy.properties)
+            return copy
+        except MessageTooLarge:
+            if not candidates:
+                raise
+            dropped.append(name := candidates.pop(0))
+            del headers[name]

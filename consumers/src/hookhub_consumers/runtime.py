@@ -73,7 +73,9 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._subscription = Subscription(self, backfill_from, self._stopping)
         self.broker = Broker(settings, on_connected=self._subscription.on_connected)
-        self.outbox = Outbox(name, store, self.broker, settings.outbox_relay_interval_s)
+        self.outbox = Outbox(
+            name, store, self.broker, settings.outbox_relay_interval_s, journey=self._journey
+        )
         self._chain = middleware.chain(middlewares, self._settle)
         self._relay: asyncio.Task[None] | None = None
         self._in_hand: set[asyncio.Task[None]] = set()

@@ -12,6 +12,7 @@ import typer
 from hookhub import specs, tracing
 from hookhub.commands import RUN_PANEL, Host, Port, console, load_settings, run
 from hookhub_consumers.runtime import run_consumers
+from hookhub_consumers.store import migrate
 from hookhub_eventlog.indexer import run_indexer
 from hookhub_operator import cli as operator_cli
 from hub_api.cli import uvicorn_server
@@ -32,6 +33,7 @@ def dev(
     settings.api_metrics_url = settings.api_metrics_url or f"http://{host}:{port}/metrics"
 
     async def main() -> None:
+        await migrate(settings.store_url, specs.installed())  # a newer store stops it here
         server = uvicorn_server(settings, host, port)
         # The console shares hub-api's settings here, so it can say which providers are enabled.
         operator = operator_cli.uvicorn_server(settings, host, operator_port, providers_known=True)

@@ -7,6 +7,8 @@ replays read back from the broker's archive.
 import json
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,6 +20,7 @@ from rich.table import Table
 
 from hookhub_eventlog import archive, journey, replay
 from hookhub_eventlog.store import EventQuery, LoggedEvent, open_event_log
+from hookhub_eventlog.store.base import BadPattern, SearchTooSlow
 
 app = typer.Typer(help="The event log: find, follow and replay archived events.")
 
@@ -69,23 +72,30 @@ def _one_of(shared: journey.SharedId) -> str:
     return f"{shared}: {choices}. Run it again with --source SOURCE"
 
 
+@contextmanager
+def _searching() -> Iterator[None]:
+    """A search the event log refuses (a pattern it cannot match, one over its time budget)
+    ends the command with the store's own words: what to narrow, never a traceback."""
+    try:
+        yield
+    except (BadPattern, SearchTooSlow) as error:
+        fail(str(error))
+
+
 async def _the_event(id: str, source: str | None) -> LoggedEvent | None:
     event_log = open_event_log(load_settings().store_url)
     try:
-        return await journey.the_event(event_log, id, source)
+        with _searching():
+            return await journey.the_event(event_log, id, source)
     finally:
         await event_log.close()
-
-
-def _not_found(id: str, source: str | None) -> str:
-    from_source = f" from {source}" if source else ""
-    return f"no event with id '{id}'{from_source} in the event log"
 
 
 async def _find(query: EventQuery) -> list[LoggedEvent]:
     event_log = open_event_log(load_settings().store_url)
     try:
-        return await event_log.find_events(query)
+        with _searching():
+            return await event_log.find_events(query)
     finally:
         await event_log.close()
 
@@ -167,7 +177,7 @@ def show(
 
     shown = run(main)
     if shown is None:
-        fail(_not_found(id, source))
+        fail(journey.not_in_the_event_log(id, source))
     console.print_json(_as_json(shown))
 
 
@@ -179,13 +189,15 @@ def show_journey(
 ) -> None:
     """What became of an event: accepted, each consumer's outcome, retries, parking, replays,
     the follow-ups it caused and its notification deliveries. When events from several sources
-    share the id, it lists them: choose one with --source."""
+    share the id, it lists them: choose one with --source. An event outside the archive
+    (accepted before it was enabled, or past its retention) shows what the store recorded."""
     settings = load_settings()
 
     async def main() -> journey.Journey | None:
         event_log = open_event_log(settings.store_url)
         try:
-            return await journey.journey(event_log, id, source)
+            with _searching():
+                return await journey.journey(event_log, id, source)
         except journey.SharedId as shared:
             fail(_one_of(shared))
         finally:
@@ -193,14 +205,17 @@ def show_journey(
 
     found = run(main)
     if found is None:
-        fail(_not_found(id, source))
+        fail(journey.not_in_the_event_log(id, source))
     lines = found.timeline()
     if as_json:
-        console.print_json(
-            _as_json([{"at": a, "where": w, "what": what, "detail": d} for a, w, what, d in lines])
-        )
+        timeline = [{"at": a, "where": w, "what": what, "detail": d} for a, w, what, d in lines]
+        if found.note is None:
+            console.print_json(_as_json(timeline))
+        else:  # a list alone would hide that the event itself is not there
+            console.print_json(_as_json({"id": id, "note": found.note, "timeline": timeline}))
         return
-    table = Table(title=f"{found.event.type} {found.event.id}")
+    title = found.event_id if found.event is None else f"{found.event.type} {found.event.id}"
+    table = Table(title=title, caption=found.note)
     for column in ("at", "where", "what", "detail"):
         table.add_column(column, overflow="fold")
     for at, where, what, detail in lines:
@@ -269,6 +284,9 @@ def replay_events(
         + (f"; {result.gone} no longer in the archive" if result.gone else "")
         + (f"; {result.skipped} bound by no consumer asked" if result.skipped else "")
     )
+    if result.refused:
+        said = "; ".join(f"{i} to {c}: {why}" for (i, c), why in result.refused.items())
+        fail(f"{len(result.refused)} copies not replayed: {said}")
 
 
 def register(target: typer.Typer) -> None:

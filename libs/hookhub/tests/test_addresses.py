@@ -31,3 +31,12 @@ def test_addresses_are_logged_without_their_password():
         "amqp://hookhub:***@rabbit-0:5672/hookhub"
     )
     assert all("p@" not in url for url in Addresses(NODES).redacted())
+
+
+def test_a_notification_urls_password_is_redacted_and_an_at_sign_in_its_path_left_alone():
+    assert redact("https://team:pw@hooks.example/in?to=ops@example.com") == (
+        "https://team:***@hooks.example/in?to=ops@example.com"
+    )
+    assert redact("https://hooks.example/in/ops@example.com") == (
+        "https://hooks.example/in/ops@example.com"
+    )

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from hookhub import asyncapi, topology
+from hookhub_eventlog.journey import OUTSIDE_THE_ARCHIVE
 from hookhub_eventlog.store import LoggedEvent
 from pydantic import BaseModel, Field
 
@@ -89,7 +90,11 @@ class JourneyLine(BaseModel):
 
 
 class Journey(BaseModel):
-    event: EventOut
+    event: EventOut | None = Field(
+        description="None when the event is outside the archive (accepted before it was "
+        "enabled, or past its retention): the timeline is what the consumers' store recorded"
+    )
+    note: str | None = Field(None, description="Why `event` is missing, when it is")
     timeline: list[JourneyLine] = Field(description="Oldest first")
 
 
@@ -128,9 +133,13 @@ SourceQuery = Annotated[
 async def event_journey(service: ServiceDep, event_id: str, source: SourceQuery = None) -> Journey:
     """What became of an event: accepted, each consumer's outcome, retries, parking, replays
     (with the operator who asked), the follow-ups it caused and its notification deliveries.
-    When events from several sources have the id and no `source` is given: 409, listing them."""
+    When events from several sources have the id and no `source` is given: 409, listing them.
+    An event outside the archive (accepted before it was enabled, or past its retention) whose
+    journey the store recorded: `event` null, with a `note`; known to neither: 404."""
     event, lines = await reads.journey(service.event_log, event_id, source)
     timeline = [JourneyLine(at=a, where=w, what=what, detail=d) for a, w, what, d in lines]
+    if event is None:
+        return Journey(event=None, note=OUTSIDE_THE_ARCHIVE, timeline=timeline)
     return Journey(event=EventOut.of(event), timeline=timeline)
 
 

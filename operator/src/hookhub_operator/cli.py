@@ -15,6 +15,7 @@ from hookhub.commands import (
 )
 from hookhub.settings import Settings
 from hookhub.slow_clients import KEEP_ALIVE_TIMEOUT_S, with_head_timeout
+from hookhub_eventlog.store import migrate_event_log
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hookhub_operator import csrf
@@ -57,6 +58,7 @@ def operator(
         csrf.key_of(settings)
     except csrf.CsrfKeyMissing as error:
         fail(str(error), code=2)
+    run(lambda: migrate_event_log(settings.store_url))  # a newer store stops it here
     run(uvicorn_server(settings, host, port).serve)
 
 

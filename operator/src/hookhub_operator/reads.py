@@ -9,7 +9,7 @@ from typing import Any
 from aio_pika.abc import AbstractConnection
 from hookhub import dlq, specs, topology
 from hookhub_eventlog.archive import archived_message
-from hookhub_eventlog.journey import Line, consumer_bindings, the_event
+from hookhub_eventlog.journey import Line, consumer_bindings, not_in_the_event_log, the_event
 from hookhub_eventlog.journey import journey as journey_of
 from hookhub_eventlog.store import EventLog, EventQuery, LoggedEvent
 from hookhub_eventlog.store.base import pattern_problem
@@ -128,8 +128,7 @@ class ArchivedEvent:
 
 
 def _not_found(event_id: str, source: str | None) -> NotFound:
-    from_source = f" from {source}" if source else ""
-    return NotFound(f"no event with id '{event_id}'{from_source} in the event log")
+    return NotFound(not_in_the_event_log(event_id, source))
 
 
 async def archived_event(
@@ -150,9 +149,11 @@ async def archived_event(
 
 async def journey(
     event_log: EventLog, event_id: str, source: str | None = None
-) -> tuple[LoggedEvent, list[Line]]:
+) -> tuple[LoggedEvent | None, list[Line]]:
     """The event (`source`, `event_id`) and what became of it, oldest first: (when, where,
-    what, detail); with no source, `SharedId` when events from several sources have the id."""
+    what, detail); with no source, `SharedId` when events from several sources have the id.
+    The event is None when it is outside the archive and the store recorded what became of it
+    (`journey.OUTSIDE_THE_ARCHIVE`)."""
     found = await journey_of(event_log, event_id, source)
     if found is None:
         raise _not_found(event_id, source)

@@ -19,7 +19,8 @@ def _now() -> datetime:
 
 @dataclass(slots=True)
 class Delivery:
-    """One attempt of the notifications consumer to deliver one event to one endpoint."""
+    """One attempt of the notifications consumer to deliver one event to one endpoint (its URL
+    kept with any password redacted, `user:***@`)."""
 
     event_id: str
     event_type: str
@@ -29,18 +30,24 @@ class Delivery:
     error: str | None = None
     delivered: bool = False
     at: datetime = field(default_factory=_now)
+    # The event's CloudEvents source: an event is its (source, id), and two sources may share an
+    # id. None on an attempt recorded before sources were (an older release's).
+    source: str | None = None
 
 
 class Deliveries(Protocol):
     async def record(self, delivery: Delivery) -> None:
         """Save one delivery attempt now, in a write of its own (every attempt is kept): a new
-        one is appended; one with the event id, URL and attempt number of a saved one replaces
-        it (its outcome, once known)."""
+        one is appended; one with the event's source and id, the URL and the attempt number of
+        a saved one replaces it (its outcome, once known)."""
         ...
 
-    async def attempts(self, event_id: str | None = None) -> list[Delivery]:
+    async def attempts(
+        self, event_id: str | None = None, source: str | None = None
+    ) -> list[Delivery]:
         """Delivery attempts, oldest first (by `at`, then in the order recorded), optionally of
-        one event."""
+        one event id, and of that id from one source (attempts recorded without a source, by an
+        older release, are then not among them)."""
         ...
 
 

@@ -10,6 +10,7 @@ SPEC = ConsumerSpec(
         "payment.*",
         "order.ready",
         "order.expired",
+        "order.conflict",
         "production.cancelled",
         "production.overdue",
         "ci.#",

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import httpx
 import standardwebhooks
 from hookhub import tracing
+from hookhub.addresses import redact
 from hookhub.events import Event
 from hookhub.logs import log
 from prometheus_client import Histogram
@@ -73,14 +74,19 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     if event.correlation_id:  # so the receiver's logs join the trail of this event
         headers["x-correlation-id"] = event.correlation_id
     deliveries: Deliveries = ctx.records
-    previous = await deliveries.attempts(event.id)
-    if any(d.delivered and d.url == url for d in previous):
+    # Recorded, and compared, without its password: the deliveries are read by every operator.
+    shown_url = redact(url)
+    # An event is its (source, id): another source's event with this id is another event.
+    previous = await deliveries.attempts(event.id, event.source)
+    if any(d.delivered and d.url == shown_url for d in previous):
         # Delivered, but what came after (the marker) failed: a redelivery must not POST again.
         return Outcome()
     # Recorded before the POST, so a store that refuses writes stops us before the receiver
     # sees anything: each retry would otherwise POST again. An attempt left without an outcome
     # (a crash during the POST) may have arrived: the next attempt sends it again, same id.
-    delivery = Delivery(event.id, event.type, url, attempt=len(previous) + 1)
+    delivery = Delivery(
+        event.id, event.type, shown_url, attempt=len(previous) + 1, source=event.source
+    )
     await deliveries.record(delivery)
     started = time.perf_counter()
     try:
@@ -90,7 +96,7 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
             tracing.responded(span, response.status_code)
     except httpx.HTTPError as exc:
         DELIVERY_SECONDS.labels("failed").observe(time.perf_counter() - started)
-        delivery.error = f"{type(exc).__name__}: {exc}"
+        delivery.error = f"{type(exc).__name__}: {exc}".replace(url, shown_url)
         await deliveries.record(delivery)
         raise Retry(f"notification endpoint unreachable: {delivery.error}") from None
     outcome = "delivered" if response.is_success else "failed"

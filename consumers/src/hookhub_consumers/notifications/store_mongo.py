@@ -20,11 +20,21 @@ class MongoDeliveries(MongoRepository):
         )
 
     async def record(self, delivery: Delivery) -> None:
-        attempt = {"event_id": delivery.event_id, "url": delivery.url, "attempt": delivery.attempt}
+        attempt = {
+            "event_id": delivery.event_id,
+            "source": delivery.source,
+            "url": delivery.url,
+            "attempt": delivery.attempt,
+        }
         await self.db[DELIVERIES].update_one(attempt, {"$set": asdict(delivery)}, upsert=True)
 
-    async def attempts(self, event_id: str | None = None) -> list[Delivery]:
-        query = {} if event_id is None else {"event_id": event_id}
+    async def attempts(
+        self, event_id: str | None = None, source: str | None = None
+    ) -> list[Delivery]:
+        query: dict[str, object] = {} if event_id is None else {"event_id": event_id}
+        if event_id is not None and source is not None:
+            # A document an older release wrote has no source: it is no (source, id)'s.
+            query["source"] = source
         # `at` is kept to the millisecond, so attempts in one millisecond fall back to _id, which
         # grows with each insert from one process (the notifications consumer records in order).
         cursor = self.db[DELIVERIES].find(query, {"_id": 0})

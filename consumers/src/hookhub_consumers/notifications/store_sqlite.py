@@ -17,17 +17,17 @@ def _delivery(row: sqlite3.Row) -> Delivery:
 
 def _record(db: sqlite3.Connection, delivery: Delivery) -> None:
     outcome = (delivery.status_code, delivery.error, delivery.delivered, time_text(delivery.at))
-    attempt = (delivery.event_id, delivery.url, delivery.attempt)
+    attempt = (delivery.event_id, delivery.source, delivery.url, delivery.attempt)
     replaced = db.execute(
         f"UPDATE {DELIVERIES} SET status_code = ?, error = ?, delivered = ?, at = ?"
-        " WHERE event_id = ? AND url = ? AND attempt = ?",
+        " WHERE event_id = ? AND source IS ? AND url = ? AND attempt = ?",
         (*outcome, *attempt),
     ).rowcount
     if not replaced:
         db.execute(
             f"INSERT INTO {DELIVERIES}"
-            " (event_id, url, attempt, event_type, status_code, error, delivered, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " (event_id, source, url, attempt, event_type, status_code, error, delivered, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*attempt, delivery.event_type, *outcome),
         )
 
@@ -45,19 +45,27 @@ class SQLiteDeliveries(SQLiteRepository):
         status_code INTEGER,
         error       TEXT,
         delivered   INTEGER NOT NULL,
-        at          TEXT NOT NULL
+        at          TEXT NOT NULL,
+        source      TEXT  -- the event's; NULL on rows an older release wrote
     );
     CREATE INDEX IF NOT EXISTS deliveries_by_event ON {DELIVERIES} (event_id, at, id);
     CREATE INDEX IF NOT EXISTS deliveries_by_attempt ON {DELIVERIES} (event_id, url, attempt);
     """
+    # Columns added after the first release: a file it made gets them when it is opened. Its
+    # rows keep NULL: recorded before sources were, they match no (source, id) in `attempts`.
+    added_columns = {DELIVERIES: {"source": "TEXT"}}
 
     async def record(self, delivery: Delivery) -> None:
         await self.file.write(lambda db: _record(db, delivery))
 
-    async def attempts(self, event_id: str | None = None) -> list[Delivery]:
-        where, parameters = (
-            ("WHERE event_id = ?", (event_id,)) if event_id is not None else ("", ())
-        )
+    async def attempts(
+        self, event_id: str | None = None, source: str | None = None
+    ) -> list[Delivery]:
+        where, parameters = "", ()
+        if event_id is not None:
+            where, parameters = "WHERE event_id = ?", (event_id,)
+            if source is not None:
+                where, parameters = "WHERE event_id = ? AND source = ?", (event_id, source)
         rows = await self.file.read(
             f"SELECT * FROM {DELIVERIES} {where} ORDER BY at, id", parameters
         )

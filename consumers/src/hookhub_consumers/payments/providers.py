@@ -30,6 +30,12 @@ class UnusablePayload(ValueError):
     """A payment event without the order reference or another field its provider documents."""
 
 
+# An order reference becomes the follow-ups' subject and the order's key: at most an AMQP short
+# string, of visible ASCII (what any storefront's order id is). Anything else is no order of
+# ours, and its follow-ups could not be published (`hookhub.broker.MessageTooLarge`).
+MAX_ORDER_REFERENCE_BYTES = 255
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentUpdate:
     """What a provider says happened to an order's payment."""
@@ -277,6 +283,10 @@ def _apply(provider: str, what: str, rule: Rule, payload: Any) -> PaymentUpdate 
             f"{provider} {what}: no order reference at {_paths(fields.order_id)} "
             "(the storefront must put its order id there)"
         )
+    if order_id is not None and (problem := _reference_problem(order_id)):
+        raise UnusablePayload(
+            f"{provider} {what}: the order reference at {_paths(fields.order_id)} {problem}"
+        )
     payment_id = _text(_at(payload, fields.payment_id))
     if payment_id is None:
         raise UnusablePayload(f"{provider} {what}: no payment id at {_paths(fields.payment_id)}")
@@ -345,6 +355,18 @@ def _text(value: Any) -> str | None:
         return value.strip()
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    return None
+
+
+def _reference_problem(order_id: str) -> str | None:
+    """Why an order reference cannot be an order's (None when it can); short, never the value."""
+    size_bytes = len(order_id.encode())
+    if size_bytes > MAX_ORDER_REFERENCE_BYTES:
+        return f"is {size_bytes} bytes, over the {MAX_ORDER_REFERENCE_BYTES} an order id may have"
+    if not all("!" <= char <= "~" for char in order_id):
+        return (
+            "is not visible ASCII (letters, digits, punctuation; no spaces or control characters)"
+        )
     return None
 
 

@@ -8,7 +8,11 @@ SPEC = ConsumerSpec(
     name="payments",
     description="each order's payment state, from the storefront's orders and the providers' "
     "payments",
-    bindings=("order.created", *(f"{p.name}.#" for p in PROVIDERS.values() if p.payment)),
+    bindings=(
+        "order.created",
+        "order.amended",
+        *(f"{p.name}.#" for p in PROVIDERS.values() if p.payment),
+    ),
     steps="hookhub_consumers.payments.steps:STEPS",
     repositories={
         "sqlite": "hookhub_consumers.payments.store_sqlite:SQLiteOrders",
@@ -26,6 +30,8 @@ SPEC = ConsumerSpec(
         "payment.charged_back": "the payment was disputed or charged back",
         "payment.order_missing": "a payment whose order did not arrive in time",
         "order.expired": "the order was not paid in time",
+        "order.conflict": "an order.created with other details for an order that exists, or an "
+        "order.amended for one no longer unpaid: refused, the order unchanged",
     },
     deadlines={
         "deadline.order_payment": "the order's time to be paid is up",

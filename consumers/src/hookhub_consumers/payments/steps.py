@@ -1,7 +1,11 @@
 """payments: each order's payment state, from the storefront's orders and the providers' webhooks.
 
 order.created              → the order is pending (its payment deadline set), or the payment
-                             held for it is reconciled now
+                             held for it is reconciled now; an order's facts are written once: the
+                             same order sent again changes nothing, one with other details is
+                             refused and announced → order.conflict
+order.amended              → a pending (or declined) order's new details, reconciled again with
+                             any payment it has; refused for an order past that → order.conflict
 <provider>.<type> webhooks → normalised (payment_providers), reconciled with the order
                              (reconciliation) → payment.approved | mismatched | declined | refunded
                              | partially_refunded | charged_back; held when the order is not known
@@ -14,10 +18,10 @@ to the order, ask the table, and say what to save, announce and wait for.
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 from hookhub import contracts
-from hookhub.contracts import OrderCreated
+from hookhub.contracts import Contract, OrderAmended, OrderCreated
 from hookhub.events import Event
 from hookhub.providers import PROVIDERS
 from prometheus_client import Counter
@@ -38,6 +42,8 @@ from hookhub_consumers.payments.reconciliation import Verdict, reconcile, refund
 from hookhub_consumers.payments.records import Order, Orders, PaymentStatus
 from hookhub_consumers.retries import Permanent, Retry
 
+C = TypeVar("C", bound=Contract)
+
 ORDER_MISSING = Counter(
     "hookhub_payments_order_missing_total",
     "Payments held for an order that had not arrived within HOOKHUB_PAYMENT_ORDER_TIMEOUT_S",
@@ -46,6 +52,7 @@ ORDER_MISSING = Counter(
 # What happened to an order: the table's inputs.
 Happening = Literal[
     "order",  # order.created, and no payment is waiting for it
+    "amended",  # order.amended: the storefront changed an order nobody has paid yet
     "paid",  # money that settles the order (reconciliation.reconcile)
     "mismatch",  # money that does not: short, or in another currency
     "paid_early",  # money approved for an order not created yet: held until it is
@@ -66,6 +73,10 @@ TRANSITIONS: dict[tuple[PaymentStatus | None, Happening], tuple[PaymentStatus, s
     ("pending", "mismatch"): ("mismatched", "payment.mismatched"),
     ("pending", "declined"): ("declined", "payment.declined"),
     ("pending", "payment_due"): ("expired", "order.expired"),
+    # The storefront may change an order while no money settled it (order.amended); its
+    # deadline stays. Past that, an amendment is refused (order_amended).
+    ("pending", "amended"): ("pending", None),
+    ("declined", "amended"): ("declined", None),
     # The customer may pay with another card until the deadline.
     ("declined", "paid"): ("approved", "payment.approved"),
     ("declined", "mismatch"): ("mismatched", "payment.mismatched"),
@@ -113,6 +124,12 @@ DEADLINE_HAPPENINGS: dict[str, Happening] = {
     "deadline.payment_order": "order_due",
 }
 EXPIRED_REASON = "the order had expired"
+# What payments announces when it refuses to rewrite an order.
+CONFLICT = "order.conflict"
+OTHER_DETAILS = (
+    "the order exists with other details; an order's facts are not rewritten: send "
+    "order.amended to change an unpaid order"
+)
 
 
 def next_status(
@@ -130,28 +147,86 @@ def settling(order: Order) -> tuple[Happening, Verdict]:
 
 
 async def order_created(event: Event, ctx: Context) -> Outcome:
-    """Keep what the storefront says of the order; settle a payment that came first."""
-    try:
-        created = contracts.parse(OrderCreated, event.type, event.data)
-    except contracts.ContractViolation as exc:  # hub-api refuses it; a publisher went around
-        raise Permanent(str(exc)) from None
+    """Keep what the storefront says of the order; settle a payment that came first. An order's
+    facts are written once: the same order again changes nothing, other details are refused
+    (order.conflict)."""
+    created = _contract(OrderCreated, event)
     orders: Orders = ctx.records
     saved = await orders.get(created.order_id)
-    order = replace(
-        saved or Order(created.order_id),
-        customer=created.customer,
-        items=created.items,
-        amount=created.amount,
-        currency=created.currency.upper(),
-        updated_at=datetime.now(UTC),
-    )
+    if saved is not None and saved.amount is not None:  # its order.created was applied
+        if _details(saved) == _details(created):
+            return Outcome()  # the same order sent again (a resend, a new event id)
+        return _conflict(event, ctx, saved, OTHER_DETAILS)
+    order = _with_details(saved or Order(created.order_id), created)
     current = saved.status if saved else None
     if current in ("held", "order_missing"):
         happening, verdict = settling(order)
         return _move(event, ctx, current, order, happening, verdict)
-    # Saved even when its status stays (an order.created sent again, or one whose payment was
-    # refunded before it came): the storefront's details are news.
+    # Saved even when its status stays (one whose payment was refunded before it came): the
+    # storefront's details are news.
     return _move(event, ctx, current, order, "order") or Outcome(state=order)
+
+
+async def order_amended(event: Event, ctx: Context) -> Outcome:
+    """Change an unpaid order's details, as the storefront says, and reconcile it again with any
+    payment it has; refused (order.conflict) once the order is past unpaid."""
+    amended = _contract(OrderAmended, event)
+    orders: Orders = ctx.records
+    saved = await orders.get(amended.order_id)
+    if saved is None or saved.amount is None:
+        # Sent after its order.created, but a retry of that may still be on its way.
+        raise Retry(f"order.amended: order {amended.order_id} has not been created yet")
+    if _details(saved) == _details(amended):
+        return Outcome()  # already so: a repeat
+    if next_status(saved.status, "amended") is None:
+        reason = f"the order is {saved.status}: only an unpaid order can be amended"
+        return _conflict(event, ctx, saved, reason)
+    order = _with_details(saved, amended)
+    if order.paid_amount is not None:  # money already recorded may settle the new amount
+        happening, verdict = settling(order)
+        moved = _move(event, ctx, saved.status, order, happening, verdict)
+        if moved is not None:
+            return moved
+    return _move(event, ctx, saved.status, order, "amended") or Outcome()
+
+
+def _contract(contract: type[C], event: Event) -> C:
+    try:
+        return contracts.parse(contract, event.type, event.data)
+    except contracts.ContractViolation as exc:  # hub-api refuses it; a publisher went around
+        raise Permanent(str(exc)) from None
+
+
+def _details(order: Order | OrderCreated) -> tuple:
+    """What the storefront says of an order, as payments keeps it."""
+    currency = order.currency.upper() if order.currency is not None else None
+    return (order.customer, order.items, order.amount, currency)
+
+
+def _with_details(order: Order, sent: OrderCreated) -> Order:
+    return replace(
+        order,
+        customer=sent.customer,
+        items=sent.items,
+        amount=sent.amount,
+        currency=sent.currency.upper(),
+        updated_at=datetime.now(UTC),
+    )
+
+
+def _conflict(cause: Event, ctx: Context, order: Order, reason: str) -> Outcome:
+    """The refusal announced, naming the refused event and the order as it stays. The order's
+    facts and status are saved as they were: the store keeps follow-ups only with a record's
+    change (the outbox rides on the order), so only its version moves."""
+    data = {
+        "order_id": order.order_id,
+        "refused": {"id": cause.id, "source": cause.source, "type": cause.type},
+        "reason": reason,
+        "status": order.status,
+        "amount": order.amount,
+        "currency": order.currency,
+    }
+    return Outcome(state=order, emit=[emitted(cause, ctx.consumer, CONFLICT, data)])
 
 
 async def provider_webhook(event: Event, ctx: Context) -> Outcome:
@@ -307,6 +382,7 @@ def _mercadopago(ctx: Context) -> MercadoPagoClient:
 # the consumer starts).
 STEPS: Steps = {
     "order.created": order_created,
+    "order.amended": order_amended,
     **{f"{p.name}.#": provider_webhook for p in PROVIDERS.values() if p.payment},
     **dict.fromkeys(DEADLINE_HAPPENINGS, deadline_passed),
 }

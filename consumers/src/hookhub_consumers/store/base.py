@@ -225,6 +225,11 @@ class Store(ABC):
     async def is_processed(self, marker: Marker) -> bool: ...
 
     @abstractmethod
+    async def open(self) -> None:
+        """Make the schema and apply the migrations it lacks now, rather than on the first
+        call (`hookhub.schema`); NewerSchema when a newer release's schema made the store."""
+
+    @abstractmethod
     async def check_writable(self) -> None:
         """A small real write, so that readiness proves the store takes writes (a full disk, a
         read-only file, an unreachable server raise)."""

@@ -26,6 +26,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from hookhub import schema
 from hookhub_eventlog.store.consumer_tables import AGGREGATES, APPLIED, MARKERS, marker_key
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -47,6 +48,11 @@ from hookhub_consumers.store.base import (
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
 HEALTH = "health"  # one document, rewritten by each readiness check
 OUTBOX = "outbox"  # the field of a record that holds the events it emits until they are sent
+COMPONENT = "store"  # the runtime's collections, in schema_versions
+# The runtime's numbered migrations (`hookhub.schema`), each called with the database and safe to
+# repeat: 1, the baseline, is the collections and indexes as they were when versions began to be
+# recorded (#27). Append; never edit or reorder one that shipped.
+MIGRATIONS: tuple[Any, ...] = (schema.baseline,)
 
 
 def utc(at: datetime) -> datetime:
@@ -61,6 +67,9 @@ class MongoRepository(Repository):
 
     collection: ClassVar[str]
     key: ClassVar[str] = ""
+    # Numbered migrations after the baseline (version 1): coroutine functions of the database,
+    # safe to repeat; version 2 first. Append; never edit or reorder one that shipped.
+    migrations: ClassVar[Sequence[Any]] = ()
 
     def __init__(self, db: AsyncDatabase) -> None:
         self.db = db
@@ -110,8 +119,22 @@ class MongoStore(Store):
         database = client.get_default_database(DEFAULT_DATABASE)
         return cls(database, client, repositories=repositories)
 
+    async def open(self) -> None:
+        await self._collection(MARKERS)
+
     async def _collection(self, name: str) -> AsyncCollection:
         if not self._indexes_created:
+            # First: a database a newer release made is refused before anything is created.
+            await schema.migrate_documents(
+                self._db,
+                {
+                    COMPONENT: MIGRATIONS,
+                    **{
+                        consumer: (schema.baseline, *type(repository).migrations)
+                        for consumer, repository in self._repositories.items()
+                    },
+                },
+            )
             # Idempotent, so two processes (or two coroutines) creating them at once is harmless.
             for aggregate in self._aggregates:
                 await self._db[aggregate].create_index(APPLIED, name="by_marker")

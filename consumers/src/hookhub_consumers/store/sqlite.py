@@ -6,6 +6,11 @@ The store keeps the runtime's tables (markers, outbox, health); each consumer's 
 (`SQLiteRepository`) adds its own to the file's schema and writes its states inside the store's
 transaction. A whole group of changes is one transaction, one fsync, with a savepoint around
 each change so that one that fails (a stale version) is rolled back alone.
+
+Schema versions (`hookhub.schema`): the runtime's tables are the component `store`
+(`MIGRATIONS`), each consumer's records the component named for the consumer (its
+repository's `migrations`, after the baseline), recorded in `schema_versions` when the file is
+opened; a file a newer release made is refused.
 """
 
 import sqlite3
@@ -14,8 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hookhub.sqlite import SQLiteFile, Upgrade, path_of, time_text
-from hookhub_eventlog.store.consumer_tables import MARKERS
+from hookhub import schema
+from hookhub.sqlite import Migrations, SQLiteFile, Upgrade, path_of, time_text
+from hookhub_eventlog.store.consumer_tables import MARKER_EVENT_ID, MARKERS
 
 from hookhub_consumers.store.base import (
     ConcurrentUpdate,
@@ -48,6 +54,18 @@ CREATE TABLE IF NOT EXISTS {MARKERS} (  -- the event log reads it: consumer_tabl
     PRIMARY KEY (consumer, event_key)
 ) WITHOUT ROWID;
 """
+COMPONENT = "store"  # the runtime's tables, in schema_versions
+
+
+def index_markers_by_event_id(db: sqlite3.Connection) -> None:
+    """The event log finds the markers of an event it has no index row for (accepted before the
+    archive existed) by its id alone."""
+    db.execute(f"CREATE INDEX IF NOT EXISTS markers_by_event_id ON {MARKERS} ({MARKER_EVENT_ID})")
+
+
+# The runtime's tables' numbered migrations: 1, the baseline, is SCHEMA as it was when
+# versions began to be recorded (#27). Append; never edit or reorder one that shipped.
+MIGRATIONS: tuple[Upgrade, ...] = (schema.baseline, index_markers_by_event_id)
 
 
 class SQLiteRepository(Repository):
@@ -58,6 +76,10 @@ class SQLiteRepository(Repository):
     schema: ClassVar[str] = ""
     # table → column → declaration: added (ALTER TABLE ... ADD COLUMN) where a file lacks them.
     added_columns: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    # Numbered migrations after the baseline (version 1, `schema` and `added_columns`), for
+    # what a column added where a file lacks it cannot do (a data step, a new index...):
+    # version 2 first. Append; never edit or reorder one that shipped.
+    migrations: ClassVar[Sequence[Upgrade]] = ()
 
     def __init__(self, file: SQLiteFile) -> None:
         self.file = file
@@ -108,6 +130,14 @@ def _upgrade(repositories: Sequence[type[SQLiteRepository]]) -> Upgrade:
     return add_missing_columns
 
 
+def migrations_of(repositories: Mapping[str, type[SQLiteRepository]]) -> Migrations:
+    """Each component's numbered migrations: the runtime's tables', then each consumer's."""
+    return {
+        COMPONENT: MIGRATIONS,
+        **{name: (schema.baseline, *cls.migrations) for name, cls in repositories.items()},
+    }
+
+
 class SQLiteStore(Store):
     """The store in one SQLite file; open as many as you like on the same file, in any process.
     `repositories`: consumer name → its repository class (every installed consumer's if None)."""
@@ -119,8 +149,10 @@ class SQLiteStore(Store):
         for name, cls in classes.items():
             if not (isinstance(cls, type) and issubclass(cls, SQLiteRepository)):
                 raise TypeError(f"{name}'s sqlite repository {cls!r} is not a SQLiteRepository")
-        schema = SCHEMA + "".join(cls.schema for cls in classes.values())
-        self.file = SQLiteFile(path, schema, _upgrade(list(classes.values())))
+        tables = SCHEMA + "".join(cls.schema for cls in classes.values())
+        self.file = SQLiteFile(
+            path, tables, _upgrade(list(classes.values())), migrations_of(classes)
+        )
         super().__init__({name: cls(self.file) for name, cls in classes.items()})
 
     @classmethod
@@ -193,6 +225,9 @@ class SQLiteStore(Store):
             (marker.consumer, marker.event_key),
         )
         return bool(rows)
+
+    async def open(self) -> None:
+        await self.file.open()
 
     async def check_writable(self) -> None:
         now = time_text(datetime.now(UTC))

@@ -7,7 +7,15 @@ database the consumers' store uses too; `open_event_log` picks one by the URL. T
 
 from hookhub_eventlog.store.base import Attempt, EventLog, EventQuery, LoggedEvent, Step
 
-__all__ = ["Attempt", "EventLog", "EventQuery", "LoggedEvent", "Step", "open_event_log"]
+__all__ = [
+    "Attempt",
+    "EventLog",
+    "EventQuery",
+    "LoggedEvent",
+    "Step",
+    "migrate_event_log",
+    "open_event_log",
+]
 
 
 def open_event_log(url: str) -> EventLog:
@@ -25,3 +33,14 @@ def open_event_log(url: str) -> EventLog:
         f"unsupported HOOKHUB_STORE_URL scheme '{url.partition(':')[0]}': "
         "use sqlite:///path or mongodb://host/db"
     )
+
+
+async def migrate_event_log(url: str) -> None:
+    """Make the event log's tables and apply the migrations they lack, now: what a service
+    does before it starts, so that a store a newer release made (`hookhub.schema.NewerSchema`)
+    stops it at once instead of failing its requests one by one."""
+    event_log = open_event_log(url)
+    try:
+        await event_log.open()
+    finally:
+        await event_log.close()

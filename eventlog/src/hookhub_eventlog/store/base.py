@@ -19,6 +19,7 @@ SEARCH_BUDGET_S = 2.0
 # At most this many rows come back from any read of one event's journey (steps, markers,
 # delivery attempts): a journey longer than that is a runaway, not something to page through.
 MAX_JOURNEY_ROWS = 1000
+COMPONENT = "eventlog"  # its tables', in schema_versions (`hookhub.schema`)
 # A topic pattern's complexity: types are at most 255 characters (128 words), and matching costs
 # its words times a type's; more than a few `#` say nothing more than one does.
 MAX_PATTERN_WORDS = 32
@@ -122,6 +123,11 @@ class Attempt:
 
 
 class EventLog(ABC):
+    @abstractmethod
+    async def open(self) -> None:
+        """Make the tables and apply the migrations they lack now, rather than on the first
+        call (`hookhub.schema`); NewerSchema when a newer release's schema made the store."""
+
     # The index: written by the indexer in batches, off every consumer's path.
 
     @abstractmethod
@@ -172,8 +178,17 @@ class EventLog(ABC):
         oldest first."""
 
     @abstractmethod
-    async def attempts(self, event_id: str) -> list[Attempt]:
-        """The notifications consumer's attempts to deliver this event, oldest first."""
+    async def marked_sources(self, event_id: str) -> list[str]:
+        """The sources of the events with this id that some consumer holds a processed-marker
+        for: how the journey of an event the index lacks (accepted before the archive existed)
+        finds its markers. At most `MAX_JOURNEY_ROWS`."""
+
+    @abstractmethod
+    async def attempts(self, event_id: str, source: str | None = None) -> list[Attempt]:
+        """The notifications consumer's attempts to deliver this event id, oldest first; with
+        `source`, only that source's event's, and those recorded before sources were (an older
+        release's: they may be its), never another source's. URLs come with any password
+        redacted, whatever an older release stored."""
 
     @abstractmethod
     async def close(self) -> None: ...

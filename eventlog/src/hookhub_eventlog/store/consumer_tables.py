@@ -7,13 +7,16 @@ or database. This module is the one place for the shape both sides rely on: the 
 takes these names from here, and its contract suite checks that the event log reads what it
 wrote, on every adapter.
 
-SQLite: `markers (consumer, event_key, processed_at)`; `deliveries (id, event_id, url, delivered,
-status_code, error, at)`, `id` growing in the order recorded.
+SQLite: `markers (consumer, event_key, processed_at)`; `deliveries (id, event_id, source, url,
+delivered, status_code, error, at)`, `id` growing in the order recorded, `source` the event's
+(NULL on rows an older release wrote), `url` with any password redacted (`user:***@`; rows an
+older release wrote may hold one: the event log redacts as it reads).
 
 MongoDB: `markers` documents `{_id: marker_key, consumer, event_key, processed_at}` for markers
 written alone; a marker saved with a state change is kept in its record's document, in the
 array `applied` (marker keys), its time being the document's `updated_at`; `deliveries`
-documents `{event_id, url, delivered, status_code, error, at}`. Which collections hold records
+documents `{event_id, source, url, delivered, status_code, error, at}` (no `source` on an older
+release's). Which collections hold records
 is each consumer's own business (its repository's), so the consumers' store names them, as it
 first writes, in `aggregates`: one document `{_id: collection name}` each.
 """
@@ -29,6 +32,11 @@ APPLIED = "applied"
 def event_key(source: str, event_id: str) -> str:
     """The key of one event in the markers: its CloudEvents (source, id), unique per event."""
     return f"{source}#{event_id}"
+
+
+# SQLite: a marker's event id, the part of its key after the source; an index on it (the store's
+# migration 2) finds the markers of an event whose source is not known (one the index lacks).
+MARKER_EVENT_ID = "substr(event_key, instr(event_key, '#') + 1)"
 
 
 def marker_key(consumer: str, key: str) -> str:

@@ -13,12 +13,14 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from hookhub import topology
+from hookhub import schema, topology
+from hookhub.addresses import redact
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ExecutionTimeout
 
 from hookhub_eventlog.store.base import (
+    COMPONENT,
     MAX_JOURNEY_ROWS,
     SEARCH_BUDGET_S,
     Attempt,
@@ -44,6 +46,10 @@ EVENTS, STEPS = "events", "steps"
 MOVING = "events_superseding"
 # A pattern search reads newest first in pages of this many, matching each word by word.
 PAGE = 1000
+# The event log's numbered migrations (`hookhub.schema`), each called with the database and safe
+# to repeat: 1, the baseline, is the collections and indexes as they were when versions began to
+# be recorded (#27). Append; never edit or reorder one that shipped.
+MIGRATIONS: tuple[Any, ...] = (schema.baseline,)
 BUDGET_MS = int(SEARCH_BUDGET_S * 1000)
 # Each filter's index, served newest first (`_id` is the archive position).
 EVENT_INDEXES = {
@@ -127,6 +133,9 @@ class MongoEventLog(EventLog):
         found = await self._db[EVENTS].find({}, {"_id": 1}).sort([("_id", -1)]).to_list(1)
         return found[0]["_id"] if found else None
 
+    async def open(self) -> None:
+        await self._ensure_indexes()
+
     async def last_indexed(self) -> LoggedEvent | None:
         found = await self._db[EVENTS].find({}).sort([("_id", -1)]).to_list(1)
         return _logged(found[0]) if found else None
@@ -172,6 +181,8 @@ class MongoEventLog(EventLog):
 
     async def _ensure_indexes(self) -> None:
         if not self._indexed:
+            # First: a database a newer release made is refused before anything is created.
+            await schema.migrate_documents(self._db, {COMPONENT: MIGRATIONS})
             for name, keys in EVENT_INDEXES.items():
                 await self._db[EVENTS].create_index(keys, name=name)
             await self._db[STEPS].create_index([("event_id", ASCENDING), ("at", ASCENDING)])
@@ -249,17 +260,48 @@ class MongoEventLog(EventLog):
                         found.append((consumer, _utc(document["updated_at"])))
         return sorted(found, key=lambda one: one[1])
 
-    async def attempts(self, event_id: str) -> list[Attempt]:
+    async def marked_sources(self, event_id: str) -> list[str]:
+        try:
+            return await self._marked_sources(event_id)
+        except ExecutionTimeout:
+            raise SearchTooSlow from None
+
+    async def _marked_sources(self, event_id: str) -> list[str]:
+        # By the keys' end, in the markers and in the aggregates (see `_processed_by`): no index
+        # serves it, so it is bounded by the budget (SearchTooSlow past it).
+        end = f"#{re.escape(event_id)}$"
+        keys = [
+            document["event_key"]
+            for document in await self._db[MARKERS]
+            .find({"event_key": {"$regex": end}}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
+            .to_list(MAX_JOURNEY_ROWS)
+        ]
+        named = (
+            await self._db[AGGREGATES]
+            .find({}, {"_id": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
+            .to_list(MAX_JOURNEY_ROWS)
+        )
+        for name in (document["_id"] for document in named):
+            aggregates = self._db[name].find(
+                {APPLIED: {"$regex": end}}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
+            )
+            for document in await aggregates.to_list(MAX_JOURNEY_ROWS):
+                keys += [m.partition("|")[2] for m in document[APPLIED]]
+        suffix = f"#{event_id}"
+        return sorted({k.removesuffix(suffix) for k in keys if k.endswith(suffix)})
+
+    async def attempts(self, event_id: str, source: str | None = None) -> list[Attempt]:
+        query: dict[str, Any] = {"event_id": event_id}
+        if source is not None:  # None also matches a document with no source: an older one
+            query["source"] = {"$in": [source, None]}
         # `at` is kept to the millisecond, so attempts in one millisecond fall back to _id,
         # which grows with each insert from one process.
-        cursor = self._db[DELIVERIES].find(
-            {"event_id": event_id}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
-        )
+        cursor = self._db[DELIVERIES].find(query, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
         documents = await cursor.sort([("at", ASCENDING), ("_id", ASCENDING)]).to_list(
             MAX_JOURNEY_ROWS
         )
         return [
-            Attempt(d["url"], d["delivered"], _utc(d["at"]), d["status_code"], d["error"])
+            Attempt(redact(d["url"]), d["delivered"], _utc(d["at"]), d["status_code"], d["error"])
             for d in documents
         ]
 

@@ -14,10 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from hookhub import topology
-from hookhub.sqlite import SQLiteFile, path_of, time_of, time_text
+from hookhub import schema, topology
+from hookhub.addresses import redact
+from hookhub.sqlite import SQLiteFile, Upgrade, path_of, time_of, time_text
 
 from hookhub_eventlog.store.base import (
+    COMPONENT,
     MAX_JOURNEY_ROWS,
     SEARCH_BUDGET_S,
     Attempt,
@@ -29,7 +31,12 @@ from hookhub_eventlog.store.base import (
     Step,
     pattern_problem,
 )
-from hookhub_eventlog.store.consumer_tables import DELIVERIES, MARKERS, event_key
+from hookhub_eventlog.store.consumer_tables import (
+    DELIVERIES,
+    MARKER_EVENT_ID,
+    MARKERS,
+    event_key,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (  -- the index; the messages are in the archive
@@ -59,6 +66,9 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 CREATE INDEX IF NOT EXISTS steps_by_event ON steps (event_id, id);
 """
+# The event log's numbered migrations (`hookhub.schema`): 1, the baseline, is SCHEMA as it was
+# when versions began to be recorded (#27). Append; never edit or reorder one that shipped.
+MIGRATIONS: tuple[Upgrade, ...] = (schema.baseline,)
 
 
 # How often (in SQLite virtual machine steps) a search looks at its clock: about a millisecond.
@@ -143,7 +153,7 @@ class SQLiteEventLog(EventLog):
     """The event log in one SQLite file; open as many as you like on the same file."""
 
     def __init__(self, path: Path) -> None:
-        self.file = SQLiteFile(path, SCHEMA)
+        self.file = SQLiteFile(path, SCHEMA, migrations={COMPONENT: MIGRATIONS})
         self._searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventlog-search")
         self._search_db: sqlite3.Connection | None = None
 
@@ -253,14 +263,42 @@ class SQLiteEventLog(EventLog):
         )
         return [(r["consumer"], time_of(r["processed_at"])) for r in rows]
 
-    async def attempts(self, event_id: str) -> list[Attempt]:
+    async def marked_sources(self, event_id: str) -> list[str]:
+        # On the store's markers_by_event_id (its migration 2).
         rows = await self._theirs(
-            f"SELECT url, delivered, at, status_code, error FROM {DELIVERIES}"
-            " WHERE event_id = ? ORDER BY at, id LIMIT ?",
+            f"SELECT DISTINCT substr(event_key, 1, instr(event_key, '#') - 1) AS source"
+            f" FROM {MARKERS} WHERE {MARKER_EVENT_ID} = ? LIMIT ?",
             (event_id, MAX_JOURNEY_ROWS),
         )
+        return [row["source"] for row in rows]
+
+    async def attempts(self, event_id: str, source: str | None = None) -> list[Attempt]:
+        select = (
+            f"SELECT url, delivered, at, status_code, error FROM {DELIVERIES} WHERE event_id = ?"
+        )
+        order = " ORDER BY at, id LIMIT ?"
+        try:
+            if source is None:
+                rows = await self._theirs(select + order, (event_id, MAX_JOURNEY_ROWS))
+            else:
+                rows = await self._theirs(
+                    select + " AND (source = ? OR source IS NULL)" + order,
+                    (event_id, source, MAX_JOURNEY_ROWS),
+                )
+        except sqlite3.OperationalError as error:
+            # A file no consumer of this release has opened yet: no source column, so no row
+            # knows its source.
+            if "no such column" not in str(error):
+                raise
+            rows = await self._theirs(select + order, (event_id, MAX_JOURNEY_ROWS))
         return [
-            Attempt(r["url"], bool(r["delivered"]), time_of(r["at"]), r["status_code"], r["error"])
+            Attempt(
+                redact(r["url"]),
+                bool(r["delivered"]),
+                time_of(r["at"]),
+                r["status_code"],
+                r["error"],
+            )
             for r in rows
         ]
 
@@ -273,6 +311,9 @@ class SQLiteEventLog(EventLog):
             if "no such table" in str(error):
                 return []
             raise
+
+    async def open(self) -> None:
+        await self.file.open()
 
     async def close(self) -> None:
         def close() -> None:

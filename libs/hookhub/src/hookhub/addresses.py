@@ -36,13 +36,17 @@ def with_heartbeat(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The AMQP URL without its password, for messages and logs."""
+    """The URL (the broker's, a notification endpoint's) without its password, for messages,
+    logs and what operators read: `scheme://user:***@host/...`."""
     scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
+    # The user info is in the authority only: an "@" in the path or query is not a password's.
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" not in authority:
         return url
-    credentials, _, host = rest.rpartition("@")
+    credentials, _, host = authority.rpartition("@")
     user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    return f"{scheme}{sep}{user}:***@{host}{tail}"
 
 
 class Addresses:

@@ -19,7 +19,7 @@ import aio_pika
 import typer
 from rich.table import Table
 
-from hookhub import contracts, dlq, events, migrations, topology
+from hookhub import contracts, dlq, events, migrations, schema, topology
 from hookhub.broker import Broker, BrokerUnavailable, redact
 from hookhub.commands import (
     ConsumerName,
@@ -122,13 +122,18 @@ def dlq_replay(
         fail("say what to replay: --id ID (repeatable) or --all")
     settings = load_settings()
 
+    refused: dict[str, str] = {}
+
     async def main() -> list[str]:
         async with broker_connection(settings) as connection:
             return await dlq.replay(
-                connection, name, set(id) if id else None, settings.publish_timeout_s
+                connection, name, set(id) if id else None, settings.publish_timeout_s, refused
             )
 
     count = len(_run_dlq(main, name))
+    if refused:
+        said = "; ".join(f"{event_id}: {reason}" for event_id, reason in refused.items())
+        fail(f"replayed {count}; not replayed, still parked: {said}")
     if id and count < len(set(id)):
         fail(
             f"replayed {count} of {len(set(id))}: "
@@ -348,7 +353,11 @@ def register_plugins(target: typer.Typer, invoked: str | None = None) -> None:
 
 def main() -> None:
     register_plugins(app, invoked=sys.argv[1] if len(sys.argv) > 1 else None)
-    app()
+    try:
+        app()
+    except schema.NewerSchema as error:  # whichever command opened the store: no traceback
+        err.print(f"[red]error:[/red] {error}", soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

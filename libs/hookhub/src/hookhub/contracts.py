@@ -36,6 +36,11 @@ class OrderCreated(Contract):
     currency: str = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. BRL")
 
 
+class OrderAmended(OrderCreated):
+    """`order.amended`: a storefront changed an order no one has paid yet (all its details, as
+    in `order.created`)."""
+
+
 class ProductionFinished(Contract):
     """`production.finished`: the workshop finished an order."""
 
@@ -44,6 +49,7 @@ class ProductionFinished(Contract):
 
 CONTRACTS: dict[str, type[Contract]] = {
     "order.created": OrderCreated,
+    "order.amended": OrderAmended,
     "production.finished": ProductionFinished,
 }
 

@@ -2,7 +2,8 @@
 
 Reading never removes: messages are fetched unacknowledged and handed back when the channel
 closes. Replay puts a fresh copy on the consumer's work queue and removes the parked one only
-after the broker confirmed the copy, so a replay interrupted halfway loses nothing.
+after the broker confirmed the copy, so a replay interrupted halfway loses nothing. A copy too
+large to publish (`broker.MessageTooLarge`) is not sent, and its message stays parked.
 """
 
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ import aiormq
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from hookhub import failures, topology
+from hookhub.broker import MessageTooLarge, check_size
 from hookhub.events import CE_PREFIX
+from hookhub.logs import log
 
 
 class ReplayFailed(RuntimeError):
@@ -70,21 +73,36 @@ async def replay(
     consumer: str,
     ids: set[str] | None = None,
     timeout_s: float = 10,
+    refused: dict[str, str] | None = None,
 ) -> list[str]:
     """Move parked messages (all, or those with the given ids) back to the work queue; the ids
     of those moved, in the order they were parked.
 
     The parked copy is removed only once the broker confirmed the new one *and* routed it:
-    published mandatory, a copy returned because the work queue is missing raises instead.
+    published mandatory, a copy returned because the work queue is missing raises instead. A
+    message whose copy is too large to publish stays parked, and goes in `refused` (its id, and
+    why), when one is given.
     """
     replayed: list[str] = []
     async with connection.channel(publisher_confirms=True, on_return_raises=True) as channel:
         for message in await _fetch_all(channel, consumer, limit=100_000):
             if ids is not None and message.message_id not in ids:
                 continue
+            copy = failures.replay_copy(message)
+            try:
+                # aio-pika's channel, not `Broker`'s publish: measured here, or a header frame
+                # over frame_max would close the connection (FRAME_ERROR) with the replay on it.
+                check_size(copy.properties)
+            except MessageTooLarge as error:
+                log.error(
+                    "dlq.replay_refused", consumer=consumer, id=message.message_id, error=str(error)
+                )
+                if refused is not None:
+                    refused[message.message_id or ""] = str(error)
+                continue
             try:
                 confirmation = await channel.default_exchange.publish(
-                    failures.replay_copy(message),
+                    copy,
                     topology.work_queue(consumer),
                     mandatory=True,
                     timeout=timeout_s,

@@ -41,6 +41,8 @@ MAX_TYPE_LENGTH = 255
 INBOUND: dict[str, str] = {
     "order.created": "a storefront created an order (data: order_id, customer, items, amount, "
     "currency)",
+    "order.amended": "a storefront changed an order not paid yet (data: as order.created's, all "
+    "of it)",
     "production.finished": "the workshop finished an order (data: order_id)",
     "ci.*": "a CI pipeline reports (free-form data, delivered as is)",
 }

@@ -17,7 +17,7 @@ PublishPolicy = Mapping[str, tuple[str, ...]]
 
 # Kong's consumers in the internal-events group (gateway/kong.yml), and what each one sends.
 DEFAULT: PublishPolicy = {
-    "storefront": ("order.created",),
+    "storefront": ("order.created", "order.amended"),
     "workshop": ("production.finished",),
     "jenkins": ("ci.#", "deploy.#"),
 }

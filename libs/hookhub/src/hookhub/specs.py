@@ -6,10 +6,10 @@ record repositories are. The topology, hub-api's publish rule, the runtime's han
 event catalogue and the AsyncAPI document are all derived from the specs.
 
 The library knows the shape of a spec, not the consumers: a package registers its consumers'
-specs under the `hookhub.consumers` entry-point group (`name = "package.module:SPEC"`), and
-`installed()` finds them. A spec module imports only this library, so any process can read every
-spec without the consumers' code or dependencies being loaded; the steps are imported (by
-`load_steps`) only by the process that runs the consumer.
+specs under the `hookhub.consumers` entry-point group (`name = "package.module:SPEC"`, one spec
+or a sequence of them), and `installed()` finds them. A spec module imports only this library,
+so any process can read every spec without the consumers' code or dependencies being loaded; the
+steps are imported (by `load_steps`) only by the process that runs the consumer.
 """
 
 import functools
@@ -108,15 +108,17 @@ def check(specs: tuple[ConsumerSpec, ...]) -> tuple[ConsumerSpec, ...]:
 @functools.cache
 def installed() -> tuple[ConsumerSpec, ...]:
     """The specs of every consumer installed in this environment, by name."""
-    found = []
+    found: list[ConsumerSpec] = []
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        spec = entry.load()
-        if not isinstance(spec, ConsumerSpec) or spec.name != entry.name:
+        loaded = entry.load()
+        # One spec, or a package's several (its consumers found by their packages).
+        given = (loaded,) if isinstance(loaded, ConsumerSpec) else tuple(loaded)
+        if not all(isinstance(spec, ConsumerSpec) for spec in given):
             raise SpecError(
                 f"entry point {entry.name} = {entry.value} in {ENTRY_POINT_GROUP} must be a "
-                f"ConsumerSpec named {entry.name!r}"
+                "ConsumerSpec or a sequence of them"
             )
-        found.append(spec)
+        found += given
     return check(tuple(sorted(found, key=lambda spec: spec.name)))
 
 

@@ -12,17 +12,23 @@ deadlock.
 A `SQLiteFile` has two connections. The writer lives in a thread of its own, so that a sync to
 disk or a wait for another process's lock never stalls the event loop; calls made while it is busy
 go in its next trip. The reader runs on the event loop (see `SQLiteFile.read`).
+
+Each component with tables in the file (the consumers' store, each consumer's records, the event
+log) brings them up to date when it opens the file: its numbered migrations (`hookhub.schema`)
+run in the write transaction that follows the schema's, and `schema_versions` records how far.
 """
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from hookhub import schema
 
 URL_PREFIX = "sqlite:///"
 # Long enough to wait out another process's write transaction (each takes milliseconds), short
@@ -32,6 +38,15 @@ READ_BUSY_TIMEOUT_S = 0.5
 T = TypeVar("T")
 # What a file made by an older version is brought up to date with, in the schema's transaction.
 Upgrade = Callable[[sqlite3.Connection], None]
+# component → its numbered migrations, 1 (the baseline) first: `hookhub.schema`.
+Migrations = Mapping[str, Sequence[Upgrade]]
+SCHEMA_VERSIONS = f"""
+CREATE TABLE IF NOT EXISTS {schema.TABLE} (
+    component  TEXT PRIMARY KEY,
+    version    INTEGER NOT NULL,
+    applied_at TEXT NOT NULL
+);
+"""
 
 
 def path_of(url: str) -> Path:
@@ -73,7 +88,36 @@ def _locked(error: BaseException) -> bool:
     return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 
-def _open_writer(path: Path, schema: str, upgrade: Upgrade | None) -> sqlite3.Connection:
+def recorded_versions(db: sqlite3.Connection) -> dict[str, int]:
+    """component → the schema version the file records for it."""
+    return {row[0]: row[1] for row in db.execute(f"SELECT component, version FROM {schema.TABLE}")}
+
+
+def migrate(
+    db: sqlite3.Connection, migrations: Migrations, upgrade: Upgrade | None = None
+) -> list[schema.Step[Upgrade]]:
+    """Bring the components' tables up to date, in the open write transaction: refuse a newer
+    file (NewerSchema, before changing anything), add what `upgrade` adds (the columns a file
+    an older release made lacks, safe to repeat), then apply each migration the file lacks and
+    record its version and the time. Returns the steps applied."""
+    steps = schema.plan(recorded_versions(db), migrations)
+    if upgrade is not None:
+        upgrade(db)
+    now = time_text(datetime.now(UTC))
+    for step in steps:
+        step.migration(db)
+        db.execute(
+            f"INSERT INTO {schema.TABLE} (component, version, applied_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (component) DO UPDATE SET version = excluded.version,"
+            " applied_at = excluded.applied_at",
+            (step.component, step.version, now),
+        )
+    return steps
+
+
+def _open_writer(
+    path: Path, tables: str, upgrade: Upgrade | None, migrations: Migrations
+) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: the sqlite3 module opens no transactions of its own; we say BEGIN.
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -91,11 +135,12 @@ def _open_writer(path: Path, schema: str, upgrade: Upgrade | None) -> sqlite3.Co
                 db.execute("PRAGMA journal_mode=WAL").fetchall()
         # synchronous stays FULL (the default): a consumer acks an event once its effect is
         # committed, so a commit must survive a power cut, which NORMAL does not promise in WAL.
-        db.executescript(f"BEGIN IMMEDIATE; {schema} COMMIT;")
-        if upgrade is not None:
+        # Statements safe to repeat: on a newer release's file they change nothing that exists.
+        db.executescript(f"BEGIN IMMEDIATE; {SCHEMA_VERSIONS} {tables} COMMIT;")
+        if upgrade is not None or migrations:
             # In a write transaction: of two processes opening an old file at once, the second
-            # finds what the first did.
-            transaction(db, upgrade)
+            # finds what the first did (and records nothing twice).
+            transaction(db, lambda db: migrate(db, migrations, upgrade))
     except BaseException:
         db.close()
         raise
@@ -115,8 +160,10 @@ class _Writer:
     thread is busy are run together in its next trip: one hand-over to the thread and back for
     all of them, not one each."""
 
-    def __init__(self, path: Path, schema: str, upgrade: Upgrade | None) -> None:
-        self._open = lambda: _open_writer(path, schema, upgrade)
+    def __init__(
+        self, path: Path, tables: str, upgrade: Upgrade | None, migrations: Migrations
+    ) -> None:
+        self._open = lambda: _open_writer(path, tables, upgrade, migrations)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._db: sqlite3.Connection | None = None
         self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
@@ -166,21 +213,32 @@ class _Writer:
 
 
 class SQLiteFile:
-    """A SQLite file with `schema` in it (statements that are safe to repeat, and `upgrade` for
-    what an older file lacks), made on the first call; open as many as you like on one file, in
-    any process."""
+    """A SQLite file with `tables` in it (statements that are safe to repeat; `upgrade` for
+    what an older file lacks; `migrations`, numbered, per component), made on the first call;
+    open as many as you like on one file, in any process. A file a newer release's schema
+    made raises `hookhub.schema.NewerSchema` from every call."""
 
-    def __init__(self, path: Path, schema: str, upgrade: Upgrade | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        tables: str,
+        upgrade: Upgrade | None = None,
+        migrations: Migrations | None = None,
+    ) -> None:
         self.path = path
-        self._writer = _Writer(path, schema, upgrade)
+        self._writer = _Writer(path, tables, upgrade, migrations or {})
         self._reader: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        """Make the file, its tables and its migrations now (else the first call does)."""
+        await self._writer.run(lambda _: None)
 
     async def read(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
         # Reads run here, on the event loop: a WAL read of a few rows by their key takes
         # microseconds and never waits for a writer, while handing it to a thread cost more
         # than the read itself (the hand-over, the GIL): a third of a consumer's throughput.
         if self._reader is None:
-            await self._writer.run(lambda _: None)  # the writer creates the file and schema
+            await self.open()  # the writer creates the file and schema
             self._reader = _open_reader(self.path)
         return self._reader.execute(sql, parameters).fetchall()
 
