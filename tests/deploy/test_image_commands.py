@@ -22,7 +22,7 @@ OPERATOR_COMMANDS = {"status", "publish", "topology", "dlq"}
 # The consumers bring the indexer and the event log's commands; the operator image has the
 # consumers' package too (the event log is theirs), and so has hub-api's (the consumer specs it
 # declares the queues from).
-CONSUMER_COMMANDS = {"consume", "index", "events"}
+CONSUMER_COMMANDS = {"consume", "index", "events", "store"}
 RUNS = {
     "hub-api": {"api", *CONSUMER_COMMANDS},
     "consumers": CONSUMER_COMMANDS,
