@@ -64,7 +64,8 @@ async def test_a_new_sqlite_store_records_each_component_at_its_version_with_the
     await migrate(f"sqlite:///{path}", [LOYALTY])
 
     # The runtime's migration 2 indexes the markers by event id (the event log's journeys).
-    assert recorded(path) == {"store": 2, "loyalty": 1, "eventlog": 1}
+    # The event log's migration 2 indexes the order each event concerns.
+    assert recorded(path) == {"store": 2, "loyalty": 1, "eventlog": 2}
     with sqlite3.connect(path) as db:
         times = [at for (at,) in db.execute("SELECT applied_at FROM schema_versions")]
     assert all(at.endswith("+00:00") for at in times)
@@ -152,7 +153,7 @@ async def test_a_new_mongodb_store_records_each_component_at_its_version():
     await MongoStore(database, repositories={"loyalty": MongoAccounts}).open()
     await MongoEventLog(database).open()
 
-    assert versions_in(database) == {"store": 1, "loyalty": 1, "eventlog": 1}
+    assert versions_in(database) == {"store": 1, "loyalty": 1, "eventlog": 2}
     assert database["schema_versions"]._sync.find_one({"_id": "store"})["applied_at"]
 
 

@@ -2,6 +2,7 @@
 routed, byte-for-byte with its headers, readable from any position (offset) or time."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from hookhub import failures, topology
 from hookhub.addresses import CONNECT_ERRORS
 from hookhub.events import Event
+from hookhub.providers import order_id_at, order_id_in
 
 from hookhub_eventlog.store.base import LoggedEvent
 
@@ -21,6 +23,21 @@ READ_TIMEOUT_S = 5.0  # a stream that sends nothing for this long has nothing mo
 def position(message: AbstractIncomingMessage) -> int:
     """Where an archived message is in the stream (its offset)."""
     return int((message.headers or {})[failures.STREAM_OFFSET_HEADER])
+
+
+def order_of(event: Event) -> str | None:
+    """The order an event concerns: the subject the hub's follow-ups carry, else the order id
+    where the provider table (`hookhub.providers.order_id_at`, the paths the payments consumer
+    reconciles by) or the order events' data keep it; None for an event about no order."""
+    if event.subject:
+        return event.subject
+    if not (paths := order_id_at(event.source, event.type)):
+        return None
+    try:
+        payload = json.loads(event.data)
+    except (ValueError, RecursionError):  # not JSON (a form), or nested past Python's limit
+        return None
+    return order_id_in(paths, payload)
 
 
 def logged(message: AbstractIncomingMessage) -> LoggedEvent:
@@ -35,6 +52,7 @@ def logged(message: AbstractIncomingMessage) -> LoggedEvent:
         subject=event.subject,
         correlation_id=event.correlation_id,
         causation_id=event.causation_id,
+        order_id=order_of(event),
     )
 
 

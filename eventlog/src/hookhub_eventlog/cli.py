@@ -58,7 +58,7 @@ def _query(
         type=type,
         source=f"/webhooks/{provider}" if provider else source,
         correlation_id=correlation_id,
-        subject=order,
+        order_id=order,
         since=_time(since, "--since"),
         until=_time(until, "--until"),
         unbound_by=journey.consumer_bindings() if unrouted else None,
@@ -110,7 +110,9 @@ Type = Annotated[str | None, typer.Option(help="A type or topic pattern: stripe.
 Provider = Annotated[str | None, typer.Option(help="Webhooks of this provider")]
 Source = Annotated[str | None, typer.Option(help="A whole CloudEvents source")]
 Correlation = Annotated[str | None, typer.Option(help="The correlation id")]
-Order = Annotated[str | None, typer.Option(help="The order id (the events' subject)")]
+Order = Annotated[
+    str | None, typer.Option(help="The order id: its own events, its payments and follow-ups")
+]
 Unrouted = Annotated[bool, typer.Option(help="Only events no consumer binds")]
 
 
@@ -139,7 +141,7 @@ def list_events(
         table.add_column(column, overflow="fold")
     for e in found:
         when = e.time.isoformat(timespec="seconds")
-        table.add_row(when, e.type, e.id, e.source, e.subject or "", e.correlation_id or "")
+        table.add_row(when, e.type, e.id, e.source, e.order_id or "", e.correlation_id or "")
     console.print(table)
 
 

@@ -74,7 +74,7 @@ class Filters:
             type=self.type,
             source=f"/webhooks/{self.provider}" if self.provider else self.source,
             correlation_id=self.correlation_id,
-            subject=self.order,
+            order_id=self.order,
             since=self.since,
             until=self.until,
             unbound_by=consumer_bindings() if self.unrouted else None,

@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from babel.numbers import get_currency_precision
-from hookhub.providers import value_at
+from hookhub.providers import PROVIDERS, first_at
 
 Outcome = Literal["approved", "declined", "refunded", "charged_back"]
 
@@ -73,11 +73,17 @@ class Rule:
     only_if: tuple[str, Any] | None = None
 
 
+# Where each provider keeps the storefront's order id is the provider table's (`order_id_at`): the
+# event log's index finds an order's events by the same paths.
+def _order_id_at(provider: str) -> str:
+    return PROVIDERS[provider].order_id_at
+
+
 # Stripe: the storefront sets metadata.order_id on the PaymentIntent (Stripe copies it to its
 # Charges) or the Checkout Session. The payment id is always the PaymentIntent's, so every event
 # of one payment names the same payment. Amounts are already integers in minor units.
 _STRIPE_INTENT = Fields(
-    order_id="data.object.metadata.order_id",
+    order_id=_order_id_at("stripe"),
     payment_id="data.object.id",
     amount="data.object.amount",
     currency="data.object.currency",
@@ -104,7 +110,7 @@ _STRIPE_SESSION = replace(
 # (?xcod=...) and gets back in purchase.origin; src and sck are campaign-tracking slots that
 # tracking tools overwrite. The price is a decimal in the purchase's currency.
 _HOTMART = Fields(
-    order_id="data.purchase.origin.xcod",
+    order_id=_order_id_at("hotmart"),
     payment_id="data.purchase.transaction",
     amount="data.purchase.price.value",
     currency="data.purchase.price.currency_value",
@@ -113,7 +119,7 @@ _HOTMART = Fields(
 # Kiwify: s1 is a free sub-id the seller appends to its checkout link (?s1=...) and gets back in
 # TrackingParameters; src, sck and utm_* belong to tracking tools. charge_amount is in cents.
 _KIWIFY = Fields(
-    order_id="TrackingParameters.s1",
+    order_id=_order_id_at("kiwify"),
     payment_id="order_id",
     amount="Commissions.charge_amount",
     currency="Commissions.currency|Commissions.product_base_price_currency",
@@ -122,7 +128,7 @@ _KIWIFY = Fields(
 # Asaas (API v3): externalReference is the storefront's order id, set when it created the charge.
 # Asaas charges only in reais and its payloads name no currency; value is a decimal.
 _ASAAS = Fields(
-    order_id="payment.externalReference",
+    order_id=_order_id_at("asaas"),
     payment_id="payment.id",
     amount="payment.value",
     currency="payment.currency",
@@ -133,7 +139,7 @@ _ASAAS = Fields(
 # order event carries the order (its charge under charges), a charge event the charge (its order
 # under order). The payment id is the charge's either way. Amounts are integer cents.
 _PAGARME = Fields(
-    order_id="data.order.code|data.code",
+    order_id=_order_id_at("pagarme"),
     payment_id="data.charges.0.id|data.id",
     amount="data.amount",
     currency="data.currency",
@@ -142,7 +148,7 @@ _PAGARME = Fields(
 # Mercado Pago: a fetched payment (GET /v1/payments/{id}); external_reference is the storefront's
 # order id, set when it created the preference or payment. transaction_amount is a decimal.
 _MERCADOPAGO = Fields(
-    order_id="external_reference",
+    order_id=_order_id_at("mercadopago"),
     payment_id="id",
     amount="transaction_amount",
     currency="currency_id",
@@ -340,13 +346,7 @@ def _minor_units(
     return int(amount)
 
 
-def _at(payload: Any, paths: str) -> Any:
-    """The first value found at one of the `|`-separated dotted paths; None if none holds one."""
-    for path in paths.split("|"):
-        value = value_at(payload, path)
-        if value not in (None, ""):
-            return value
-    return None
+_at = first_at
 
 
 def _text(value: Any) -> str | None:

@@ -70,12 +70,17 @@ class LoggedEvent:
     subject: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
+    # The order it concerns: its subject, or for an inbound event the order id its payload
+    # keeps (`archive.order_of`); None for events indexed before the index kept it, which
+    # carry their subject only (the store's migration 2 copies that here).
+    order_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class EventQuery:
     """What to find in the event log; every field given must match. `type` is a topic pattern
-    (`stripe.#`, `payment.*`); `source` a whole source (`/webhooks/stripe`); `unbound_by`, when
+    (`stripe.#`, `payment.*`); `source` a whole source (`/webhooks/stripe`); `order_id` the
+    order an event concerns (`LoggedEvent.order_id`), inbound or follow-up; `unbound_by`, when
     given, keeps only the events none of these binding keys matches (the unrouted ones, given
     the installed consumers' bindings), in the query itself, so that `limit` counts only them."""
 
@@ -85,6 +90,7 @@ class EventQuery:
     correlation_id: str | None = None
     subject: str | None = None
     causation_id: str | None = None
+    order_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     unbound_by: tuple[str, ...] | None = None

@@ -49,7 +49,18 @@ PAGE = 1000
 # The event log's numbered migrations (`hookhub.schema`), each called with the database and safe
 # to repeat: 1, the baseline, is the collections and indexes as they were when versions began to
 # be recorded (#27). Append; never edit or reorder one that shipped.
-MIGRATIONS: tuple[Any, ...] = (schema.baseline,)
+
+
+async def index_orders(database: Any) -> None:
+    """Migration 2: events indexed before `order_id` was kept get their subject (a follow-up's
+    order); its index is made with the others (`EVENT_INDEXES`). Safe to repeat."""
+    await database[EVENTS].update_many(
+        {"order_id": {"$exists": False}, "subject": {"$ne": None}},
+        [{"$set": {"order_id": "$subject"}}],
+    )
+
+
+MIGRATIONS: tuple[Any, ...] = (schema.baseline, index_orders)
 BUDGET_MS = int(SEARCH_BUDGET_S * 1000)
 # Each filter's index, served newest first (`_id` is the archive position).
 EVENT_INDEXES = {
@@ -58,6 +69,7 @@ EVENT_INDEXES = {
     "by_source": [("source", ASCENDING), ("_id", DESCENDING)],
     "by_correlation": [("correlation_id", ASCENDING), ("_id", DESCENDING)],
     "by_subject": [("subject", ASCENDING), ("_id", DESCENDING)],
+    "by_order": [("order_id", ASCENDING), ("_id", DESCENDING)],
     "by_cause": [("causation_id", ASCENDING)],
     "by_time": [("time", ASCENDING)],
 }
@@ -73,7 +85,7 @@ def _event_filters(query: EventQuery) -> dict[str, Any]:
     matched word by word afterwards."""
     filters: dict[str, Any] = {
         name: value
-        for name in ("id", "source", "correlation_id", "subject", "causation_id")
+        for name in ("id", "source", "correlation_id", "subject", "causation_id", "order_id")
         if (value := getattr(query, name)) is not None
     }
     if query.type is not None:

@@ -66,9 +66,22 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 CREATE INDEX IF NOT EXISTS steps_by_event ON steps (event_id, id);
 """
+
+
+def index_orders(db: sqlite3.Connection) -> None:
+    """Migration 2: the order an event concerns (`LoggedEvent.order_id`), indexed. Events
+    indexed before get their subject (a follow-up's order); inbound ones indexed before keep
+    none until the index is rebuilt from the archive (docs/event-log.md, "Orders")."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if "order_id" not in columns:
+        db.execute("ALTER TABLE events ADD COLUMN order_id TEXT")
+    db.execute("UPDATE events SET order_id = subject WHERE order_id IS NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS events_by_order ON events (order_id, position)")
+
+
 # The event log's numbered migrations (`hookhub.schema`): 1, the baseline, is SCHEMA as it was
 # when versions began to be recorded (#27). Append; never edit or reorder one that shipped.
-MIGRATIONS: tuple[Upgrade, ...] = (schema.baseline,)
+MIGRATIONS: tuple[Upgrade, ...] = (schema.baseline, index_orders)
 
 
 # How often (in SQLite virtual machine steps) a search looks at its clock: about a millisecond.
@@ -80,7 +93,7 @@ def _event_filters(query: EventQuery) -> tuple[str, tuple]:
     GLOB of its literal head and tail (`stripe.#` → `stripe*`, `#.failed` → `*failed`, in C),
     then word by word (`topic_matches`), all in SQL so that LIMIT applies."""
     clauses, parameters = [], []
-    for column in ("id", "source", "correlation_id", "subject", "causation_id"):
+    for column in ("id", "source", "correlation_id", "subject", "causation_id", "order_id"):
         if (value := getattr(query, column)) is not None:
             clauses.append(f"{column} = ?")
             parameters.append(value)
@@ -146,6 +159,7 @@ def _logged(row: sqlite3.Row) -> LoggedEvent:
         subject=row["subject"],
         correlation_id=row["correlation_id"],
         causation_id=row["causation_id"],
+        order_id=row["order_id"],
     )
 
 
@@ -173,13 +187,14 @@ class SQLiteEventLog(EventLog):
                 e.subject,
                 e.correlation_id,
                 e.causation_id,
+                e.order_id,
             )
             for e in events
         ]
         await self.file.write(
             lambda db: db.executemany(
                 "INSERT OR IGNORE INTO events (position, id, source, type, time, subject,"
-                " correlation_id, causation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " correlation_id, causation_id, order_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         )

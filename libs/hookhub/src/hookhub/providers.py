@@ -96,6 +96,10 @@ class Provider:
     reply: Reply | None = None
     # The signature covers the URL, Kong's key included: Kong passes the key and the Host on.
     signs_url: bool = False
+    # Where its payload keeps the storefront's order id: a dotted path, alternatives separated
+    # by `|` (what `value_at` reads). The payments consumer reconciles by it, the event log's
+    # index finds the order's events by it; a payload without it concerns no order it can name.
+    order_id_at: str = ""
 
 
 DISCORD_INTERACTIONS = {
@@ -125,6 +129,9 @@ PROVIDERS: dict[str, Provider] = {
             proof=("header:stripe-signature",),
             key_in_query=True,
             payment=True,
+            # Set by the storefront on the PaymentIntent (copied to its Charges) or the Checkout
+            # Session; a dispute is Stripe's own object and names only the payment.
+            order_id_at="data.object.metadata.order_id",
         ),
         Provider(
             "github",
@@ -150,6 +157,9 @@ PROVIDERS: dict[str, Provider] = {
             proof=("header:x-signature", "header:x-request-id"),
             key_in_query=True,
             payment=True,
+            # In the payment fetched from GET /v1/payments/{id}: a notification carries only the
+            # payment id, so the index knows a Mercado Pago payment's order by its follow-ups.
+            order_id_at="external_reference",
         ),
         Provider(
             "hotmart",
@@ -159,6 +169,8 @@ PROVIDERS: dict[str, Provider] = {
             proof=("header:x-hotmart-hottok",),
             key_in_query=True,
             payment=True,
+            # xcod: the "external code" the seller appends to its checkout link (?xcod=...)
+            order_id_at="data.purchase.origin.xcod",
         ),
         Provider(
             "kiwify",
@@ -170,6 +182,8 @@ PROVIDERS: dict[str, Provider] = {
             proof=("query:signature",),
             key_in_query=True,
             payment=True,
+            # s1: a free sub-id the seller appends to its checkout link (?s1=...)
+            order_id_at="TrackingParameters.s1",
         ),
         Provider(
             "asaas",
@@ -179,6 +193,7 @@ PROVIDERS: dict[str, Provider] = {
             proof=("header:asaas-access-token",),
             key_in_query=True,
             payment=True,
+            order_id_at="payment.externalReference",  # set when the storefront made the charge
             reply=Reply(status=200),  # Asaas counts only a 200 as delivered
         ),
         Provider(
@@ -189,6 +204,8 @@ PROVIDERS: dict[str, Provider] = {
             proof=("header:x-hub-signature",),
             key_in_query=True,
             payment=True,
+            # The order's code: an order event carries the order, a charge event its order.
+            order_id_at="data.order.code|data.code",
             reply=Reply(status=200),
         ),
         Provider(
@@ -296,6 +313,41 @@ def value_at(payload: Any, path: str) -> Any:
         else:
             return None
     return value
+
+
+# The hub's own order events (the storefront's, through /events) carry the order id in their data.
+ORDER_EVENTS_ORDER_ID_AT = {"order.created": "order_id", "order.amended": "order_id"}
+WEBHOOK_SOURCE_PREFIX = "/webhooks/"  # hub-api's source for a provider's events: /webhooks/<name>
+
+
+def order_id_at(source: str, type: str) -> str:
+    """Where an inbound event's payload keeps the storefront's order id ("" where it keeps
+    none): the order events' `order_id`, a provider's `order_id_at`."""
+    if type in ORDER_EVENTS_ORDER_ID_AT:
+        return ORDER_EVENTS_ORDER_ID_AT[type]
+    if source.startswith(WEBHOOK_SOURCE_PREFIX):
+        provider = PROVIDERS.get(source.removeprefix(WEBHOOK_SOURCE_PREFIX))
+        return provider.order_id_at if provider is not None else ""
+    return ""
+
+
+def first_at(payload: Any, paths: str) -> Any:
+    """The first value found at one of the `|`-separated dotted paths; None if none holds one."""
+    for path in paths.split("|"):
+        value = value_at(payload, path)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def order_id_in(paths: str, payload: Any) -> str | None:
+    """The order id at `paths` (`order_id_at`) as text: a string or an integer id; else None."""
+    value = first_at(payload, paths) if paths else None
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def locate(locator: str, received: Received) -> str | None:
