@@ -7,6 +7,7 @@ import base64
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
 from hookhub import asyncapi, topology
@@ -57,9 +58,12 @@ class EventOut(BaseModel):
     source: str
     type: str
     time: datetime
-    subject: str | None = Field(None, description="The order id, where there is one")
+    subject: str | None = Field(None, description="The order id a follow-up is about")
     correlation_id: str | None = None
     causation_id: str | None = Field(None, description="The event that caused this one")
+    order_id: str | None = Field(
+        None, description="The order it concerns: its subject, or the order id its payload keeps"
+    )
 
     @classmethod
     def of(cls, event: LoggedEvent) -> "EventOut":
@@ -163,6 +167,76 @@ async def show_event(
         content_type=found.content_type,
         body=text,
         body_base64=base64.b64encode(found.body).decode(),
+    )
+
+
+class Money(BaseModel):
+    """An order's money in minor units (cents), as the payments consumer keeps it."""
+
+    expected: int | None = Field(description="The order's amount, as order.created said it")
+    currency: str | None
+    paid: int | None = Field(description="What the provider approved, in `paid_currency`")
+    paid_currency: str | None
+    refunded: int = Field(description="Refunded of the payment so far, in `paid_currency`")
+    provider: str | None
+    payment_id: str | None
+    mismatches: list[EventOut] = Field(description="Its payment.mismatched events, oldest first")
+
+
+class OrderEvent(EventOut):
+    journey: str = Field(description="This event's journey in the API (the path)")
+
+
+class WaitingOut(BaseModel):
+    what: str = Field(description="What the order waits for")
+    deadline: str = Field(description="The deadline's type, which fires if it never comes")
+    set_by: EventOut | None = Field(description="The event whose handling set the deadline")
+    fires_at: datetime | None = Field(description="When it fires: set_by's time plus the timeout")
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    status: str = Field(description="The payments consumer's status of it")
+    money: Money | None = Field(description="None when the payments consumer keeps no state of it")
+    events: list[OrderEvent] = Field(description="Inbound and follow-ups, oldest first")
+    waiting: WaitingOut | None = Field(description="None when it waits for nothing")
+
+
+def _journey_path(event: LoggedEvent) -> str:
+    return f"/api/events/{quote(event.id, safe='')}/journey?source={quote(event.source, safe='')}"
+
+
+@router.get("/orders/{order_id:path}", response_model=OrderOut, responses=_problems(404))
+async def order(service: ServiceDep, order_id: str) -> OrderOut:
+    """One order: its status and money (the payments consumer's, read only), every event that
+    concerns it in time order (order.created, the provider's payments, the follow-ups) with a
+    link to each one's journey, and what it waits for (the deadline and when it fires). 404 when
+    neither the event log nor the payments consumer knows it."""
+    view = await reads.order_view(service.event_log, order_id, service.settings)
+    payment = view.payment
+    money = None
+    if payment is not None:
+        money = Money(
+            expected=payment.amount,
+            currency=payment.currency,
+            paid=payment.paid_amount,
+            paid_currency=payment.paid_currency,
+            refunded=payment.refunded_amount,
+            provider=payment.provider,
+            payment_id=payment.payment_id,
+            mismatches=[EventOut.of(e) for e in view.mismatches],
+        )
+    waiting = None
+    if view.waiting is not None:
+        w = view.waiting
+        set_by = EventOut.of(w.set_by) if w.set_by else None
+        waiting = WaitingOut(what=w.what, deadline=w.deadline, set_by=set_by, fires_at=w.fires_at)
+    return OrderOut(
+        order_id=order_id,
+        status=view.status,
+        money=money,
+        events=[OrderEvent(**asdict(e), journey=_journey_path(e)) for e in view.events],
+        waiting=waiting,
     )
 
 

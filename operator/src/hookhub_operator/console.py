@@ -178,6 +178,16 @@ async def events_page(
     return page(request, "events.html", operator, section="events", filters=filters, events=found)
 
 
+@router.get("/orders/{order_id:path}", response_class=HTMLResponse)
+async def order_page(
+    request: Request, service: ServiceDep, operator: OperatorDep, order_id: str
+) -> Response:
+    """One order: status, money, its events in time order (each linking to its journey) and
+    what it waits for."""
+    view = await reads.order_view(service.event_log, order_id, service.settings)
+    return page(request, "order.html", operator, section="events", view=view)
+
+
 # An event's pages take its source in the query string: an id is unique only within its source.
 SourceParam = Annotated[str | None, Query()]
 

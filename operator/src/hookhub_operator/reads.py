@@ -1,18 +1,22 @@
 """What the API and the console read: events from the index, an event's message from the archive,
-its journey, a parking lot. Both go through here, so both always show the same thing."""
+its journey, an order's view, a parking lot. Both go through here, so both always show the same
+thing."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aio_pika.abc import AbstractConnection
 from hookhub import dlq, specs, topology
+from hookhub.providers import WEBHOOK_SOURCE_PREFIX
+from hookhub.settings import Settings
 from hookhub_eventlog.archive import archived_message
 from hookhub_eventlog.journey import Line, consumer_bindings, not_in_the_event_log, the_event
 from hookhub_eventlog.journey import journey as journey_of
 from hookhub_eventlog.store import EventLog, EventQuery, LoggedEvent
-from hookhub_eventlog.store.base import pattern_problem
+from hookhub_eventlog.store.base import PaymentState, pattern_problem
 
 SEARCH_LIMIT_MAX = 1000
 # Header names shown as "(hidden)": none of Hookhub's own headers carries a secret, but an
@@ -192,3 +196,78 @@ async def parking_lot(
     """The messages parked in a consumer's dead-letter queue (read, never removed)."""
     parked = await dlq.list_parked(connection, known_consumer(consumer))
     return matching(parked, type_pattern, reason)
+
+
+# An order's page lists at most this many of its events: an order's life is a few dozen.
+MAX_ORDER_EVENTS = 1000
+# Where an order waits and which setting holds how long (the payments consumer's deadlines,
+# `hookhub_consumers.payments.steps.DEADLINES`): a pending or declined order waits for its
+# money from its order.created on; a held payment waits for its order from its first webhook.
+WAITS: dict[str, tuple[str, str, str]] = {
+    "pending": ("its payment", "deadline.order_payment", "order_payment_timeout_s"),
+    "declined": ("another payment", "deadline.order_payment", "order_payment_timeout_s"),
+    "held": ("its order (order.created)", "deadline.payment_order", "payment_order_timeout_s"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """What an order waits for, and the deadline that ends the wait: set when the order
+    entered its status (the event `set_by`), firing `fires_at`."""
+
+    what: str
+    deadline: str
+    set_by: LoggedEvent | None
+    fires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """Everything the event log knows of one order: its events oldest first (inbound and
+    follow-ups: `LoggedEvent.order_id`), the payments consumer's state of it (None when it
+    keeps none), its mismatches and what it waits for."""
+
+    order_id: str
+    events: list[LoggedEvent]
+    payment: PaymentState | None
+    mismatches: list[LoggedEvent]
+    waiting: Waiting | None
+
+    @property
+    def status(self) -> str:
+        return self.payment.status if self.payment else "unknown to payments"
+
+
+def _first(events: list[LoggedEvent], wanted: Callable[[LoggedEvent], bool]) -> LoggedEvent | None:
+    return next((e for e in events if wanted(e)), None)
+
+
+def waiting_of(
+    payment: PaymentState | None, events: list[LoggedEvent], settings: Settings
+) -> Waiting | None:
+    """What the order waits for, from its status (the payments consumer's) and the event that
+    set its deadline (the index's: deadlines wait in the broker, never in the archive). The
+    deadline was set when that event was handled: `fires_at` is its time plus the timeout, to
+    within the time it took to handle it."""
+    if payment is None or payment.status not in WAITS:
+        return None
+    what, deadline, timeout = WAITS[payment.status]
+    if payment.status == "held":
+        set_by = _first(events, lambda e: e.source.startswith(WEBHOOK_SOURCE_PREFIX))
+    else:
+        set_by = _first(events, lambda e: e.type == "order.created")
+    fires_at = set_by.time + timedelta(seconds=getattr(settings, timeout)) if set_by else None
+    return Waiting(what, deadline, set_by, fires_at)
+
+
+async def order_view(event_log: EventLog, order_id: str, settings: Settings) -> OrderView:
+    """The order's view; `NotFound` when neither the index nor the payments consumer knows it."""
+    newest_first = await event_log.find_events(
+        EventQuery(order_id=order_id, limit=MAX_ORDER_EVENTS)
+    )
+    events = sorted(newest_first, key=lambda e: (e.time, e.position))
+    payment = await event_log.payment_state(order_id)
+    if not events and payment is None:
+        raise NotFound(f"no event and no payment state for order '{order_id}'")
+    mismatches = [e for e in events if e.type == "payment.mismatched"]
+    return OrderView(order_id, events, payment, mismatches, waiting_of(payment, events, settings))

@@ -77,6 +77,24 @@ class LoggedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentState:
+    """An order as the payments consumer keeps it (`consumer_tables.ORDERS`), read only.
+    Amounts in minor units: the order's (`amount`, as order.created said it), what the provider
+    approved (`paid_amount`, in `paid_currency`) and what was refunded of it so far."""
+
+    order_id: str
+    status: str
+    amount: int | None
+    currency: str | None
+    provider: str | None
+    payment_id: str | None
+    paid_amount: int | None
+    paid_currency: str | None
+    refunded_amount: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class EventQuery:
     """What to find in the event log; every field given must match. `type` is a topic pattern
     (`stripe.#`, `payment.*`); `source` a whole source (`/webhooks/stripe`); `order_id` the
@@ -195,6 +213,11 @@ class EventLog(ABC):
         `source`, only that source's event's, and those recorded before sources were (an older
         release's: they may be its), never another source's. URLs come with any password
         redacted, whatever an older release stored."""
+
+    @abstractmethod
+    async def payment_state(self, order_id: str) -> PaymentState | None:
+        """The order's payment state as the payments consumer keeps it; None when it keeps
+        none (no such order yet, or no payments consumer on this store)."""
 
     @abstractmethod
     async def close(self) -> None: ...

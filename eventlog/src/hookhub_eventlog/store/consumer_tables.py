@@ -22,6 +22,23 @@ first writes, in `aggregates`: one document `{_id: collection name}` each.
 """
 
 MARKERS = "markers"
+# The payments consumer's orders: SQLite table / MongoDB collection `orders`, one row a
+# document an order, keyed by its order id (`order_id`; MongoDB: `_id`), with `status`,
+# `amount`, `currency`, `provider`, `payment_id`, `paid_amount`, `paid_currency`,
+# `refunded_amount` and `updated_at` (hookhub_consumers.payments.records.Order). The order
+# view reads them (`PAYMENT_FIELDS`); no other column is the event log's business.
+ORDERS = "orders"
+PAYMENT_FIELDS = (
+    "status",
+    "amount",
+    "currency",
+    "provider",
+    "payment_id",
+    "paid_amount",
+    "paid_currency",
+    "refunded_amount",
+    "updated_at",
+)
 DELIVERIES = "deliveries"
 # MongoDB: the collection naming (by _id) the collections whose documents carry markers in
 # APPLIED: the consumers' records.

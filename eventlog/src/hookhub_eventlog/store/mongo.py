@@ -28,6 +28,7 @@ from hookhub_eventlog.store.base import (
     EventLog,
     EventQuery,
     LoggedEvent,
+    PaymentState,
     SearchTooSlow,
     Step,
     pattern_problem,
@@ -37,6 +38,8 @@ from hookhub_eventlog.store.consumer_tables import (
     APPLIED,
     DELIVERIES,
     MARKERS,
+    ORDERS,
+    PAYMENT_FIELDS,
     event_key,
 )
 
@@ -301,6 +304,21 @@ class MongoEventLog(EventLog):
                 keys += [m.partition("|")[2] for m in document[APPLIED]]
         suffix = f"#{event_id}"
         return sorted({k.removesuffix(suffix) for k in keys if k.endswith(suffix)})
+
+    async def payment_state(self, order_id: str) -> PaymentState | None:
+        found = await self._db[ORDERS].find_one({"_id": order_id})
+        if found is None:
+            return None
+        # Fields added after the first release: a document saved before lacks them.
+        fields = {name: found.get(name) for name in PAYMENT_FIELDS}
+        return PaymentState(
+            order_id=order_id,
+            **{
+                **fields,
+                "refunded_amount": fields["refunded_amount"] or 0,
+                "updated_at": _utc(fields["updated_at"]),
+            },
+        )
 
     async def attempts(self, event_id: str, source: str | None = None) -> list[Attempt]:
         query: dict[str, Any] = {"event_id": event_id}

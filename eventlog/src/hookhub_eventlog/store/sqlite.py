@@ -27,6 +27,7 @@ from hookhub_eventlog.store.base import (
     EventLog,
     EventQuery,
     LoggedEvent,
+    PaymentState,
     SearchTooSlow,
     Step,
     pattern_problem,
@@ -35,6 +36,8 @@ from hookhub_eventlog.store.consumer_tables import (
     DELIVERIES,
     MARKER_EVENT_ID,
     MARKERS,
+    ORDERS,
+    PAYMENT_FIELDS,
     event_key,
 )
 
@@ -316,6 +319,22 @@ class SQLiteEventLog(EventLog):
             )
             for r in rows
         ]
+
+    async def payment_state(self, order_id: str) -> PaymentState | None:
+        rows = await self._theirs(
+            f"SELECT {', '.join(PAYMENT_FIELDS)} FROM {ORDERS} WHERE order_id = ?", (order_id,)
+        )
+        if not rows:
+            return None
+        fields = dict(rows[0])
+        return PaymentState(
+            order_id=order_id,
+            **{
+                **fields,
+                "refunded_amount": fields["refunded_amount"] or 0,
+                "updated_at": time_of(fields["updated_at"]),
+            },
+        )
 
     async def _theirs(self, sql: str, parameters: tuple) -> list[sqlite3.Row]:
         """A read of the consumers' tables: none yet (no consumer ever opened the file) is no
