@@ -32,6 +32,7 @@ def _events(types: list[str], start: int = 0) -> list[LoggedEvent]:
             type=t,
             time=A_TIME + timedelta(seconds=start + n),
             subject=f"order-{n % 7}",
+            order_id=f"order-{n % 7}",
             correlation_id=f"c{n % 11}",
             causation_id=f"e{n - 1}",
         )
@@ -64,7 +65,8 @@ FILTERS = {
     "type pattern with a head": EventQuery(type="stripe.#"),
     "source": EventQuery(source="/webhooks/stripe"),
     "correlation id": EventQuery(correlation_id="c1"),
-    "order": EventQuery(subject="order-1"),
+    "subject": EventQuery(subject="order-1"),
+    "order id": EventQuery(order_id="order-1"),
     "cause": EventQuery(causation_id="e2"),
     "time range": EventQuery(since=A_TIME, until=A_TIME + timedelta(minutes=1)),
     "nothing": EventQuery(),
