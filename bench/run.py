@@ -21,6 +21,7 @@ import consumer
 import e2e
 import ingest
 import operator_search
+import order_page
 from report import console, write_json
 from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
 
@@ -32,6 +33,7 @@ SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "e2e": e2e.run,
     "eventlog": eventlog.run,
     "operator_search": operator_search.run,
+    "order_page": order_page.run,
 }
 
 
