@@ -212,6 +212,7 @@ def test_the_openapi_document_lists_the_read_api_and_kongs_key(hub: Hub) -> None
         "/api/events",
         "/api/events/{event_id}",
         "/api/events/{event_id}/journey",
+        "/api/orders/{order_id}",
         "/api/parking-lots/{consumer}",
     }
     assert document["components"]["securitySchemes"]["kong"]["name"] == "apikey"

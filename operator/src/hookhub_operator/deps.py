@@ -90,7 +90,9 @@ def search_filters(
     provider: Annotated[str | None, Query(description="Webhooks of this provider")] = None,
     source: Annotated[str | None, Query(description="A whole CloudEvents source")] = None,
     correlation_id: Annotated[str | None, Query(description="The correlation id")] = None,
-    order: Annotated[str | None, Query(description="The order id (the events' subject)")] = None,
+    order: Annotated[
+        str | None, Query(description="The order id: its own events, payments and follow-ups")
+    ] = None,
     since: Annotated[
         str | None, Query(description="From this time on (ISO 8601, UTC if no zone)")
     ] = None,
