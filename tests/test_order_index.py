@@ -1,7 +1,7 @@
 """The index knows the order of inbound events too: the storefront's order events by their data,
 each payment provider's webhooks by the provider table's `order_id_at`, the very paths the
-payments consumer reconciles by (one source, in `hookhub.providers`); and an index an older
-release made gets the column, its follow-ups' subjects copied in (the event log's migration 2); and both
+payments consumer reconciles by (one source, in `hookhub.providers`). An index an older release
+made gets the column, its follow-ups' subjects copied in (the event log's migration 2); both
 adapters read the order the payments consumer wrote, as its repositories write it."""
 
 import json
