@@ -169,7 +169,9 @@ async def test_one_marker_saved_with_two_records_at_once_lets_exactly_one_win(on
     one, other = on_storage.store(), on_storage.store()
     both = marker("evt-1", "payments")
 
-    results = await asyncio.gather(save(one, Order("ord-1"), both), save(other, Ticket("t-1"), both))
+    results = await asyncio.gather(
+        save(one, Order("ord-1"), both), save(other, Ticket("t-1"), both)
+    )
 
     assert sorted(results) == [False, True]
 

@@ -33,8 +33,6 @@ from hookhub_eventlog.store.base import (
     pattern_problem,
 )
 from hookhub_eventlog.store.consumer_tables import (
-    AGGREGATES,
-    APPLIED,
     DELIVERIES,
     MARKERS,
     event_key,
@@ -232,33 +230,18 @@ class MongoEventLog(EventLog):
             raise SearchTooSlow from None
 
     async def _processed_by(self, source: str, event_id: str) -> list[tuple[str, datetime]]:
-        key = event_key(source, event_id)
-        markers = self._db[MARKERS]
+        # Every marker is in `markers` (store migration 2), on the index by event key.
+        markers = self._db[MARKERS].find(
+            {"event_key": event_key(source, event_id)},
+            {"consumer": 1, "processed_at": 1},
+            limit=MAX_JOURNEY_ROWS,
+            max_time_ms=BUDGET_MS,
+        )
         found = [
             (document["consumer"], _utc(document["processed_at"]))
-            for document in await markers.find(
-                {"event_key": key}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
-            ).to_list(MAX_JOURNEY_ROWS)
+            for document in await markers.to_list(MAX_JOURNEY_ROWS)
         ]
-        # A marker saved with a state lives in its aggregate: its time is the aggregate's. By
-        # its key's end: the consumers that may have saved one are not all known here. No index
-        # serves that, so it is bounded by the budget (SearchTooSlow past it).
-        suffix = {"$regex": f"\\|{re.escape(key)}$"}
-        named = (
-            await self._db[AGGREGATES]
-            .find({}, {"_id": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
-            .to_list(MAX_JOURNEY_ROWS)
-        )
-        for name in (document["_id"] for document in named):
-            aggregates = self._db[name].find(
-                {APPLIED: suffix}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
-            )
-            for document in await aggregates.to_list(MAX_JOURNEY_ROWS):
-                for marker in document[APPLIED]:
-                    consumer, _, marked = marker.partition("|")
-                    if marked == key:
-                        found.append((consumer, _utc(document["updated_at"])))
-        return sorted(found, key=lambda one: one[1])
+        return sorted(found, key=lambda one: (one[1], one[0]))
 
     async def marked_sources(self, event_id: str) -> list[str]:
         try:
@@ -267,26 +250,11 @@ class MongoEventLog(EventLog):
             raise SearchTooSlow from None
 
     async def _marked_sources(self, event_id: str) -> list[str]:
-        # By the keys' end, in the markers and in the aggregates (see `_processed_by`): no index
-        # serves it, so it is bounded by the budget (SearchTooSlow past it).
-        end = f"#{re.escape(event_id)}$"
-        keys = [
-            document["event_key"]
-            for document in await self._db[MARKERS]
-            .find({"event_key": {"$regex": end}}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
-            .to_list(MAX_JOURNEY_ROWS)
-        ]
-        named = (
-            await self._db[AGGREGATES]
-            .find({}, {"_id": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
-            .to_list(MAX_JOURNEY_ROWS)
+        # On the index by event id, which store migration 2 gives every marker.
+        markers = self._db[MARKERS].find(
+            {"event_id": event_id}, {"event_key": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
         )
-        for name in (document["_id"] for document in named):
-            aggregates = self._db[name].find(
-                {APPLIED: {"$regex": end}}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
-            )
-            for document in await aggregates.to_list(MAX_JOURNEY_ROWS):
-                keys += [m.partition("|")[2] for m in document[APPLIED]]
+        keys = [document["event_key"] for document in await markers.to_list(MAX_JOURNEY_ROWS)]
         suffix = f"#{event_id}"
         return sorted({k.removesuffix(suffix) for k in keys if k.endswith(suffix)})
 
