@@ -19,10 +19,11 @@ adapters make in one (`insert_one`, `update_one`) take a session; any other refu
 import asyncio
 import copy
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import mongomock
+from pymongo import UpdateOne
 
 MAX_TURNS = 3  # the most times an interleaving call suspends, before it runs and again after
 
@@ -116,6 +117,12 @@ class StandinCollection:
     async def create_index(self, keys: Any, **kwargs: Any) -> str:
         return await self._client._call(None, lambda: self._sync.create_index(keys, **kwargs))
 
+    async def index_information(self) -> dict[str, Any]:
+        return await self._client._call(None, self._sync.index_information)
+
+    async def drop_index(self, name: str) -> None:
+        await self._client._call(None, lambda: self._sync.drop_index(name))
+
     async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
         return await self._client._call(None, lambda: self._sync.find_one(filter, *args, **kwargs))
 
@@ -150,8 +157,14 @@ class StandinCollection:
 
         return await self._client._call(session, run)
 
-    async def bulk_write(self, requests: Any, **kwargs: Any) -> Any:
-        return await self._client._call(None, lambda: self._sync.bulk_write(requests, **kwargs))
+    async def bulk_write(self, requests: Sequence[UpdateOne], ordered: bool = True) -> None:
+        # mongomock's bulk API predates PyMongo 4.20's operations: each upsert applied in turn
+        # (the only operation the adapters send in bulk; any other fails on its attributes).
+        def run() -> None:
+            for request in requests:
+                self._sync.update_one(request._filter, request._doc, upsert=request._upsert)
+
+        await self._client._call(None, run)
 
     def find(self, *args: Any, **kwargs: Any) -> "StandinCursor":
         return StandinCursor(self._sync.find(*args, **kwargs), self._client)
