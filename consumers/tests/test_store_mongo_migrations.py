@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from hookhub_consumers.notifications.store_mongo import MongoDeliveries
 from hookhub_consumers.payments.records import Order
 from hookhub_consumers.payments.store_mongo import MongoOrders
 from hookhub_consumers.production.records import Ticket
@@ -71,3 +72,17 @@ async def test_a_new_save_keeps_its_marker_in_markers_and_not_in_the_record():
 
     assert database["markers"]._sync.count_documents({}) == 1
     assert "applied" not in database["orders"]._sync.find_one({"_id": "ord-1"})
+
+
+async def test_duplicate_delivery_attempts_an_older_release_wrote_are_kept_once_and_made_unique():
+    database = StandinClient()[f"hookhub_test_{uuid.uuid4().hex}"]
+    attempt = {"event_id": "evt-1", "source": "/s", "url": "https://x.example/h", "attempt": 1}
+    database["schema_versions"]._sync.insert_one({"_id": "notifications", "version": 1})
+    database["deliveries"]._sync.insert_one({**attempt, "delivered": False, "at": SAVED_AT})
+    database["deliveries"]._sync.insert_one({**attempt, "delivered": True, "at": SAVED_AT})
+
+    await MongoStore(database, repositories={"notifications": MongoDeliveries}).open()
+
+    kept = list(database["deliveries"]._sync.find())
+    assert [d["delivered"] for d in kept] == [False]  # the first one
+    assert database["deliveries"]._sync.index_information()["one_per_attempt"]["unique"] is True

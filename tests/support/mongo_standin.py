@@ -14,12 +14,16 @@ Transactions (`client.start_session()`, `session.with_transaction(callback)`): s
 a client-wide lock that every call outside the transaction waits for; on an exception the
 transaction's writes are undone from an undo log, as a server aborts it. Only the writes the
 adapters make in one (`insert_one`, `update_one`) take a session; any other refuses one.
+
+Queries (`StandinClient(queries=[])`): every filter (and sort) an adapter sends is appended, for
+the test that checks each against the adapters' declared indexes.
 """
 
 import asyncio
 import copy
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import mongomock
@@ -28,15 +32,25 @@ from pymongo import UpdateOne
 MAX_TURNS = 3  # the most times an interleaving call suspends, before it runs and again after
 
 
+@dataclass(frozen=True)
+class Query:
+    """A query an adapter made: its collection, filter and sort, as sent."""
+
+    collection: str
+    filter: dict[str, Any]
+    sort: list[Any]
+
+
 class StandinClient:
     """AsyncMongoClient's subset: databases by name, sessions, async close."""
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: int | None = None, queries: list["Query"] | None = None) -> None:
         # tz_aware as MongoStore.from_url sets it; mongomock keeps UTC milliseconds, as BSON does.
         self._sync = mongomock.MongoClient(tz_aware=True)
         self._rng = None if seed is None else random.Random(seed)
         self._transaction = asyncio.Lock()
         self._in_transaction: StandinSession | None = None
+        self.queries = queries  # when given, every query made is appended to it
 
     def __getitem__(self, name: str) -> "StandinDatabase":
         return StandinDatabase(self._sync[name], self)
@@ -46,6 +60,10 @@ class StandinClient:
 
     async def close(self) -> None:
         self._sync.close()
+
+    def _saw(self, collection: str, filter: Any, sort: Any = None) -> None:
+        if self.queries is not None:
+            self.queries.append(Query(collection, dict(filter or {}), list(sort or [])))
 
     async def _turns(self) -> None:
         if self._rng is not None:
@@ -124,6 +142,7 @@ class StandinCollection:
         await self._client._call(None, lambda: self._sync.drop_index(name))
 
     async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self._client._saw(self.name, filter)
         return await self._client._call(None, lambda: self._sync.find_one(filter, *args, **kwargs))
 
     async def insert_one(self, document: Any, session: Any = None, **kwargs: Any) -> Any:
@@ -137,14 +156,18 @@ class StandinCollection:
         return await self._client._call(session, run)
 
     async def delete_many(self, filter: Any, **kwargs: Any) -> Any:
+        self._client._saw(self.name, filter)
         return await self._client._call(None, lambda: self._sync.delete_many(filter, **kwargs))
 
     async def update_many(self, filter: Any, update: Any, **kwargs: Any) -> Any:
+        self._client._saw(self.name, filter)
         return await self._client._call(
             None, lambda: self._sync.update_many(filter, update, **kwargs)
         )
 
     async def update_one(self, filter: Any, update: Any, session: Any = None, **kwargs: Any) -> Any:
+        self._client._saw(self.name, filter)
+
         def run() -> Any:
             before = copy.deepcopy(self._sync.find_one(filter)) if session is not None else None
             result = self._sync.update_one(filter, update, **kwargs)
@@ -160,6 +183,9 @@ class StandinCollection:
     async def bulk_write(self, requests: Sequence[UpdateOne], ordered: bool = True) -> None:
         # mongomock's bulk API predates PyMongo 4.20's operations: each upsert applied in turn
         # (the only operation the adapters send in bulk; any other fails on its attributes).
+        for request in requests:
+            self._client._saw(self.name, request._filter)
+
         def run() -> None:
             for request in requests:
                 self._sync.update_one(request._filter, request._doc, upsert=request._upsert)
@@ -167,18 +193,24 @@ class StandinCollection:
         await self._client._call(None, run)
 
     def find(self, *args: Any, **kwargs: Any) -> "StandinCursor":
-        return StandinCursor(self._sync.find(*args, **kwargs), self._client)
+        filter = args[0] if args else kwargs.get("filter")
+        return StandinCursor(self._sync.find(*args, **kwargs), self._client, self.name, filter)
 
 
 class StandinCursor:
-    def __init__(self, sync: mongomock.collection.Cursor, client: StandinClient) -> None:
+    def __init__(
+        self, sync: mongomock.collection.Cursor, client: StandinClient, name: str, filter: Any
+    ) -> None:
         self._sync = sync
         self._client = client
+        self._name, self._filter, self._sort = name, filter, None
 
     def sort(self, *args: Any, **kwargs: Any) -> "StandinCursor":
         self._sync.sort(*args, **kwargs)
+        self._sort = args[0] if args else kwargs.get("key_or_list")
         return self
 
     async def to_list(self, length: int | None = None) -> list[Any]:
+        self._client._saw(self._name, self._filter, self._sort)
         documents = await self._client._call(None, lambda: list(self._sync))
         return documents if length is None else documents[:length]

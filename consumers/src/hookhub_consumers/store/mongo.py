@@ -92,7 +92,40 @@ async def markers_store_wide(db: AsyncDatabase, aggregates: Sequence[str] = ()) 
     await markers.create_index("event_id", name=MARKERS_BY_EVENT_ID)
 
 
+async def repository_baseline(db: AsyncDatabase, repository: "MongoRepository") -> None:
+    """Migration 1 of a consumer's component: its repository's indexes, and, for a collection
+    of records saved with markers, the outbox's index and its name in `aggregates` (made on
+    first use before versions were recorded; safe to repeat)."""
+    await repository.create_indexes()
+    if keeps_records(type(repository)):
+        name = repository.collection
+        await db[name].create_index(f"{OUTBOX}.marker", name=BY_OUTBOX)
+        # `markers_in` for an older release's event log, which looked for markers there.
+        named = {"$set": {"markers_in": APPLIED}}
+        await db[AGGREGATES].update_one({"_id": name}, named, upsert=True)
+
+
 MARKERS_BY_EVENT_KEY, MARKERS_BY_EVENT_ID = "markers_by_event_key", "markers_by_event_id"
+BY_OUTBOX = "by_outbox"
+SCAN = ""  # in QUERY_INDEXES: no index, on purpose (a tiny collection, or a one-time migration)
+# Every query the runtime's part of the store makes, by collection: the fields it filters on →
+# the index that serves it (`_id_`: MongoDB's own). RECORD_QUERIES apply to every collection of
+# records saved with markers, besides its repository's own `queries`. Checked against what the
+# store does by test_mongo_query_plans.py (and `explain()` on a real server).
+QUERY_INDEXES: dict[str, dict[tuple[str, ...], str]] = {
+    MARKERS: {
+        ("_id",): "_id_",
+        ("event_id",): MARKERS_BY_EVENT_ID,  # migration 2's backfill of older markers
+    },
+    HEALTH: {("_id",): "_id_"},
+    schema.TABLE: {(): SCAN, ("_id",): "_id_"},  # one document per component
+    AGGREGATES: {(): SCAN, ("_id",): "_id_"},  # one document per record collection
+}
+RECORD_QUERIES: dict[tuple[str, ...], str] = {
+    ("_id",): "_id_",
+    (f"{OUTBOX}.marker",): BY_OUTBOX,
+    (APPLIED,): SCAN,  # migration 2, once
+}
 # The runtime's numbered migrations (`hookhub.schema`), each called with the database and safe to
 # repeat: 1, the baseline, is the collections and indexes as they were when versions began to be
 # recorded (#27); 2 puts every marker in `markers`. Append; never edit or reorder one that
@@ -112,20 +145,31 @@ class MongoRepository(Repository):
 
     collection: ClassVar[str]
     key: ClassVar[str] = ""
-    # Numbered migrations after the baseline (version 1): coroutine functions of the database,
-    # safe to repeat; version 2 first. Append; never edit or reorder one that shipped.
+    # Numbered migrations after the baseline (version 1, `create_indexes`): coroutine functions
+    # of the database, safe to repeat; version 2 first. Append; never edit or reorder one that
+    # shipped. An index is made by a migration: a changed one gets a new name in a new one.
     migrations: ClassVar[Sequence[Any]] = ()
+    # Every query its reads make on `collection`: the fields filtered on (sorted) → the index
+    # that serves it ("_id_" MongoDB's own); checked by test_mongo_query_plans.py.
+    queries: ClassVar[Mapping[tuple[str, ...], str]] = {("_id",): "_id_"}
 
     def __init__(self, db: AsyncDatabase) -> None:
         self.db = db
 
     async def create_indexes(self) -> None:
-        """Its own indexes (idempotent); the store makes those of the markers and the outbox."""
+        """Its own indexes (idempotent), made by its migration 1; the store makes those of the
+        markers and the outbox."""
 
     def document(self, state: Record) -> dict[str, Any]:
         """The fields a save writes: all the record's but its key and version, as they are."""
         kept = (f.name for f in fields(state) if f.name not in (self.key, "version"))
         return {name: getattr(state, name) for name in kept}
+
+
+def keeps_records(repository: type[Repository]) -> bool:
+    """Whether the store saves records through this repository class, with markers and an
+    outbox. (A `record` method, as the notifications' repository has, is no record type.)"""
+    return isinstance(repository.record, type)
 
 
 def _key(marker: Marker) -> str:
@@ -151,9 +195,11 @@ class MongoStore(Store):
         super().__init__({name: cls(database) for name, cls in classes.items()})
         self._db = database
         self._client = client  # owned: closed by close()
-        self._indexes_created = False
-        # The collections whose documents carry markers: those of the records saved with them.
-        self._aggregates = [r.collection for r in self._by_record.values()]
+        self._migrated = False
+        # The collections of records saved with markers (whose documents carry an outbox).
+        self._aggregates = [
+            r.collection for r in self._repositories.values() if keeps_records(type(r))
+        ]
 
     @classmethod
     def from_url(
@@ -168,34 +214,30 @@ class MongoStore(Store):
         await self._collection(MARKERS)
 
     async def _collection(self, name: str) -> AsyncCollection:
-        if not self._indexes_created:
-            # First: a database a newer release made is refused before anything is created.
-            aggregates = tuple(self._aggregates)
-
-            async def bound(db: AsyncDatabase) -> None:
-                await markers_store_wide(db, aggregates)
-
-            await schema.migrate_documents(
-                self._db,
-                {
-                    COMPONENT: (*MIGRATIONS[:1], bound, *MIGRATIONS[2:]),
-                    **{
-                        consumer: (schema.baseline, *type(repository).migrations)
-                        for consumer, repository in self._repositories.items()
-                    },
-                },
-            )
-            # Idempotent, so two processes (or two coroutines) creating them at once is harmless.
-            for aggregate in self._aggregates:
-                await self._db[aggregate].create_index(f"{OUTBOX}.marker", name="by_outbox")
-                # Named for the event log, which finds markers in the collections named here.
-                await self._db[AGGREGATES].update_one(
-                    {"_id": aggregate}, {"$set": {"markers_in": APPLIED}}, upsert=True
-                )
-            for repository in self._repositories.values():
-                await repository.create_indexes()
-            self._indexes_created = True
+        if not self._migrated:
+            # Once per process, at open: the schema_versions read, and the migrations (indexes
+            # included) this database lacks. A database a newer release made is refused first.
+            await schema.migrate_documents(self._db, self._migrations())
+            self._migrated = True
         return self._db[name]
+
+    def _migrations(self) -> dict[str, Sequence[Any]]:
+        """Each component's numbered migrations, bound to this store's repositories."""
+        aggregates = tuple(self._aggregates)
+
+        async def store_wide(db: AsyncDatabase) -> None:
+            await markers_store_wide(db, aggregates)
+
+        found: dict[str, Sequence[Any]] = {
+            COMPONENT: (*MIGRATIONS[:1], store_wide, *MIGRATIONS[2:])
+        }
+        for consumer, repository in self._repositories.items():
+
+            async def baseline(db: AsyncDatabase, repository: MongoRepository = repository) -> None:
+                await repository_baseline(db, repository)
+
+            found[consumer] = (baseline, *type(repository).migrations)
+        return found
 
     async def _marked(self, key: str) -> bool:
         markers = (await self._collection(MARKERS)).with_options(read_concern=MAJORITY_READ)
