@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from hookhub import schema
 from hookhub_eventlog.store.consumer_tables import AGGREGATES, APPLIED, MARKERS, marker_key
+from hookhub_eventlog.store.mongo import connect
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -206,7 +207,7 @@ class MongoStore(Store):
         cls, url: str, repositories: Mapping[str, type[MongoRepository]] | None = None
     ) -> "MongoStore":
         """`mongodb://host:port/dbname` (dbname defaults to "hookhub"); connects on first use."""
-        client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True)
+        client = connect(url)  # with the timeouts from the settings
         database = client.get_default_database(DEFAULT_DATABASE)
         return cls(database, client, repositories=repositories)
 

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from hookhub import schema, topology
 from hookhub.addresses import redact
+from hookhub.settings import Settings
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ExecutionTimeout
@@ -103,6 +105,21 @@ async def order_steps(db: AsyncDatabase) -> None:
 MIGRATIONS: tuple[Any, ...] = (create_event_indexes, order_steps)
 
 
+def connect(url: str, settings: Settings | None = None) -> AsyncMongoClient:
+    """A client of the store's MongoDB, with its timeouts from the settings
+    (HOOKHUB_STORE_SERVER_SELECTION_TIMEOUT_S, HOOKHUB_STORE_SOCKET_TIMEOUT_S) unless the URL
+    names them; it connects on first use. (Not timeoutMS: it would replace each query's own
+    maxTimeMS budget with what is left of it.)"""
+    settings = settings or Settings()
+    options = {
+        "serverSelectionTimeoutMS": int(settings.store_server_selection_timeout_s * 1000),
+        "socketTimeoutMS": int(settings.store_socket_timeout_s * 1000),
+    }
+    named = {name.lower() for name in parse_qs(urlsplit(url).query)}
+    chosen = {name: value for name, value in options.items() if name.lower() not in named}
+    return AsyncMongoClient(url, tz_aware=True, **chosen)
+
+
 def _utc(at: datetime) -> datetime:
     # BSON keeps UTC milliseconds; a client without tz_aware hands them back naive.
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
@@ -159,7 +176,7 @@ class MongoEventLog(EventLog):
     @classmethod
     def from_url(cls, url: str) -> "MongoEventLog":
         """`mongodb://host:port/dbname` (dbname defaults to "hookhub"); connects on first use."""
-        client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True)
+        client = connect(url)
         return cls(client.get_default_database(DEFAULT_DATABASE), client)
 
     async def index(self, events: Sequence[LoggedEvent]) -> None:
