@@ -39,6 +39,7 @@ class Query:
     collection: str
     filter: dict[str, Any]
     sort: list[Any]
+    options: dict[str, Any]  # find's: limit, max_time_ms; find_one's: limit 1
 
 
 class StandinClient:
@@ -61,9 +62,10 @@ class StandinClient:
     async def close(self) -> None:
         self._sync.close()
 
-    def _saw(self, collection: str, filter: Any, sort: Any = None) -> None:
+    def _saw(self, collection: str, filter: Any, sort: Any = None, **options: Any) -> None:
         if self.queries is not None:
-            self.queries.append(Query(collection, dict(filter or {}), list(sort or [])))
+            query = Query(collection, dict(filter or {}), list(sort or []), options)
+            self.queries.append(query)
 
     async def _turns(self) -> None:
         if self._rng is not None:
@@ -142,7 +144,7 @@ class StandinCollection:
         await self._client._call(None, lambda: self._sync.drop_index(name))
 
     async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
-        self._client._saw(self.name, filter)
+        self._client._saw(self.name, filter, limit=1)
         return await self._client._call(None, lambda: self._sync.find_one(filter, *args, **kwargs))
 
     async def insert_one(self, document: Any, session: Any = None, **kwargs: Any) -> Any:
@@ -194,16 +196,23 @@ class StandinCollection:
 
     def find(self, *args: Any, **kwargs: Any) -> "StandinCursor":
         filter = args[0] if args else kwargs.get("filter")
-        return StandinCursor(self._sync.find(*args, **kwargs), self._client, self.name, filter)
+        options = {k: v for k, v in kwargs.items() if k in ("limit", "max_time_ms")}
+        cursor = self._sync.find(*args, **kwargs)
+        return StandinCursor(cursor, self._client, self.name, filter, options)
 
 
 class StandinCursor:
     def __init__(
-        self, sync: mongomock.collection.Cursor, client: StandinClient, name: str, filter: Any
+        self,
+        sync: mongomock.collection.Cursor,
+        client: StandinClient,
+        name: str,
+        filter: Any,
+        options: dict[str, Any],
     ) -> None:
         self._sync = sync
         self._client = client
-        self._name, self._filter, self._sort = name, filter, None
+        self._name, self._filter, self._sort, self._options = name, filter, None, options
 
     def sort(self, *args: Any, **kwargs: Any) -> "StandinCursor":
         self._sync.sort(*args, **kwargs)
@@ -211,6 +220,6 @@ class StandinCursor:
         return self
 
     async def to_list(self, length: int | None = None) -> list[Any]:
-        self._client._saw(self._name, self._filter, self._sort)
+        self._client._saw(self._name, self._filter, self._sort, **self._options)
         documents = await self._client._call(None, lambda: list(self._sync))
         return documents if length is None else documents[:length]
