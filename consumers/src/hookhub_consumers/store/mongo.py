@@ -53,6 +53,9 @@ OUTBOX = "outbox"  # the field of a record that holds the events it emits until 
 COMPONENT = "store"  # the runtime's collections, in schema_versions
 MAJORITY_READ = ReadConcern("majority")
 MAJORITY_WRITE = WriteConcern("majority")
+MARKERS_BY_EVENT_KEY, MARKERS_BY_EVENT_ID = "markers_by_event_key", "markers_by_event_id"
+BY_OUTBOX = "by_outbox"
+SCAN = ""  # in QUERY_INDEXES: no index, on purpose (a tiny collection, or a one-time migration)
 
 
 def marker_document(key: str, consumer: str, event_key: str, at: datetime) -> dict[str, Any]:
@@ -72,6 +75,8 @@ async def markers_store_wide(db: AsyncDatabase, aggregates: Sequence[str] = ()) 
     record's `applied` copied there (with the record's `updated_at` as their time), and the
     event log's indexes on them. Upserts only: safe to repeat."""
     markers = db[MARKERS]
+    await markers.create_index("event_key", name=MARKERS_BY_EVENT_KEY)
+    await markers.create_index("event_id", name=MARKERS_BY_EVENT_ID)
     named = [d["_id"] for d in await db[AGGREGATES].find({}, {"_id": 1}).to_list(None)]
     for name in dict.fromkeys([*aggregates, *named]):
         found = db[name].find(
@@ -89,8 +94,6 @@ async def markers_store_wide(db: AsyncDatabase, aggregates: Sequence[str] = ()) 
     for document in await markers.find({"event_id": {"$exists": False}}).to_list(None):
         event_id = document["event_key"].partition("#")[2]
         await markers.update_one({"_id": document["_id"]}, {"$set": {"event_id": event_id}})
-    await markers.create_index("event_key", name=MARKERS_BY_EVENT_KEY)
-    await markers.create_index("event_id", name=MARKERS_BY_EVENT_ID)
 
 
 async def repository_baseline(db: AsyncDatabase, repository: "MongoRepository") -> None:
@@ -106,9 +109,6 @@ async def repository_baseline(db: AsyncDatabase, repository: "MongoRepository") 
         await db[AGGREGATES].update_one({"_id": name}, named, upsert=True)
 
 
-MARKERS_BY_EVENT_KEY, MARKERS_BY_EVENT_ID = "markers_by_event_key", "markers_by_event_id"
-BY_OUTBOX = "by_outbox"
-SCAN = ""  # in QUERY_INDEXES: no index, on purpose (a tiny collection, or a one-time migration)
 # Every query the runtime's part of the store makes, by collection: the fields it filters on →
 # the index that serves it (`_id_`: MongoDB's own). RECORD_QUERIES apply to every collection of
 # records saved with markers, besides its repository's own `queries`. Checked against what the
@@ -245,7 +245,7 @@ class MongoStore(Store):
         return await markers.find_one({"_id": key}, {"_id": 1}) is not None
 
     async def write(self, writes: Sequence[Write]) -> list[Written]:
-        # Each write is one atomic single-document write of its own (see the module's
+        # Each write is atomic on its own (a transaction, or one insert: see the module's
         # docstring), so a group is those writes in flight together on the client's pool.
         results = await asyncio.gather(*map(self._write_one, writes), return_exceptions=True)
         for result in results:
