@@ -171,8 +171,9 @@ class Finds(monitoring.CommandListener):
 
 
 def stages(plan: dict[str, Any]) -> set[str]:
+    """Every stage of a winning plan (the slot-based engine's nests it in `queryPlan`)."""
     found = {plan.get("stage", "")}
-    for child in (plan.get("inputStage"), *plan.get("inputStages", ())):
+    for child in (plan.get("queryPlan"), plan.get("inputStage"), *plan.get("inputStages", ())):
         if child:
             found |= stages(child)
     return found
