@@ -1,8 +1,10 @@
 """One fresh storage per adapter (a SQLite file, a MongoDB database), for the contract suites of
 the runtime's store and of each consumer's repository.
 
-SQLite on a temporary file; MongoDB against the in-process stand-in, and against a real server
-when HOOKHUB_TEST_MONGODB_URL is set. Stores (with the repositories of the consumers given) and
+SQLite on a temporary file; MongoDB against the in-process stand-in, once as it is and once
+interleaving (every call suspends a random number of times, from a seed: HOOKHUB_TEST_SEED, 26
+unless set, so that a failure repeats), and against a real server when HOOKHUB_TEST_MONGODB_URL
+is set. Stores (with the repositories of the consumers given) and
 event logs are opened on it as separate processes would, and all closed at the end.
 """
 
@@ -27,7 +29,13 @@ from pymongo import AsyncMongoClient
 from tests.support.mongo_standin import StandinClient
 
 MONGODB_URL_VAR = "HOOKHUB_TEST_MONGODB_URL"
-ADAPTERS = ["sqlite", "mongodb-standin", "mongodb-server"]
+SEED_VAR = "HOOKHUB_TEST_SEED"
+ADAPTERS = ["sqlite", "mongodb-standin", "mongodb-interleaving", "mongodb-server"]
+
+
+def seed() -> int:
+    """The interleaving stand-in's seed: the same one repeats a failure's order of calls."""
+    return int(os.environ.get(SEED_VAR, "26"))
 
 
 @dataclass
@@ -57,8 +65,9 @@ async def storage(
         found = Storage(
             lambda: SQLiteStore.from_url(url, sqlite), lambda: SQLiteEventLog.from_url(url)
         )
-    elif adapter == "mongodb-standin":
-        database = StandinClient()[f"hookhub_test_{uuid.uuid4().hex}"]
+    elif adapter in ("mongodb-standin", "mongodb-interleaving"):
+        client = StandinClient(seed() if adapter == "mongodb-interleaving" else None)
+        database = client[f"hookhub_test_{uuid.uuid4().hex}"]
         mongodb = load_repositories("mongodb", specs)
         # The stand-in's duck type stands for an AsyncDatabase.
         found = Storage(

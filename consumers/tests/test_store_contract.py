@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hookhub import specs
 from hookhub.specs import ConsumerSpec
-from hookhub_consumers.payments.records import Order
+from hookhub_consumers.payments.records import Order, orders
 from hookhub_consumers.production.records import Ticket
 from hookhub_consumers.store import ConcurrentUpdate, Marker, Store, open_store
 from hookhub_consumers.store.base import Change, load_repositories
@@ -138,6 +138,42 @@ async def test_a_marker_saved_with_state_cannot_be_written_alone_again(store: St
     await save(store, Account("ana"), marker())
 
     assert await store.mark_processed(marker()) is False
+
+
+async def test_a_marker_is_unique_across_records_and_collections(store: Store):
+    one = marker("evt-1", "payments")
+
+    saved = [
+        await save(store, Order("ord-b"), one),
+        await save(store, Order("ord-c"), one),
+        await save(store, Ticket("ord-d"), one),
+    ]
+
+    assert saved == [True, False, False]
+    assert await orders(store).get("ord-c") is None
+
+
+async def test_a_state_saved_and_the_same_marker_written_alone_at_once_let_exactly_one_win(
+    on_storage: Storage,
+):
+    one, other = on_storage.store(), on_storage.store()
+    both = marker("evt-1", "payments")
+
+    results = await asyncio.gather(save(one, Order("ord-1"), both), other.mark_processed(both))
+
+    assert sorted(results) == [False, True]
+    assert await one.is_processed(both) is True
+
+
+async def test_one_marker_saved_with_two_records_at_once_lets_exactly_one_win(on_storage: Storage):
+    one, other = on_storage.store(), on_storage.store()
+    both = marker("evt-1", "payments")
+
+    results = await asyncio.gather(
+        save(one, Order("ord-1"), both), save(other, Ticket("t-1"), both)
+    )
+
+    assert sorted(results) == [False, True]
 
 
 # Exactly once in effect

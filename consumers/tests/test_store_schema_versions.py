@@ -153,7 +153,7 @@ async def test_a_new_mongodb_store_records_each_component_at_its_version():
     await MongoStore(database, repositories={"loyalty": MongoAccounts}).open()
     await MongoEventLog(database).open()
 
-    assert versions_in(database) == {"store": 1, "loyalty": 1, "eventlog": 2}
+    assert versions_in(database) == {"store": 2, "loyalty": 1, "eventlog": 3}
     assert database["schema_versions"]._sync.find_one({"_id": "store"})["applied_at"]
 
 

@@ -5,14 +5,45 @@ from dataclasses import asdict
 
 from hookhub_eventlog.store.consumer_tables import DELIVERIES
 from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
 
 from hookhub_consumers.notifications.records import Delivery
 from hookhub_consumers.store.mongo import MongoRepository, utc
+
+# One document per attempt: what `record` upserts by, unique, as SQLite's key makes it.
+ATTEMPT = ("event_id", "source", "url", "attempt")
+ONE_PER_ATTEMPT = "one_per_attempt"
+LOOKUP_MS = 5000  # a read's server-side budget
+
+
+async def one_document_per_attempt(db: AsyncDatabase) -> None:
+    """Migration 2: the unique index on an attempt's identity, once duplicates (two processes
+    upserting one attempt at once, before it) are gone, keeping the first. Safe to repeat."""
+    seen: set[tuple[object, ...]] = set()
+    duplicates = []
+    documents = db[DELIVERIES].find({}, {field: 1 for field in ATTEMPT})
+    for document in await documents.sort([("_id", ASCENDING)]).to_list(None):
+        identity = tuple(document.get(field) for field in ATTEMPT)
+        if identity in seen:
+            duplicates.append(document["_id"])
+        seen.add(identity)
+    if duplicates:
+        await db[DELIVERIES].delete_many({"_id": {"$in": duplicates}})
+    keys = [(field, ASCENDING) for field in ATTEMPT]
+    await db[DELIVERIES].create_index(keys, name=ONE_PER_ATTEMPT, unique=True)
 
 
 class MongoDeliveries(MongoRepository):
     # No `record`: an attempt is written outside a marker, by `record` below.
     collection = DELIVERIES
+    migrations = (one_document_per_attempt,)
+    queries = {
+        ("_id",): "_id_",  # migration 2's removal of duplicates
+        ("event_id",): "by_event",
+        ("event_id", "source"): "by_event",
+        ("attempt", "event_id", "source", "url"): ONE_PER_ATTEMPT,
+        (): "",  # every attempt: `attempts()` without an event, for tests and tools only
+    }
 
     async def create_indexes(self) -> None:
         await self.db[DELIVERIES].create_index(
@@ -37,6 +68,6 @@ class MongoDeliveries(MongoRepository):
             query["source"] = source
         # `at` is kept to the millisecond, so attempts in one millisecond fall back to _id, which
         # grows with each insert from one process (the notifications consumer records in order).
-        cursor = self.db[DELIVERIES].find(query, {"_id": 0})
+        cursor = self.db[DELIVERIES].find(query, {"_id": 0}, max_time_ms=LOOKUP_MS)
         documents = await cursor.sort([("at", ASCENDING), ("_id", ASCENDING)]).to_list()
         return [Delivery(**{**document, "at": utc(document["at"])}) for document in documents]

@@ -36,6 +36,7 @@ class MongoOrders(MongoRepository):
     record = Order
     collection = ORDERS
     key = "order_id"
+    queries = {("_id",): "_id_", ("payment_id", "provider"): "by_payment"}
 
     async def create_indexes(self) -> None:
         await self.db[ORDERS].create_index(

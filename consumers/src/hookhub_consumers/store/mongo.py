@@ -1,22 +1,21 @@
 """The MongoDB store, on PyMongo's async API.
 
-Why no multi-document transaction: a record keeps the markers of the events that changed it
-inside its own document (`applied`, an array of marker keys), so a state change and its marker are
-ONE conditional write: filter on _id, version and "marker not in applied"; $set the state, $inc
-the version, $push the marker. MongoDB makes a single-document write atomic on every deployment
-(a standalone server as in docker-compose, a replica set, the in-process stand-in of the tests),
-while a transaction needs a replica set and would be a code path the tests cannot run here. An
-order collects one marker per event that changed it (a handful), so the array stays small. The
-events a change emits ride in the same write (`outbox`, entries tagged with the marker) and are
-pulled once published. Which collection, which _id and which fields: the record's repository
-(`MongoRepository`) says; the store adds the version, the markers and the outbox.
+Every processed-marker is a document of `markers`, the marker key as _id, so the unique _id
+index makes a marker unique across the whole store, as SQLite's primary key does: one event
+changes one record of one consumer, once. A state change and its marker are one transaction:
+insert the marker (a duplicate: a redelivery, nothing written), then the conditional write of
+the record (filter on _id and version; $set the state, $inc the version, $push the events it
+emits to `outbox`, entries tagged with the marker, pulled once published). A marker written
+alone (mark_processed) is the insert alone. Transactions need a replica set: compose runs a
+one-member one, the chart a three-member one; a standalone server refuses them. Which
+collection, which _id and which fields: the record's repository (`MongoRepository`) says; the
+store adds the version and the outbox.
 
-Markers of effects outside the store (mark_processed) are documents of their own in `markers`, the
-marker key as _id, whose unique index settles a race between two processes. is_processed looks in
-both places, and every write checks the other place first, so a marker counts wherever it was
-written. (Only two deliveries of one event handled at the same moment, one saving state and the
-other marking alone, could both pass that check; the runtime skips an event already marked before
-handling it, so that takes a redelivery racing the first delivery and deciding differently.)
+Releases before store migration 2 kept a marker saved with a state only in its record's
+document (the array `applied`); the migration copies those into `markers`, and is safe to repeat.
+
+A read that decides an ack (`is_processed`) reads majority-committed data, so a marker a failover
+later rolls back cannot make a redelivery look done; the writes are majority-acknowledged.
 """
 
 import asyncio
@@ -28,10 +27,13 @@ from typing import Any, ClassVar
 
 from hookhub import schema
 from hookhub_eventlog.store.consumer_tables import AGGREGATES, APPLIED, MARKERS, marker_key
+from hookhub_eventlog.store.mongo import connect
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
 from hookhub_consumers.store.base import (
     ConcurrentUpdate,
@@ -49,10 +51,87 @@ DEFAULT_DATABASE = "hookhub"  # when the URL names none
 HEALTH = "health"  # one document, rewritten by each readiness check
 OUTBOX = "outbox"  # the field of a record that holds the events it emits until they are sent
 COMPONENT = "store"  # the runtime's collections, in schema_versions
+MAJORITY_READ = ReadConcern("majority")
+MAJORITY_WRITE = WriteConcern("majority")
+MARKERS_BY_EVENT_KEY, MARKERS_BY_EVENT_ID = "markers_by_event_key", "markers_by_event_id"
+BY_OUTBOX = "by_outbox"
+SCAN = ""  # in QUERY_INDEXES: no index, on purpose (a tiny collection, or a one-time migration)
+
+
+def marker_document(key: str, consumer: str, event_key: str, at: datetime) -> dict[str, Any]:
+    """A marker in `markers` (`consumer_tables`): its event id apart, for the event log's index."""
+    event_id = event_key.partition("#")[2]
+    return {
+        "_id": key,
+        "consumer": consumer,
+        "event_key": event_key,
+        "event_id": event_id,
+        "processed_at": at,
+    }
+
+
+async def markers_store_wide(db: AsyncDatabase, aggregates: Sequence[str] = ()) -> None:
+    """Store migration 2: every marker in `markers`, those an older release kept only in a
+    record's `applied` copied there (with the record's `updated_at` as their time), and the
+    event log's indexes on them. Upserts only: safe to repeat."""
+    markers = db[MARKERS]
+    await markers.create_index("event_key", name=MARKERS_BY_EVENT_KEY)
+    await markers.create_index("event_id", name=MARKERS_BY_EVENT_ID)
+    named = [d["_id"] for d in await db[AGGREGATES].find({}, {"_id": 1}).to_list(None)]
+    for name in dict.fromkeys([*aggregates, *named]):
+        found = db[name].find(
+            {APPLIED: {"$exists": True, "$ne": []}}, {APPLIED: 1, "updated_at": 1}
+        )
+        for document in await found.to_list(None):
+            for key in document[APPLIED]:
+                consumer, _, event_key = key.partition("|")
+                at = document.get("updated_at") or datetime.now(UTC)
+                await markers.update_one(
+                    {"_id": key},
+                    {"$setOnInsert": marker_document(key, consumer, event_key, at)},
+                    upsert=True,
+                )
+    for document in await markers.find({"event_id": {"$exists": False}}).to_list(None):
+        event_id = document["event_key"].partition("#")[2]
+        await markers.update_one({"_id": document["_id"]}, {"$set": {"event_id": event_id}})
+
+
+async def repository_baseline(db: AsyncDatabase, repository: "MongoRepository") -> None:
+    """Migration 1 of a consumer's component: its repository's indexes, and, for a collection
+    of records saved with markers, the outbox's index and its name in `aggregates` (made on
+    first use before versions were recorded; safe to repeat)."""
+    await repository.create_indexes()
+    if keeps_records(type(repository)):
+        name = repository.collection
+        await db[name].create_index(f"{OUTBOX}.marker", name=BY_OUTBOX)
+        # `markers_in` for an older release's event log, which looked for markers there.
+        named = {"$set": {"markers_in": APPLIED}}
+        await db[AGGREGATES].update_one({"_id": name}, named, upsert=True)
+
+
+# Every query the runtime's part of the store makes, by collection: the fields it filters on →
+# the index that serves it (`_id_`: MongoDB's own). RECORD_QUERIES apply to every collection of
+# records saved with markers, besides its repository's own `queries`. Checked against what the
+# store does by test_mongo_query_plans.py (and `explain()` on a real server).
+QUERY_INDEXES: dict[str, dict[tuple[str, ...], str]] = {
+    MARKERS: {
+        ("_id",): "_id_",
+        ("event_id",): MARKERS_BY_EVENT_ID,  # migration 2's backfill of older markers
+    },
+    HEALTH: {("_id",): "_id_"},
+    schema.TABLE: {(): SCAN, ("_id",): "_id_"},  # one document per component
+    AGGREGATES: {(): SCAN, ("_id",): "_id_"},  # one document per record collection
+}
+RECORD_QUERIES: dict[tuple[str, ...], str] = {
+    ("_id",): "_id_",
+    (f"{OUTBOX}.marker",): BY_OUTBOX,
+    (APPLIED,): SCAN,  # migration 2, once
+}
 # The runtime's numbered migrations (`hookhub.schema`), each called with the database and safe to
 # repeat: 1, the baseline, is the collections and indexes as they were when versions began to be
-# recorded (#27). Append; never edit or reorder one that shipped.
-MIGRATIONS: tuple[Any, ...] = (schema.baseline,)
+# recorded (#27); 2 puts every marker in `markers`. Append; never edit or reorder one that
+# shipped. (The store binds 2 to the collections of its records: see `_migrations`.)
+MIGRATIONS: tuple[Any, ...] = (schema.baseline, markers_store_wide)
 
 
 def utc(at: datetime) -> datetime:
@@ -67,20 +146,31 @@ class MongoRepository(Repository):
 
     collection: ClassVar[str]
     key: ClassVar[str] = ""
-    # Numbered migrations after the baseline (version 1): coroutine functions of the database,
-    # safe to repeat; version 2 first. Append; never edit or reorder one that shipped.
+    # Numbered migrations after the baseline (version 1, `create_indexes`): coroutine functions
+    # of the database, safe to repeat; version 2 first. Append; never edit or reorder one that
+    # shipped. An index is made by a migration: a changed one gets a new name in a new one.
     migrations: ClassVar[Sequence[Any]] = ()
+    # Every query its reads make on `collection`: the fields filtered on (sorted) → the index
+    # that serves it ("_id_" MongoDB's own); checked by test_mongo_query_plans.py.
+    queries: ClassVar[Mapping[tuple[str, ...], str]] = {("_id",): "_id_"}
 
     def __init__(self, db: AsyncDatabase) -> None:
         self.db = db
 
     async def create_indexes(self) -> None:
-        """Its own indexes (idempotent); the store makes those of the markers and the outbox."""
+        """Its own indexes (idempotent), made by its migration 1; the store makes those of the
+        markers and the outbox."""
 
     def document(self, state: Record) -> dict[str, Any]:
         """The fields a save writes: all the record's but its key and version, as they are."""
         kept = (f.name for f in fields(state) if f.name not in (self.key, "version"))
         return {name: getattr(state, name) for name in kept}
+
+
+def keeps_records(repository: type[Repository]) -> bool:
+    """Whether the store saves records through this repository class, with markers and an
+    outbox. (A `record` method, as the notifications' repository has, is no record type.)"""
+    return isinstance(repository.record, type)
 
 
 def _key(marker: Marker) -> str:
@@ -106,16 +196,18 @@ class MongoStore(Store):
         super().__init__({name: cls(database) for name, cls in classes.items()})
         self._db = database
         self._client = client  # owned: closed by close()
-        self._indexes_created = False
-        # The collections whose documents carry markers: those of the records saved with them.
-        self._aggregates = [r.collection for r in self._by_record.values()]
+        self._migrated = False
+        # The collections of records saved with markers (whose documents carry an outbox).
+        self._aggregates = [
+            r.collection for r in self._repositories.values() if keeps_records(type(r))
+        ]
 
     @classmethod
     def from_url(
         cls, url: str, repositories: Mapping[str, type[MongoRepository]] | None = None
     ) -> "MongoStore":
         """`mongodb://host:port/dbname` (dbname defaults to "hookhub"); connects on first use."""
-        client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True)
+        client = connect(url)  # with the timeouts from the settings
         database = client.get_default_database(DEFAULT_DATABASE)
         return cls(database, client, repositories=repositories)
 
@@ -123,40 +215,37 @@ class MongoStore(Store):
         await self._collection(MARKERS)
 
     async def _collection(self, name: str) -> AsyncCollection:
-        if not self._indexes_created:
-            # First: a database a newer release made is refused before anything is created.
-            await schema.migrate_documents(
-                self._db,
-                {
-                    COMPONENT: MIGRATIONS,
-                    **{
-                        consumer: (schema.baseline, *type(repository).migrations)
-                        for consumer, repository in self._repositories.items()
-                    },
-                },
-            )
-            # Idempotent, so two processes (or two coroutines) creating them at once is harmless.
-            for aggregate in self._aggregates:
-                await self._db[aggregate].create_index(APPLIED, name="by_marker")
-                await self._db[aggregate].create_index(f"{OUTBOX}.marker", name="by_outbox")
-                # Named for the event log, which finds markers in the collections named here.
-                await self._db[AGGREGATES].update_one(
-                    {"_id": aggregate}, {"$set": {"markers_in": APPLIED}}, upsert=True
-                )
-            for repository in self._repositories.values():
-                await repository.create_indexes()
-            self._indexes_created = True
+        if not self._migrated:
+            # Once per process, at open: the schema_versions read, and the migrations (indexes
+            # included) this database lacks. A database a newer release made is refused first.
+            await schema.migrate_documents(self._db, self._migrations())
+            self._migrated = True
         return self._db[name]
 
+    def _migrations(self) -> dict[str, Sequence[Any]]:
+        """Each component's numbered migrations, bound to this store's repositories."""
+        aggregates = tuple(self._aggregates)
+
+        async def store_wide(db: AsyncDatabase) -> None:
+            await markers_store_wide(db, aggregates)
+
+        found: dict[str, Sequence[Any]] = {
+            COMPONENT: (*MIGRATIONS[:1], store_wide, *MIGRATIONS[2:])
+        }
+        for consumer, repository in self._repositories.items():
+
+            async def baseline(db: AsyncDatabase, repository: MongoRepository = repository) -> None:
+                await repository_baseline(db, repository)
+
+            found[consumer] = (baseline, *type(repository).migrations)
+        return found
+
     async def _marked(self, key: str) -> bool:
-        for name in (MARKERS, *self._aggregates):
-            found_by = {"_id": key} if name == MARKERS else {APPLIED: key}
-            if await (await self._collection(name)).find_one(found_by, {"_id": 1}):
-                return True
-        return False
+        markers = (await self._collection(MARKERS)).with_options(read_concern=MAJORITY_READ)
+        return await markers.find_one({"_id": key}, {"_id": 1}) is not None
 
     async def write(self, writes: Sequence[Write]) -> list[Written]:
-        # Each write is one atomic single-document write of its own (see the module's
+        # Each write is atomic on its own (a transaction, or one insert: see the module's
         # docstring), so a group is those writes in flight together on the client's pool.
         results = await asyncio.gather(*map(self._write_one, writes), return_exceptions=True)
         for result in results:
@@ -190,40 +279,43 @@ class MongoStore(Store):
         marker: Marker,
         outbox: Sequence[str],
     ) -> bool:
-        """Write `state` at `version + 1` with the marker and the outbox in one atomic
-        single-document write."""
+        """Write the marker, then `state` at `version + 1` with the outbox, in one transaction:
+        False if the marker exists (nothing written), ConcurrentUpdate if the version moved."""
         key = _key(marker)
         saved_at = datetime.now(UTC)
         entries = [{"marker": key, "event": event, "at": saved_at} for event in outbox]
-        # A marker written alone is honoured too; one saved with state is found by the write below.
-        if await (await self._collection(MARKERS)).find_one({"_id": key}, {"_id": 1}):
-            return False
+        markers = await self._collection(MARKERS)
         collection = await self._collection(name)
-        if version == 0:
-            document = {"_id": record_id, **state, "version": 1, APPLIED: [key], OUTBOX: entries}
-            try:
-                await collection.insert_one(document)
-                return True
-            except DuplicateKeyError:
-                pass
-        else:
-            result = await collection.update_one(
-                {"_id": record_id, "version": version, APPLIED: {"$ne": key}},
-                {
-                    "$set": state,
-                    "$inc": {"version": 1},
-                    "$push": {APPLIED: key, OUTBOX: {"$each": entries}},
-                },
+
+        async def both(session: Any) -> None:
+            document = marker_document(key, marker.consumer, marker.event_key, saved_at)
+            await markers.insert_one(document, session=session)  # DuplicateKeyError: done
+            if version == 0:
+                created = {"_id": record_id, **state, "version": 1, OUTBOX: entries}
+                try:
+                    await collection.insert_one(created, session=session)
+                    return
+                except DuplicateKeyError:
+                    pass
+            else:
+                result = await collection.update_one(
+                    {"_id": record_id, "version": version},
+                    {"$set": state, "$inc": {"version": 1}, "$push": {OUTBOX: {"$each": entries}}},
+                    session=session,
+                )
+                if result.matched_count == 1:
+                    return
+            raise ConcurrentUpdate(  # the transaction is aborted: the marker goes too
+                f"{name.removesuffix('s')} '{record_id}' was saved by someone else since "
+                f"version {version}"
             )
-            if result.matched_count == 1:
-                return True
-        # Nothing written: either this event got there first (a redelivery), or another one did.
-        if await collection.find_one({"_id": record_id, APPLIED: key}, {"_id": 1}):
+
+        try:
+            async with self._db.client.start_session() as session:
+                await session.with_transaction(both, write_concern=MAJORITY_WRITE)
+        except DuplicateKeyError:
             return False
-        raise ConcurrentUpdate(
-            f"{name.removesuffix('s')} '{record_id}' was saved by someone else since version "
-            f"{version}"
-        )
+        return True
 
     async def pending(self, marker: Marker) -> list[str]:
         key = _key(marker)
@@ -263,18 +355,10 @@ class MongoStore(Store):
 
     async def _mark(self, marker: Marker) -> bool:
         key = _key(marker)
-        if await self._marked(key):
-            return False
-        markers = await self._collection(MARKERS)
+        markers = (await self._collection(MARKERS)).with_options(write_concern=MAJORITY_WRITE)
+        document = marker_document(key, marker.consumer, marker.event_key, datetime.now(UTC))
         try:
-            await markers.insert_one(
-                {
-                    "_id": key,
-                    "consumer": marker.consumer,
-                    "event_key": marker.event_key,
-                    "processed_at": datetime.now(UTC),
-                }
-            )
+            await markers.insert_one(document)
         except DuplicateKeyError:
             return False
         return True

@@ -12,13 +12,13 @@ delivered, status_code, error, at)`, `id` growing in the order recorded, `source
 (NULL on rows an older release wrote), `url` with any password redacted (`user:***@`; rows an
 older release wrote may hold one: the event log redacts as it reads).
 
-MongoDB: `markers` documents `{_id: marker_key, consumer, event_key, processed_at}` for markers
-written alone; a marker saved with a state change is kept in its record's document, in the
-array `applied` (marker keys), its time being the document's `updated_at`; `deliveries`
-documents `{event_id, source, url, delivered, status_code, error, at}` (no `source` on an older
-release's). Which collections hold records
-is each consumer's own business (its repository's), so the consumers' store names them, as it
-first writes, in `aggregates`: one document `{_id: collection name}` each.
+MongoDB: `markers` documents `{_id: marker_key, consumer, event_key, event_id, processed_at}`,
+every marker (one saved with a state change is written in the same transaction; store migration
+2 copied those older releases kept only in their record's array `applied`), indexed by
+`event_key` and by `event_id`; `deliveries` documents `{event_id, source, url, delivered,
+status_code, error, at}` (no `source` on an older release's). The collections that hold records
+are named, as the consumers' store first writes, in `aggregates`: one document `{_id: collection
+name}` each.
 """
 
 MARKERS = "markers"

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from hookhub import schema, topology
 from hookhub.addresses import redact
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from hookhub.settings import Settings
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ExecutionTimeout
 
@@ -34,8 +36,6 @@ from hookhub_eventlog.store.base import (
     pattern_problem,
 )
 from hookhub_eventlog.store.consumer_tables import (
-    AGGREGATES,
-    APPLIED,
     DELIVERIES,
     MARKERS,
     ORDERS,
@@ -49,23 +49,10 @@ EVENTS, STEPS = "events", "steps"
 MOVING = "events_superseding"
 # A pattern search reads newest first in pages of this many, matching each word by word.
 PAGE = 1000
-# The event log's numbered migrations (`hookhub.schema`), each called with the database and safe
-# to repeat: 1, the baseline, is the collections and indexes as they were when versions began to
-# be recorded (#27). Append; never edit or reorder one that shipped.
-
-
-async def index_orders(database: Any) -> None:
-    """Migration 2: events indexed before `order_id` was kept get their subject (a follow-up's
-    order); its index is made with the others (`EVENT_INDEXES`). Safe to repeat."""
-    await database[EVENTS].update_many(
-        {"order_id": {"$exists": False}, "subject": {"$ne": None}},
-        [{"$set": {"order_id": "$subject"}}],
-    )
-
-
-MIGRATIONS: tuple[Any, ...] = (schema.baseline, index_orders)
 BUDGET_MS = int(SEARCH_BUDGET_S * 1000)
-# Each filter's index, served newest first (`_id` is the archive position).
+# Each filter's index, served newest first (`_id` is the archive position). An index is made by a
+# migration, once per database: a changed one gets a new name in a new migration (which drops
+# the old), never a changed definition under an old name.
 EVENT_INDEXES = {
     "by_id": [("id", ASCENDING)],
     "by_type": [("type", ASCENDING), ("_id", DESCENDING)],
@@ -76,6 +63,76 @@ EVENT_INDEXES = {
     "by_cause": [("causation_id", ASCENDING)],
     "by_time": [("time", ASCENDING)],
 }
+# An event's steps in the order recorded (`_id` grows with each insert); until migration 2 the
+# index was unnamed and had no `_id`.
+STEPS_IN_ORDER = [("event_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)]
+OLD_STEPS_INDEX = "event_id_1_at_1"
+# Every query this adapter makes, by collection: the fields it filters (or sorts) on → the index
+# that serves it. `tests/.../test_mongo_query_plans.py` runs the adapters and checks each query
+# it sees against this table, and on a real server against `explain()`.
+QUERY_INDEXES: dict[str, dict[tuple[str, ...], str]] = {
+    EVENTS: {
+        ("_id",): "_id_",
+        ("id",): "by_id",
+        ("type",): "by_type",
+        ("source",): "by_source",
+        ("correlation_id",): "by_correlation",
+        ("subject",): "by_subject",
+        ("order_id",): "by_order",
+        ("causation_id",): "by_cause",
+        ("time",): "by_time",
+    },
+    STEPS: {("event_id",): "steps_in_order"},
+    MARKERS: {("event_key",): "markers_by_event_key", ("event_id",): "markers_by_event_id"},
+    DELIVERIES: {("event_id",): "by_event"},
+    MOVING: {("_id",): "_id_"},
+}
+
+
+async def create_event_indexes(db: AsyncDatabase) -> None:
+    """Migration 1 (the baseline): the events' and the steps' indexes (made on first use before
+    versions were recorded; safe to repeat)."""
+    for name, keys in EVENT_INDEXES.items():
+        await db[EVENTS].create_index(keys, name=name)
+    await db[STEPS].create_index([("event_id", ASCENDING), ("at", ASCENDING)])
+
+
+async def order_steps(db: AsyncDatabase) -> None:
+    """Migration 2: steps in one millisecond in the order recorded, under a named index."""
+    await db[STEPS].create_index(STEPS_IN_ORDER, name="steps_in_order")
+    if OLD_STEPS_INDEX in await db[STEPS].index_information():
+        await db[STEPS].drop_index(OLD_STEPS_INDEX)
+
+
+# The event log's numbered migrations (`hookhub.schema`), each called with the database and safe
+# to repeat: 1, the baseline, is the collections and indexes as they were when versions began to
+# be recorded (#27). Append; never edit or reorder one that shipped.
+async def index_orders(db: AsyncDatabase) -> None:
+    """Migration 3: events indexed before `order_id` was kept get their subject (a follow-up's
+    order), and the order's index. Safe to repeat."""
+    await db[EVENTS].update_many(
+        {"order_id": {"$exists": False}, "subject": {"$ne": None}},
+        [{"$set": {"order_id": "$subject"}}],
+    )
+    await db[EVENTS].create_index(EVENT_INDEXES["by_order"], name="by_order")
+
+
+MIGRATIONS: tuple[Any, ...] = (create_event_indexes, order_steps, index_orders)
+
+
+def connect(url: str, settings: Settings | None = None) -> AsyncMongoClient:
+    """A client of the store's MongoDB, with its timeouts from the settings
+    (HOOKHUB_STORE_SERVER_SELECTION_TIMEOUT_S, HOOKHUB_STORE_SOCKET_TIMEOUT_S) unless the URL
+    names them; it connects on first use. (Not timeoutMS: it would replace each query's own
+    maxTimeMS budget with what is left of it.)"""
+    settings = settings or Settings()
+    options = {
+        "serverSelectionTimeoutMS": int(settings.store_server_selection_timeout_s * 1000),
+        "socketTimeoutMS": int(settings.store_socket_timeout_s * 1000),
+    }
+    named = {name.lower() for name in parse_qs(urlsplit(url).query)}
+    chosen = {name: value for name, value in options.items() if name.lower() not in named}
+    return AsyncMongoClient(url, tz_aware=True, **chosen)
 
 
 def _utc(at: datetime) -> datetime:
@@ -134,25 +191,34 @@ class MongoEventLog(EventLog):
     @classmethod
     def from_url(cls, url: str) -> "MongoEventLog":
         """`mongodb://host:port/dbname` (dbname defaults to "hookhub"); connects on first use."""
-        client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True)
+        client = connect(url)
         return cls(client.get_default_database(DEFAULT_DATABASE), client)
 
     async def index(self, events: Sequence[LoggedEvent]) -> None:
-        for event in events:  # one upsert each: indexing the same position twice is harmless
-            document = {k: v for k, v in asdict(event).items() if k != "position"}
-            await self._db[EVENTS].update_one(
-                {"_id": event.position}, {"$setOnInsert": document}, upsert=True
+        # One unordered bulk write, one round trip for the batch; each an upsert, so indexing
+        # the same position twice (a batch retried after a crash) is harmless.
+        upserts = [
+            UpdateOne(
+                {"_id": event.position},
+                {"$setOnInsert": {k: v for k, v in asdict(event).items() if k != "position"}},
+                upsert=True,
             )
+            for event in events
+        ]
+        if upserts:
+            await self._db[EVENTS].bulk_write(upserts, ordered=False)
 
     async def indexed_up_to(self) -> int | None:
-        found = await self._db[EVENTS].find({}, {"_id": 1}).sort([("_id", -1)]).to_list(1)
+        newest = self._db[EVENTS].find({}, {"_id": 1}, limit=1, max_time_ms=BUDGET_MS)
+        found = await newest.sort([("_id", DESCENDING)]).to_list(1)
         return found[0]["_id"] if found else None
 
     async def open(self) -> None:
         await self._ensure_indexes()
 
     async def last_indexed(self) -> LoggedEvent | None:
-        found = await self._db[EVENTS].find({}).sort([("_id", -1)]).to_list(1)
+        newest = self._db[EVENTS].find({}, limit=1, max_time_ms=BUDGET_MS)
+        found = await newest.sort([("_id", DESCENDING)]).to_list(1)
         return _logged(found[0]) if found else None
 
     async def supersede(self) -> None:
@@ -184,7 +250,10 @@ class MongoEventLog(EventLog):
         """The move `supersede` starts: every event down by the highest position + 1; None when
         nothing is at 0 or above (the new stream has nothing indexed yet)."""
         ends = [
-            await self._db[EVENTS].find({}, {"_id": 1}).sort([("_id", way)]).to_list(1)
+            await self._db[EVENTS]
+            .find({}, {"_id": 1}, limit=1, max_time_ms=BUDGET_MS)
+            .sort([("_id", way)])
+            .to_list(1)
             for way in (ASCENDING, DESCENDING)
         ]
         if not ends[1] or ends[1][0]["_id"] < 0:
@@ -197,16 +266,16 @@ class MongoEventLog(EventLog):
     async def _ensure_indexes(self) -> None:
         if not self._indexed:
             # First: a database a newer release made is refused before anything is created.
+            # Indexes included: made once per database, by the migration that declares them.
             await schema.migrate_documents(self._db, {COMPONENT: MIGRATIONS})
-            for name, keys in EVENT_INDEXES.items():
-                await self._db[EVENTS].create_index(keys, name=name)
-            await self._db[STEPS].create_index([("event_id", ASCENDING), ("at", ASCENDING)])
             self._indexed = True
 
     async def find_events(self, query: EventQuery) -> list[LoggedEvent]:
         if query.type is not None and (problem := pattern_problem(query.type)):
             raise BadPattern(problem)
         await self._ensure_indexes()
+        if query.limit <= 0:  # as SQLite's LIMIT 0 (a server takes limit=0 as no limit)
+            return []
         filters = _event_filters(query)
         page = query.limit if query.matched_by_the_store else PAGE
         deadline = time.monotonic() + SEARCH_BUDGET_S
@@ -237,7 +306,10 @@ class MongoEventLog(EventLog):
         cursor = self._db[STEPS].find(
             {"event_id": event_id}, {"_id": 0}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
         )
-        documents = await cursor.sort([("at", ASCENDING)]).to_list(MAX_JOURNEY_ROWS)
+        # Steps in one millisecond in the order recorded: _id grows with each insert.
+        documents = await cursor.sort([("at", ASCENDING), ("_id", ASCENDING)]).to_list(
+            MAX_JOURNEY_ROWS
+        )
         return [Step(**{**d, "at": _utc(d["at"])}) for d in documents]
 
     async def processed_by(self, source: str, event_id: str) -> list[tuple[str, datetime]]:
@@ -247,33 +319,18 @@ class MongoEventLog(EventLog):
             raise SearchTooSlow from None
 
     async def _processed_by(self, source: str, event_id: str) -> list[tuple[str, datetime]]:
-        key = event_key(source, event_id)
-        markers = self._db[MARKERS]
+        # Every marker is in `markers` (store migration 2), on the index by event key.
+        markers = self._db[MARKERS].find(
+            {"event_key": event_key(source, event_id)},
+            {"consumer": 1, "processed_at": 1},
+            limit=MAX_JOURNEY_ROWS,
+            max_time_ms=BUDGET_MS,
+        )
         found = [
             (document["consumer"], _utc(document["processed_at"]))
-            for document in await markers.find(
-                {"event_key": key}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
-            ).to_list(MAX_JOURNEY_ROWS)
+            for document in await markers.to_list(MAX_JOURNEY_ROWS)
         ]
-        # A marker saved with a state lives in its aggregate: its time is the aggregate's. By
-        # its key's end: the consumers that may have saved one are not all known here. No index
-        # serves that, so it is bounded by the budget (SearchTooSlow past it).
-        suffix = {"$regex": f"\\|{re.escape(key)}$"}
-        named = (
-            await self._db[AGGREGATES]
-            .find({}, {"_id": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
-            .to_list(MAX_JOURNEY_ROWS)
-        )
-        for name in (document["_id"] for document in named):
-            aggregates = self._db[name].find(
-                {APPLIED: suffix}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
-            )
-            for document in await aggregates.to_list(MAX_JOURNEY_ROWS):
-                for marker in document[APPLIED]:
-                    consumer, _, marked = marker.partition("|")
-                    if marked == key:
-                        found.append((consumer, _utc(document["updated_at"])))
-        return sorted(found, key=lambda one: one[1])
+        return sorted(found, key=lambda one: (one[1], one[0]))
 
     async def marked_sources(self, event_id: str) -> list[str]:
         try:
@@ -282,26 +339,11 @@ class MongoEventLog(EventLog):
             raise SearchTooSlow from None
 
     async def _marked_sources(self, event_id: str) -> list[str]:
-        # By the keys' end, in the markers and in the aggregates (see `_processed_by`): no index
-        # serves it, so it is bounded by the budget (SearchTooSlow past it).
-        end = f"#{re.escape(event_id)}$"
-        keys = [
-            document["event_key"]
-            for document in await self._db[MARKERS]
-            .find({"event_key": {"$regex": end}}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
-            .to_list(MAX_JOURNEY_ROWS)
-        ]
-        named = (
-            await self._db[AGGREGATES]
-            .find({}, {"_id": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS)
-            .to_list(MAX_JOURNEY_ROWS)
+        # On the index by event id, which store migration 2 gives every marker.
+        markers = self._db[MARKERS].find(
+            {"event_id": event_id}, {"event_key": 1}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
         )
-        for name in (document["_id"] for document in named):
-            aggregates = self._db[name].find(
-                {APPLIED: {"$regex": end}}, limit=MAX_JOURNEY_ROWS, max_time_ms=BUDGET_MS
-            )
-            for document in await aggregates.to_list(MAX_JOURNEY_ROWS):
-                keys += [m.partition("|")[2] for m in document[APPLIED]]
+        keys = [document["event_key"] for document in await markers.to_list(MAX_JOURNEY_ROWS)]
         suffix = f"#{event_id}"
         return sorted({k.removesuffix(suffix) for k in keys if k.endswith(suffix)})
 

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     payment_order_timeout_s: float = Field(default=3600.0, gt=0, le=MAX_DEADLINE_S)
     production_timeout_s: float = Field(default=3 * 86400.0, gt=0, le=MAX_DEADLINE_S)
     store_url: str = "sqlite:///var/hookhub.db"
+    # MongoDB (an option the URL names wins): how long an operation waits for a server to take
+    # it (a primary after a failover), and for a reply on a socket: a write waiting for a
+    # majority that is down fails after it instead of hanging. The socket timeout stays above
+    # every query's own server-side budget (maxTimeMS), which it must not cut short.
+    store_server_selection_timeout_s: float = Field(default=5.0, gt=0)
+    store_socket_timeout_s: float = Field(default=30.0, gt=0)
     # The event log: a stream queue keeps every event for this long (RabbitMQ's units: 7D, 12h,
     # 30m) and at most this many bytes; off, nothing is archived and unbound events wait in
     # hookhub.unrouted as before.
