@@ -171,9 +171,9 @@ async def test_a_mongodb_store_a_newer_release_made_is_refused_before_any_write(
 
 async def test_the_mongodb_event_log_refuses_a_database_a_newer_release_made():
     database = standin()
-    database["schema_versions"]._sync.insert_one({"_id": "eventlog", "version": 3})
+    database["schema_versions"]._sync.insert_one({"_id": "eventlog", "version": 4})
 
-    with pytest.raises(NewerSchema, match="^eventlog: store schema is version 3, newer than"):
+    with pytest.raises(NewerSchema, match="^eventlog: store schema is version 4, newer than"):
         await MongoEventLog(database).open()
 
 
