@@ -172,8 +172,7 @@ class Consumer:
         forgotten)."""
         store = self.context.store
         if await store.is_processed(marker):
-            # What a crash after the commit (or another copy) left unsent.
-            return "duplicate", await self.outbox.publish_pending(marker)
+            return self._duplicate()
         step = self._step_for(event.type)
         for attempt in range(1, CONFLICT_RETRIES + 1):
             outcome = await step(event, self.context)
@@ -188,13 +187,21 @@ class Consumer:
                 if attempt == CONFLICT_RETRIES:
                     raise
                 continue
-            if not saved:  # another delivery of this event saved first: send what it left
-                return "duplicate", await self.outbox.publish_pending(marker)
+            if not saved:  # another copy of this event saved first
+                return self._duplicate()
             if outcome.on_saved is not None:
                 outcome.on_saved()
             # Saved, so done: follow-ups the broker does not confirm now are the relay's.
             return "processed", bool(outcome.emit) and await self.outbox.publish(outcome.emit)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _duplicate() -> tuple[Settled, bool]:
+        # The outbox of a copy handled before is never published here: the copy that saved it
+        # may be publishing it right now, in this process or another, and two publishers would
+        # send every follow-up twice. What it leaves unsent (it died after its commit, the
+        # broker refused) the outbox relay publishes, one relay interval later.
+        return "duplicate", False
 
     def _step_for(self, event_type: str) -> Handler:
         for binding, step in self.steps.items():
