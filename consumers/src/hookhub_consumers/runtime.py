@@ -366,6 +366,7 @@ class Subscription:
                     prefetch=self._settings.prefetch_count,
                     margin_s=margin_s,
                     stop=self._stop,
+                    timeout_s=self._settings.connect_timeout_s,
                 )
                 break
             except (backfill.ReadAgain, *BROKER_ERRORS) as error:
