@@ -42,7 +42,8 @@ def test_a_backfill_whose_node_freezes_reads_on_through_the_next_once_each(tmp_p
               type="ci.build.finished", data=b'{"ok": true}')
         for n in range(EVENTS)
     ]  # fmt: skip
-    with two_nodes(tmp_path / "nodes") as nodes:
+    (home := tmp_path / "nodes").mkdir()
+    with two_nodes(home) as nodes:
         since = datetime.now(UTC)
         time.sleep(1.1)  # the archive's timestamps are whole seconds
         for node in nodes:
