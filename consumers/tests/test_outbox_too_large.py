@@ -25,6 +25,8 @@ class SizeCheckingBroker:
         self.published: list[Event] = []
         self.queued: list[tuple[str, aio_pika.Message]] = []
         self.down = False
+        self.connected = asyncio.Event()  # the relay waits for it before a round
+        self.connected.set()
 
     async def publish(self, event: Event) -> None:
         check_size(event.to_properties())

@@ -20,12 +20,17 @@ A failing event goes to the consumer's retry and dead-letter queues like any oth
 reader's channel closes, re-opens or loses its consumer, or an event cannot be settled, the
 backfill reads again from the first position it had not finished with (every one before it was
 processed or moved to the retry queues); the markers make what it does twice duplicates.
+
+A node that hangs (frozen, its connection open) sends nothing, which reads just like the end of
+the archive: so every silence is a round trip first (`timeout_s`), and opening a reader is
+bounded too; one unanswered reads again, on whatever connection the consumer's broker has moved
+to by then (the next address), from where the backfill got to.
 """
 
 import asyncio
 import time
 from collections import deque
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -34,7 +39,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from hookhub import topology
 from hookhub.logs import log
 from hookhub.specs import ConsumerSpec
-from hookhub_eventlog.archive import ArchiveReader, position, reading_archive
+from hookhub_eventlog.archive import ArchiveLost, ArchiveReader, answers, position, reading_archive
 
 # An archive that sends nothing for this long, with nothing in hand, has been read to its end.
 IDLE_S = 1.0
@@ -58,6 +63,14 @@ class Taker(Protocol):
 class ReadAgain(Exception):
     """The backfill cannot trust what it read (a reader's channel closed, re-opened or lost its
     consumer; an event could not be settled): it reads again from where it is sure of."""
+
+
+class Unanswered(ReadAgain):
+    """The broker did not answer in time: a hung node, to be left for the next address."""
+
+
+# Readers left on a node that did not answer, closing in the background (bounded).
+_closing: set[asyncio.Task[None]] = set()
 
 
 @dataclass
@@ -86,9 +99,11 @@ async def backfill(
     prefetch: int,
     margin_s: float,
     stop: asyncio.Event,
+    timeout_s: float,
 ) -> None:
     """Process the archive's events of the consumer's bindings from `progress.start()` to the
-    seam, then return once every one is settled; raises ReadAgain when it must read again."""
+    seam, then return once every one is settled; raises ReadAgain when it must read again (also
+    when the broker does not answer within `timeout_s`)."""
     bindings = consumer.spec.bindings
     progress.read = progress.handled = 0
     progress.unsettled = False
@@ -113,14 +128,16 @@ async def backfill(
         since=progress.since.isoformat(),
         start=start if isinstance(start, int) else start.isoformat(),
     )
-    async with AsyncExitStack() as readers:
-        archive = await readers.enter_async_context(reading_archive(connection, start, prefetch))
+    readers = AsyncExitStack()
+    unanswered = False
+    try:
+        archive = await _open(readers, reading_archive(connection, start, prefetch), timeout_s)
         after_seam: ArchiveReader | None = None  # prefetch 1, never acked: the first only
         try:
             while not stop.is_set():
                 if after_seam is None and time.monotonic() >= progress.bound_at + margin_s:
-                    after_seam = await readers.enter_async_context(
-                        reading_archive(connection, "next", 1)
+                    after_seam = await _open(
+                        readers, reading_archive(connection, "next", 1), timeout_s
                     )
                 if progress.seam is None and after_seam and not after_seam.inbox.empty():
                     progress.seam = position(after_seam.inbox.get_nowait())
@@ -128,6 +145,7 @@ async def backfill(
                 message = await archive.next(IDLE_S)
                 if message is None:
                     _check(archive, after_seam, progress)
+                    await _answering(archive, timeout_s)  # silence, or a hung node?
                     if after_seam and progress.seam is None and after_seam.inbox.empty():
                         if not in_hand:
                             break  # the end: what is written from now on is in the live queue
@@ -167,6 +185,15 @@ async def backfill(
         finally:
             if in_hand:  # their effects finish either way, before the readers close
                 await asyncio.wait(in_hand)
+    except Unanswered:
+        unanswered = True
+        raise
+    finally:
+        if unanswered:  # closing them waits on the node that does not answer: not here
+            _closing.add(closing := asyncio.create_task(readers.aclose()))
+            closing.add_done_callback(_closing.discard)
+        else:
+            await readers.aclose()
     log.info(
         "backfill.done",
         consumer=consumer.name,
@@ -176,6 +203,23 @@ async def backfill(
         seam=progress.seam,
         stopped=stop.is_set(),
     )
+
+
+async def _open(
+    readers: AsyncExitStack, reader: AbstractAsyncContextManager[ArchiveReader], timeout_s: float
+) -> ArchiveReader:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await readers.enter_async_context(reader)
+    except TimeoutError:
+        raise Unanswered(f"no archive reader opened within {timeout_s:g}s") from None
+
+
+async def _answering(archive: ArchiveReader, timeout_s: float) -> None:
+    try:
+        await answers(archive.channel, timeout_s)
+    except ArchiveLost as lost:
+        raise Unanswered(str(lost)) from None
 
 
 def _check(archive: ArchiveReader, after_seam: ArchiveReader | None, progress: Backfill) -> None:

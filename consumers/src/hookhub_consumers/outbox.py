@@ -4,8 +4,11 @@ A handler's follow-ups are saved in the store with its state change (one atomic 
 published after the commit. When the broker cannot confirm them then, or the process dies before
 it could, they stay saved: the relay publishes every outbox older than one relay interval, at
 start-up and then once per interval. So the message that caused them can be acked as soon as they
-are saved, and no retry, parking or purge of it can lose them. Their ids derive from the cause,
-so a follow-up published twice (by the relay and a redelivery) is one event downstream.
+are saved, and no retry, parking or purge of it can lose them. Only the copy of an event that
+saved the outbox publishes it after its commit; another copy (a redelivery, a provider's repeat
+in hand at once in another process) leaves it to the relay, so that concurrent copies publish
+each follow-up once. Their ids derive from the cause, so a follow-up published twice anyway (two
+processes' relays at once) is one event downstream.
 
 A follow-up too large to publish (`MessageTooLarge`: its headers over what one frame may carry)
 never will be: it is parked, stripped to its body and identity, in the consumer's dead-letter
@@ -15,6 +18,7 @@ at every round, nor the outboxes after it.
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -105,12 +109,6 @@ class Outbox:
         left_s = time_left_s(follow_up, datetime.now(UTC))
         await self.broker.publish_to_queue(replace(follow_up, delay_s=left_s).to_message(), queue)
 
-    async def publish_pending(self, marker: Marker) -> bool:
-        """Publish what is still saved under this marker (left by a crash or another copy);
-        True when something went out, to be forgotten."""
-        pending = await self.store.pending(marker)
-        return bool(pending) and await self.publish([Event.from_json(text) for text in pending])
-
     async def forget(self, marker: Marker) -> None:
         """Drop the marker's published outbox; if the store fails now, the relay publishes it
         again later (a repeat downstream drops by its id)."""
@@ -124,6 +122,12 @@ class Outbox:
         a previous process left) and once every relay interval."""
         saved_before = datetime.now(UTC)
         while not stop.is_set():
+            if not self.broker.connected.is_set():
+                # A round now would only fail, and put off what a crash left (which no other
+                # copy publishes: see the runtime's duplicates) by a whole interval.
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self.broker.connected.wait(), self.relay_interval_s)
+                continue
             try:
                 unsent = await self.store.unsent(self.consumer, saved_before)
                 OUTBOX_PENDING.labels(self.consumer).set(len(unsent))

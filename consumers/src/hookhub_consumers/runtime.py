@@ -15,6 +15,8 @@ consumer's middlewares (`middleware`).
 import asyncio
 import gc
 import signal
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -44,6 +46,14 @@ from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Store, ope
 # Two events for the same order handled at once: one save loses the version race. Re-reading
 # and handling again at once is cheaper than a trip through the retry queues.
 CONFLICT_RETRIES = 3
+# Journey steps a process keeps while the store refuses them; past that, new ones are dropped
+# (counted, and said once per `DROPPED_REPORT_S`): a long outage must not eat the memory.
+MAX_KEPT_STEPS = 10_000
+DROPPED_REPORT_S = 60.0
+# How long the kept steps wait between tries to write them (doubling up to the last), as long
+# as the store refuses; and how long a stopping process still tries.
+KEPT_RETRY_S = (0.5, 10.0)
+KEPT_FLUSH_ON_STOP_S = 5.0
 
 
 class Consumer:
@@ -55,7 +65,7 @@ class Consumer:
         steps: Steps,
         settings: Settings,
         store: Store,
-        journal: EventLog,
+        journal: "EventLog | Journeys",
         http: httpx.AsyncClient,
         backfill_from: datetime | None = None,
         middlewares: Sequence[Middleware] = middleware.DEFAULT,
@@ -69,7 +79,9 @@ class Consumer:
         self.settings = settings
         self.policy = retries.Policy.of(settings)
         self.context = Context(settings, store, http, name)
-        self.journal = journal  # where the steps of events' journeys are recorded
+        # Where the steps of events' journeys are recorded: the process's, shared by its
+        # consumers (`run_consumers`), or one of its own.
+        self.journeys = journal if isinstance(journal, Journeys) else Journeys(journal)
         self._stopping = asyncio.Event()
         self._subscription = Subscription(self, backfill_from, self._stopping)
         self.broker = Broker(settings, on_connected=self._subscription.on_connected)
@@ -172,8 +184,7 @@ class Consumer:
         forgotten)."""
         store = self.context.store
         if await store.is_processed(marker):
-            # What a crash after the commit (or another copy) left unsent.
-            return "duplicate", await self.outbox.publish_pending(marker)
+            return self._duplicate()
         step = self._step_for(event.type)
         for attempt in range(1, CONFLICT_RETRIES + 1):
             outcome = await step(event, self.context)
@@ -188,13 +199,21 @@ class Consumer:
                 if attempt == CONFLICT_RETRIES:
                     raise
                 continue
-            if not saved:  # another delivery of this event saved first: send what it left
-                return "duplicate", await self.outbox.publish_pending(marker)
+            if not saved:  # another copy of this event saved first
+                return self._duplicate()
             if outcome.on_saved is not None:
                 outcome.on_saved()
             # Saved, so done: follow-ups the broker does not confirm now are the relay's.
             return "processed", bool(outcome.emit) and await self.outbox.publish(outcome.emit)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _duplicate() -> tuple[Settled, bool]:
+        # The outbox of a copy handled before is never published here: the copy that saved it
+        # may be publishing it right now, in this process or another, and two publishers would
+        # send every follow-up twice. What it leaves unsent (it died after its commit, the
+        # broker refused) the outbox relay publishes, one relay interval later.
+        return "duplicate", False
 
     def _step_for(self, event_type: str) -> Handler:
         for binding, step in self.steps.items():
@@ -218,11 +237,8 @@ class Consumer:
 
     async def _journey(self, step: Step) -> None:
         """Record a step of the event's journey; the event is settled already, so a store that
-        fails now costs the journey a line, not the event."""
-        try:
-            await self.journal.record(step)
-        except Exception as error:
-            log.warning("journey.not_recorded", what=step.what, error=f"{type(error).__name__}")
+        fails now does not hold it up: the step is kept and written later (`Journeys`)."""
+        await self.journeys.record(step)
 
     async def stop(self) -> None:
         """Stop taking messages, finish those in hand, then close."""
@@ -233,7 +249,69 @@ class Consumer:
         await self._acks.flush()
         if self._relay is not None:
             await self._relay
+        await self.journeys.close()
         await self.broker.close()
+
+
+class Journeys:
+    """The journey steps of one process on their way to the event log. A step the store refuses
+    (a full disk, a lock, a server away) is kept, and so is every step after it, to keep their
+    order; a task writes them, oldest first, as soon as the store takes them again, waiting
+    longer between tries while it refuses, as the outbox relay does. At most `max_kept` are
+    kept: what comes past that is dropped, counted, and said once per `DROPPED_REPORT_S`."""
+
+    def __init__(self, journal: EventLog, max_kept: int = MAX_KEPT_STEPS) -> None:
+        self._journal = journal
+        self._max_kept = max_kept
+        self._kept: deque[Step] = deque()
+        self._writing: asyncio.Task[None] | None = None
+        self._dropped = 0  # since it was last said
+        self._dropped_said_at = 0.0
+
+    async def record(self, step: Step) -> None:
+        """Record `step` now, or keep it for later; never raises."""
+        if not self._kept:
+            try:
+                await self._journal.record(step)
+                return
+            except Exception as error:
+                log.warning("journey.kept", what=step.what, error=f"{type(error).__name__}")
+        self._keep(step)
+
+    def _keep(self, step: Step) -> None:
+        if len(self._kept) >= self._max_kept:
+            self._dropped += 1
+            if (now := time.monotonic()) - self._dropped_said_at >= DROPPED_REPORT_S:
+                log.error("journey.steps_dropped", dropped=self._dropped, kept=len(self._kept))
+                self._dropped, self._dropped_said_at = 0, now
+            return
+        self._kept.append(step)
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_kept(), name="journey-steps")
+
+    async def _write_kept(self) -> None:
+        wait_s, longest_s = KEPT_RETRY_S
+        while self._kept:
+            try:
+                await self._journal.record(self._kept[0])
+            except Exception:  # still refused: the next try waits longer
+                await asyncio.sleep(wait_s)
+                wait_s = min(wait_s * 2, longest_s)
+                continue
+            self._kept.popleft()
+            wait_s = KEPT_RETRY_S[0]
+        log.info("journey.kept_written")
+
+    async def close(self) -> None:
+        """Give the kept steps a last few seconds to be written; say what is lost."""
+        if self._writing is not None and not self._writing.done():
+            done, _ = await asyncio.wait({self._writing}, timeout=KEPT_FLUSH_ON_STOP_S)
+            if not done:
+                self._writing.cancel()
+        if lost := len(self._kept) + self._dropped:
+            log.error("journey.steps_dropped", dropped=lost, kept=0)
+            self._kept.clear()
+            self._dropped = 0
 
 
 def steps_disagreeing(spec: ConsumerSpec, steps: Steps) -> set[str]:
@@ -288,6 +366,7 @@ class Subscription:
                     prefetch=self._settings.prefetch_count,
                     margin_s=margin_s,
                     stop=self._stop,
+                    timeout_s=self._settings.connect_timeout_s,
                 )
                 break
             except (backfill.ReadAgain, *BROKER_ERRORS) as error:
@@ -395,10 +474,11 @@ async def run_consumers(
     tracing.configure(f"hookhub-{'-'.join(spec.name for spec in specs)}")  # e.g. hookhub-payments
     store = open_store(settings.store_url, specs)  # with their records' repositories
     journal = open_event_log(settings.store_url)
+    journeys = Journeys(journal)  # one queue of kept steps for the process
     async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http, AsyncExitStack() as up:
         consumers = [
             Consumer(
-                spec, spec.load_steps(), settings, store, journal, http, backfill_from, middlewares
+                spec, spec.load_steps(), settings, store, journeys, http, backfill_from, middlewares
             )
             for spec in specs
         ]
