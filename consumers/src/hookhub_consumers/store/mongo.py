@@ -329,8 +329,10 @@ class MongoStore(Store):
 
     async def _sent(self, marker: Marker) -> None:
         key = _key(marker)
+        # A marker is unique store-wide (`markers`), so its outbox is in one record: update_one,
+        # which retryable writes cover (update_many is not retried after a failover).
         for name in self._aggregates:
-            await (await self._collection(name)).update_many(
+            await (await self._collection(name)).update_one(
                 {f"{OUTBOX}.marker": key}, {"$pull": {OUTBOX: {"marker": key}}}
             )
 
