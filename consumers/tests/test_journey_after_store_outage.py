@@ -8,7 +8,7 @@ import sqlite3
 import aio_pika
 from hookhub import topology
 from hookhub.events import Event
-from hookhub_consumers.runtime import Journeys
+from hookhub_consumers.journeys import Journeys
 from hookhub_eventlog.store import Step, open_event_log
 from structlog.testing import capture_logs
 

@@ -15,8 +15,6 @@ consumer's middlewares (`middleware`).
 import asyncio
 import gc
 import signal
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -38,6 +36,7 @@ from hookhub_eventlog.store import EventLog, Step, open_event_log
 from hookhub_consumers import acks, backfill, middleware, retries
 from hookhub_consumers.acks import Acks
 from hookhub_consumers.handler import Context, Handler, Steps
+from hookhub_consumers.journeys import Journeys
 from hookhub_consumers.middleware import Handling, Middleware, Settled
 from hookhub_consumers.outbox import Outbox
 from hookhub_consumers.probes import StoreCheck, serving_probes
@@ -46,14 +45,6 @@ from hookhub_consumers.store import Change, ConcurrentUpdate, Marker, Store, ope
 # Two events for the same order handled at once: one save loses the version race. Re-reading
 # and handling again at once is cheaper than a trip through the retry queues.
 CONFLICT_RETRIES = 3
-# Journey steps a process keeps while the store refuses them; past that, new ones are dropped
-# (counted, and said once per `DROPPED_REPORT_S`): a long outage must not eat the memory.
-MAX_KEPT_STEPS = 10_000
-DROPPED_REPORT_S = 60.0
-# How long the kept steps wait between tries to write them (doubling up to the last), as long
-# as the store refuses; and how long a stopping process still tries.
-KEPT_RETRY_S = (0.5, 10.0)
-KEPT_FLUSH_ON_STOP_S = 5.0
 
 
 class Consumer:
@@ -251,67 +242,6 @@ class Consumer:
             await self._relay
         await self.journeys.close()
         await self.broker.close()
-
-
-class Journeys:
-    """The journey steps of one process on their way to the event log. A step the store refuses
-    (a full disk, a lock, a server away) is kept, and so is every step after it, to keep their
-    order; a task writes them, oldest first, as soon as the store takes them again, waiting
-    longer between tries while it refuses, as the outbox relay does. At most `max_kept` are
-    kept: what comes past that is dropped, counted, and said once per `DROPPED_REPORT_S`."""
-
-    def __init__(self, journal: EventLog, max_kept: int = MAX_KEPT_STEPS) -> None:
-        self._journal = journal
-        self._max_kept = max_kept
-        self._kept: deque[Step] = deque()
-        self._writing: asyncio.Task[None] | None = None
-        self._dropped = 0  # since it was last said
-        self._dropped_said_at = 0.0
-
-    async def record(self, step: Step) -> None:
-        """Record `step` now, or keep it for later; never raises."""
-        if not self._kept:
-            try:
-                await self._journal.record(step)
-                return
-            except Exception as error:
-                log.warning("journey.kept", what=step.what, error=f"{type(error).__name__}")
-        self._keep(step)
-
-    def _keep(self, step: Step) -> None:
-        if len(self._kept) >= self._max_kept:
-            self._dropped += 1
-            if (now := time.monotonic()) - self._dropped_said_at >= DROPPED_REPORT_S:
-                log.error("journey.steps_dropped", dropped=self._dropped, kept=len(self._kept))
-                self._dropped, self._dropped_said_at = 0, now
-            return
-        self._kept.append(step)
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_kept(), name="journey-steps")
-
-    async def _write_kept(self) -> None:
-        wait_s, longest_s = KEPT_RETRY_S
-        while self._kept:
-            try:
-                await self._journal.record(self._kept[0])
-            except Exception:  # still refused: the next try waits longer
-                await asyncio.sleep(wait_s)
-                wait_s = min(wait_s * 2, longest_s)
-                continue
-            self._kept.popleft()
-            wait_s = KEPT_RETRY_S[0]
-        log.info("journey.kept_written")
-
-    async def close(self) -> None:
-        """Give the kept steps a last few seconds to be written; say what is lost."""
-        if self._writing is not None and not self._writing.done():
-            done, _ = await asyncio.wait({self._writing}, timeout=KEPT_FLUSH_ON_STOP_S)
-            if not done:
-                self._writing.cancel()
-        if lost := len(self._kept) + self._dropped:
-            log.error("journey.steps_dropped", dropped=lost, kept=0)
-            self._kept.clear()
-            self._dropped = 0
 
 
 def steps_disagreeing(spec: ConsumerSpec, steps: Steps) -> set[str]:
