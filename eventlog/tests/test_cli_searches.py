@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hookhub import commands
 from hookhub.settings import get_settings
 from hookhub_eventlog import cli
 from hookhub_eventlog.store import LoggedEvent
@@ -41,6 +42,14 @@ def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
     yield url
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def logging_left_alone(monkeypatch):
+    """The commands run in this process (CliRunner) must not configure logging: it would bind
+    Hookhub's log lines to the runner's captured stream, closed once it returns, and every test
+    after this one that logs in-process would then fail writing to it."""
+    monkeypatch.setattr(commands, "configure_logging", lambda *args, **kwargs: None)
 
 
 def test_a_pattern_the_log_cannot_match_is_refused_in_one_line(store_url, tmp_path):
