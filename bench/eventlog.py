@@ -11,7 +11,6 @@ Two cases, one after the other:
 
 import asyncio
 import random
-import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from hookhub_eventlog.store import EventQuery, LoggedEvent
 from hookhub_eventlog.store.sqlite import SQLiteEventLog
 from report import console
 from rich.table import Table
-from support import Options, bench_vhost
+from support import Options, bench_vhost, latency_ms
 
 INDEXED = 1_000_000
 INDEX_BATCH = 10_000
@@ -47,15 +46,6 @@ def _event(position: int) -> LoggedEvent:
         subject=f"ord-{position // 4}",
         correlation_id=f"corr-{position}",
     )
-
-
-def _ms(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
-        "max_ms": ordered[-1] * 1000,
-    }
 
 
 async def lookup_case() -> dict[str, Any]:
@@ -84,8 +74,8 @@ async def lookup_case() -> dict[str, Any]:
     return {
         "indexed": INDEXED,
         "indexed_per_s": INDEXED / indexing_s,
-        "by_id": _ms(by_id),
-        "by_type_pattern_and_hour": _ms(by_pattern),
+        "by_id": latency_ms(by_id),
+        "by_type_pattern_and_hour": latency_ms(by_pattern),
     }
 
 

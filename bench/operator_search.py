@@ -25,7 +25,6 @@ Goals (issue 21): p99 under 200 ms for the searches, /livez p99 under 50 ms unde
 import argparse
 import asyncio
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -35,13 +34,12 @@ from typing import Any
 
 import httpx
 from hookhub_eventlog.store import LoggedEvent
-from hookhub_eventlog.store.sqlite import SQLiteEventLog
+from operator_harness import fill_event_log, serving_operator
 from report import console
 from rich.table import Table
-from support import Options, child_env, free_port, serve
+from support import Options, latency_ms
 
 INDEXED = 1_000_000
-INDEX_BATCH = 50_000
 SAMPLES = 300
 LIVEZ_SAMPLES = 1_000
 HOSTILE_CLIENTS = 2
@@ -73,28 +71,6 @@ def _event(position: int) -> LoggedEvent:
     )
 
 
-def _ms(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "n": len(ordered),
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p99_ms": ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000,
-        "max_ms": ordered[-1] * 1000,
-    }
-
-
-async def _index(path: Path, indexed: int) -> float:
-    store = SQLiteEventLog(path)
-    started = time.perf_counter()
-    try:
-        for first in range(0, indexed, INDEX_BATCH):
-            last = min(first + INDEX_BATCH, indexed)
-            await store.index([_event(p) for p in range(first, last)])
-    finally:
-        await store.close()
-    return time.perf_counter() - started
-
-
 def _hour(indexed: int) -> dict[str, str]:
     span_s = indexed * SECONDS_APART
     since = START + timedelta(seconds=random.uniform(0, max(span_s - 3600, 0)))
@@ -121,13 +97,13 @@ async def _searches(client: httpx.AsyncClient, indexed: int) -> dict[str, Any]:
             seconds, status = await _timed(client, params())
             assert status == 200, (name, status)
             samples.append(seconds)
-        figures[name] = _ms(samples)
+        figures[name] = latency_ms(samples)
     hostile, statuses = [], []
     for _ in range(10):
         seconds, status = await _timed(client, HOSTILE)
         hostile.append(seconds)
         statuses.append(status)
-    figures["hostile"] = {**_ms(hostile), "statuses": sorted(set(statuses))}
+    figures["hostile"] = {**latency_ms(hostile), "statuses": sorted(set(statuses))}
     return figures
 
 
@@ -156,7 +132,7 @@ async def _livez_under_attack(
     finally:
         stop.set()
         hostile_sent = sum(await asyncio.gather(*attackers))
-    return {**_ms(samples), "hostile_searches_meanwhile": hostile_sent}
+    return {**latency_ms(samples), "hostile_searches_meanwhile": hostile_sent}
 
 
 async def measure(
@@ -167,20 +143,11 @@ async def measure(
     with tempfile.TemporaryDirectory(prefix="hookhub-bench-operator-") as tmp:
         path = Path(tmp) / "hookhub.db"
         console.print(f"operator search: indexing {indexed:,} events in SQLite ...")
-        indexing_s = await _index(path, indexed)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = child_env(HOOKHUB_STORE_URL=f"sqlite:///{path}", HOOKHUB_LOG_JSON="true")
-        args = [server_python, "-m", "hookhub.cli", "operator", "--port", str(port)]
-        log_path = Path(tmp) / "operator.log"
-        args.append("--allow-no-gateway")  # loopback only, no Kong in front
-        async with (
-            serve("operator", args, env, f"{url}/livez", log_path),
-            httpx.AsyncClient(base_url=url, timeout=30) as client,
-        ):
+        indexing_s = await fill_event_log(path, indexed, _event)
+        async with serving_operator(path, server_python) as client:
             await client.get("/api/events", params={"limit": "1"})  # warm
             searches = await _searches(client, indexed)
-            livez = await _livez_under_attack(client, url, livez_samples)
+            livez = await _livez_under_attack(client, str(client.base_url), livez_samples)
     return {"indexed": indexed, "indexing_s": indexing_s, **searches, "livez_under_hostile": livez}
 
 

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import random
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -27,13 +26,12 @@ from typing import Any
 import httpx
 from hookhub_consumers.payments.store_sqlite import SQLiteOrders
 from hookhub_eventlog.store import LoggedEvent
-from hookhub_eventlog.store.sqlite import SQLiteEventLog
+from operator_harness import fill_event_log, serving_operator
 from report import console
 from rich.table import Table
-from support import Options, child_env, free_port, serve
+from support import Options, latency_ms
 
 INDEXED = 1_000_000
-INDEX_BATCH = 50_000
 SAMPLES = 500
 ORDERS_AT_ONCE = 1_000
 # One order's life, oldest first: (type, source).
@@ -83,29 +81,6 @@ def _orders(path: Path, count: int) -> None:
         )
 
 
-async def _index(path: Path, indexed: int) -> float:
-    store = SQLiteEventLog(path)
-    started = time.perf_counter()
-    try:
-        for first in range(0, indexed, INDEX_BATCH):
-            last = min(first + INDEX_BATCH, indexed)
-            await store.index([_event(p) for p in range(first, last)])
-    finally:
-        await store.close()
-    _orders(path, indexed // EVENTS_PER_ORDER)
-    return time.perf_counter() - started
-
-
-def _ms(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "n": len(ordered),
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p99_ms": ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000,
-        "max_ms": ordered[-1] * 1000,
-    }
-
-
 async def _pages(client: httpx.AsyncClient, orders: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for name, path in (("api", "/api/orders/{}"), ("console", "/orders/{}")):
@@ -118,7 +93,7 @@ async def _pages(client: httpx.AsyncClient, orders: int) -> dict[str, Any]:
             assert response.status_code == 200, (name, response.status_code, response.text)
             if name == "api":
                 assert len(response.json()["events"]) == EVENTS_PER_ORDER
-        figures[name] = _ms(samples)
+        figures[name] = latency_ms(samples)
     return figures
 
 
@@ -129,16 +104,9 @@ async def measure(indexed: int, server_python: str = sys.executable) -> dict[str
     with tempfile.TemporaryDirectory(prefix="hookhub-bench-orders-") as tmp:
         path = Path(tmp) / "hookhub.db"
         console.print(f"order page: indexing {indexed:,} events ({orders:,} orders) in SQLite ...")
-        indexing_s = await _index(path, indexed)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = child_env(HOOKHUB_STORE_URL=f"sqlite:///{path}", HOOKHUB_LOG_JSON="true")
-        args = [server_python, "-m", "hookhub.cli", "operator", "--port", str(port)]
-        args.append("--allow-no-gateway")  # loopback only, no Kong in front
-        async with (
-            serve("operator", args, env, f"{url}/livez", Path(tmp) / "operator.log"),
-            httpx.AsyncClient(base_url=url, timeout=30) as client,
-        ):
+        indexing_s = await fill_event_log(path, indexed, _event)
+        _orders(path, indexed // EVENTS_PER_ORDER)
+        async with serving_operator(path, server_python) as client:
             await client.get("/api/orders/ord-0000000")  # warm
             pages = await _pages(client, orders)
     return {"indexed": indexed, "orders": orders, "indexing_s": indexing_s, **pages}

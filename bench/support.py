@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -155,6 +156,17 @@ async def serve(
         yield process
     finally:
         await process.stop()
+
+
+def latency_ms(samples_s: Sequence[float]) -> dict[str, float]:
+    """How many, median, p99 and max of a list of durations in seconds, in milliseconds."""
+    ordered = sorted(samples_s)
+    return {
+        "n": len(ordered),
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000,
+        "max_ms": ordered[-1] * 1000,
+    }
 
 
 def child_env(**extra: str) -> dict[str, str]:
