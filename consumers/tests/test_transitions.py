@@ -70,12 +70,13 @@ def test_only_an_order_with_its_money_reaches_production():
 
 
 def test_entering_pending_or_held_sets_the_deadline_that_ends_it():
-    assert DEADLINES == {
-        "pending": ("deadline.order_payment", "order_payment_timeout_s"),
-        "held": ("deadline.payment_order", "payment_order_timeout_s"),
+    assert DEADLINES == {"pending": "deadline.order_payment", "held": "deadline.payment_order"}
+    assert specs.by_name("payments").deadline_settings == {
+        "deadline.order_payment": "order_payment_timeout_s",
+        "deadline.payment_order": "payment_order_timeout_s",
     }
     assert set(payments.DEADLINE_HAPPENINGS) == set(specs.by_name("payments").deadlines)
-    for status, (deadline_type, _) in DEADLINES.items():
+    for status, deadline_type in DEADLINES.items():
         ended = next_status(status, payments.DEADLINE_HAPPENINGS[deadline_type])
         assert ended in [("expired", "order.expired"), ("order_missing", "payment.order_missing")]
 
@@ -95,7 +96,10 @@ def test_a_refund_or_chargeback_cancels_a_ticket_in_any_state_but_cancelled(comp
 def test_only_a_queued_ticket_becomes_overdue_and_it_can_still_finish():
     assert TRANSITIONS["deadline.production"] == ({"queued"}, "overdue", "production.overdue")
     assert "overdue" in TRANSITIONS["production.finished"][0]
-    assert production.DEADLINES == {"queued": ("deadline.production", "production_timeout_s")}
+    assert production.DEADLINES == {"queued": "deadline.production"}
+    assert specs.by_name("production").deadline_settings == {
+        "deadline.production": "production_timeout_s"
+    }
 
 
 def test_a_partial_refund_moves_no_ticket():

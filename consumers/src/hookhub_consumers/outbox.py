@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
+import aiormq
 from hookhub import failures, topology
 from hookhub.broker import Broker, BrokerUnavailable, MessageTooLarge
 from hookhub.events import Event
@@ -55,6 +56,8 @@ class Outbox:
         self.broker = broker
         self.relay_interval_s = relay_interval_s
         self.journey = journey  # records a step of an event's journey, never raising
+        # The deadline queues this process declared (each duration's, on its first deadline).
+        self._declared: set[str] = set()
 
     async def publish(self, follow_ups: list[Event]) -> bool:
         """Publish saved follow-ups, with their confirms in flight together; False when the
@@ -104,10 +107,40 @@ class Outbox:
         if follow_up.delay_s is None:
             await self.broker.publish(follow_up)
             return
-        # A deadline goes straight to its queue, whose TTL hands it back to this consumer.
-        queue = topology.deadline_queue(self.consumer, follow_up.type)
         left_s = time_left_s(follow_up, datetime.now(UTC))
-        await self.broker.publish_to_queue(replace(follow_up, delay_s=left_s).to_message(), queue)
+        if left_s <= 0:
+            # Already due (relayed late): to the work queue, not behind deadlines still pending.
+            message = replace(follow_up, delay_s=None).to_message()
+            await self.broker.publish_to_queue(message, topology.work_queue(self.consumer))
+            return
+        # A deadline goes to the queue of the duration it was set with, whose TTL hands it back
+        # to this consumer; with what is left of it as its own TTL (see `topology`'s deadlines).
+        spec = topology.deadline_queue_spec(self.consumer, follow_up.type, follow_up.delay_s)
+        await self._declare(spec)
+        try:
+            message = replace(follow_up, delay_s=left_s).to_message()
+            await self.broker.publish_to_queue(message, spec.name)
+        except BrokerUnavailable:
+            self._declared.discard(spec.name)  # removed meanwhile? declared again next time
+            raise
+
+    async def _declare(self, spec: topology.QueueSpec) -> None:
+        """Declare a deadline queue once per process: the one of the configured duration exists
+        already, another (a deadline saved before its setting changed) may not any more."""
+        if spec.name in self._declared:
+            return
+        connection = self.broker.connection
+        if connection is None or connection.is_closed:
+            raise BrokerUnavailable("RabbitMQ is not connected")
+        try:
+            async with asyncio.timeout(self.broker.settings.publish_timeout_s):
+                async with connection.channel() as channel:
+                    await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        except aiormq.exceptions.ChannelPreconditionFailed:
+            pass  # it exists, declared otherwise (an older version's): it still takes deadlines
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"deadline queue not declared: {type(exc).__name__}") from exc
+        self._declared.add(spec.name)
 
     async def forget(self, marker: Marker) -> None:
         """Drop the marker's published outbox; if the store fails now, the relay publishes it

@@ -7,12 +7,16 @@ from hookhub.topology import (
     binding_matches,
     dead_letter_queue,
     deadline_queue,
+    deadline_type_of,
     literal_head,
     retry_queue,
     work_queue,
 )
 
-QUEUES = {spec.name: spec for spec in all_queues((5.0, 30.0), delivery_limit=20)}
+DEADLINES_S = {"deadline.order_payment": 90.0, "deadline.payment_order": 1.5}
+QUEUES = {
+    spec.name: spec for spec in all_queues((5.0, 30.0), delivery_limit=20, deadlines_s=DEADLINES_S)
+}
 
 
 def test_every_queue_that_dead_letters_does_so_at_least_once():
@@ -34,14 +38,27 @@ def test_retry_queues_wait_their_delay_then_return_to_work_and_work_parks_in_the
             assert retry["x-dead-letter-routing-key"] == work_queue(consumer)
 
 
-def test_deadline_queues_hold_each_message_for_its_own_ttl_then_hand_it_to_their_consumer():
-    for consumer in specs.installed():
-        for deadline_type in consumer.deadlines:
-            spec = QUEUES[deadline_queue(consumer.name, deadline_type)]
-            assert spec.name == f"hookhub.{consumer.name}.{deadline_type}"
-            assert spec.arguments["x-dead-letter-routing-key"] == work_queue(consumer.name)
-            assert "x-message-ttl" not in spec.arguments  # each deadline carries its delay
-            assert spec.bindings == ()  # never on the exchange
+def test_each_deadline_duration_has_a_queue_whose_ttl_it_is_handing_back_to_its_consumer():
+    payments = specs.by_name("payments")
+    for deadline_type, duration_s in DEADLINES_S.items():
+        spec = QUEUES[deadline_queue("payments", deadline_type, duration_s)]
+        assert spec.name == f"hookhub.payments.{deadline_type}.{duration_s:g}s"
+        assert spec.arguments["x-message-ttl"] == duration_s * 1000
+        assert spec.arguments["x-dead-letter-routing-key"] == work_queue("payments")
+        assert spec.bindings == ()  # never on the exchange
+        assert deadline_type_of(spec.name, payments) == deadline_type
+    # Only durations configured: production's deadline has none here.
+    assert not any(deadline_type_of(name, specs.by_name("production")) for name in QUEUES)
+
+
+def test_a_deadline_queue_is_told_from_the_other_queues_of_its_consumer():
+    payments = specs.by_name("payments")
+    assert deadline_type_of("hookhub.payments.deadline.order_payment", payments)  # previous
+    assert deadline_type_of("hookhub.payments.deadline.order_payment.86400s", payments)
+    for other in ("hookhub.payments", "hookhub.payments.retry.5s", "hookhub.payments.dlq"):
+        assert deadline_type_of(other, payments) is None
+    assert deadline_type_of("hookhub.payments.deadline.order_payment.x", payments) is None
+    assert deadline_queue("p", "deadline.x", 1e6) == "hookhub.p.deadline.x.1000000s"
 
 
 def test_deadlines_are_catalogued_as_their_consumers_own_and_bound_by_no_one():

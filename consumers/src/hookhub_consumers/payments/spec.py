@@ -37,4 +37,8 @@ SPEC = ConsumerSpec(
         "deadline.order_payment": "the order's time to be paid is up",
         "deadline.payment_order": "a held payment's time to meet its order is up",
     },
+    deadline_settings={
+        "deadline.order_payment": "order_payment_timeout_s",
+        "deadline.payment_order": "payment_order_timeout_s",
+    },
 )

@@ -40,6 +40,7 @@ from hookhub_consumers.payments.mercadopago import MercadoPagoClient, ProviderUn
 from hookhub_consumers.payments.providers import PaymentUpdate
 from hookhub_consumers.payments.reconciliation import Verdict, reconcile, refund_is_partial
 from hookhub_consumers.payments.records import Order, Orders, PaymentStatus
+from hookhub_consumers.payments.spec import SPEC
 from hookhub_consumers.retries import Permanent, Retry
 
 C = TypeVar("C", bound=Contract)
@@ -113,10 +114,10 @@ TRANSITIONS: dict[tuple[PaymentStatus | None, Happening], tuple[PaymentStatus, s
     ("held", "refunded"): ("refunded", None),
     ("held", "charged_back"): ("charged_back", None),
 }
-# Entering a status sets its deadline: (the deadline's type, the setting that holds its delay).
-DEADLINES: dict[PaymentStatus, tuple[str, str]] = {
-    "pending": ("deadline.order_payment", "order_payment_timeout_s"),
-    "held": ("deadline.payment_order", "payment_order_timeout_s"),
+# Entering a status sets its deadline (the setting holding its delay is the spec's).
+DEADLINES: dict[PaymentStatus, str] = {
+    "pending": "deadline.order_payment",
+    "held": "deadline.payment_order",
 }
 # What a deadline, once due, says happened.
 DEADLINE_HAPPENINGS: dict[str, Happening] = {
@@ -304,8 +305,8 @@ def _move(
         data = _announcement(announced, moved, current, verdict, update)
         emit.append(emitted(cause, ctx.consumer, announced, data))
     if status != current and status in DEADLINES:
-        deadline_type, timeout = DEADLINES[status]
-        after_s = getattr(ctx.settings, timeout)
+        deadline_type = DEADLINES[status]
+        after_s = getattr(ctx.settings, SPEC.deadline_settings[deadline_type])
         emit.append(deadline(cause, ctx.consumer, deadline_type, moved.order_id, after_s))
     on_saved = ORDER_MISSING.inc if status == "order_missing" else None
     return Outcome(state=moved, emit=emit, on_saved=on_saved)

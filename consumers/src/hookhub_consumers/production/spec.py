@@ -24,4 +24,5 @@ SPEC = ConsumerSpec(
         "order.ready": "the order is finished and ready",
     },
     deadlines={"deadline.production": "a ticket's time in production is up"},
+    deadline_settings={"deadline.production": "production_timeout_s"},
 )

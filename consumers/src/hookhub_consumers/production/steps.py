@@ -14,6 +14,7 @@ from hookhub.events import Event
 
 from hookhub_consumers.handler import Context, Outcome, Steps, deadline, emitted, order_id_of
 from hookhub_consumers.production.records import Ticket, Tickets, TicketStatus
+from hookhub_consumers.production.spec import SPEC
 from hookhub_consumers.retries import Retry
 
 # event type → (ticket statuses it applies to, the status it leads to, the event it emits).
@@ -35,10 +36,8 @@ CANCELLED_BECAUSE = {
     "payment.refunded": "payment refunded",
     "payment.charged_back": "payment charged back",
 }
-# Entering a status sets its deadline: (the deadline's type, the setting that holds its delay).
-DEADLINES: dict[TicketStatus, tuple[str, str]] = {
-    "queued": ("deadline.production", "production_timeout_s"),
-}
+# Entering a status sets its deadline (the setting holding its delay is the spec's).
+DEADLINES: dict[TicketStatus, str] = {"queued": "deadline.production"}
 
 
 async def advance_ticket(event: Event, ctx: Context) -> Outcome:
@@ -63,8 +62,8 @@ async def advance_ticket(event: Event, ctx: Context) -> Outcome:
         data["reason"] = CANCELLED_BECAUSE[event.type]
     emit = [emitted(event, ctx.consumer, emits, data)]
     if new_status in DEADLINES:
-        deadline_type, timeout = DEADLINES[new_status]
-        after_s = getattr(ctx.settings, timeout)
+        deadline_type = DEADLINES[new_status]
+        after_s = getattr(ctx.settings, SPEC.deadline_settings[deadline_type])
         emit.append(deadline(event, ctx.consumer, deadline_type, order_id, after_s))
     return Outcome(state=changed, emit=emit)
 

@@ -371,6 +371,7 @@ class Broker:
                 self.settings.retry_delays_s,
                 self.settings.delivery_limit,
                 topology.Archive.of(self.settings),
+                deadlines_s=topology.deadline_durations(self.settings),
             )
         except topology.TopologyConflict as exc:
             # What is safe was done (the missing declared, the bindings added); a queue declared

@@ -178,6 +178,7 @@ def topology_declare() -> None:
                     settings.retry_delays_s,
                     settings.delivery_limit,
                     topology.Archive.of(settings),
+                    deadlines_s=topology.deadline_durations(settings),
                 )
             except topology.TopologyConflict as exc:
                 fail(str(exc))
@@ -248,7 +249,13 @@ def topology_apply(
     if not left.settled:
         fail("the broker still differs from this version: " + "; ".join(left.lines()[1:]))
     for retired in left.retire:
-        err.print(f"[yellow]kept:[/yellow] {retired.refusal}", soft_wrap=True)
+        if retired.draining:
+            console.print(
+                f"draining: {retired.queue} ({retired.messages} deadline(s) expire into their "
+                f"work queue on time; `hookhub topology apply` removes it once empty)"
+            )
+        else:
+            err.print(f"[yellow]kept:[/yellow] {retired.refusal}", soft_wrap=True)
     console.print("done: the broker has this version's topology")
 
 
@@ -261,7 +268,10 @@ def status() -> None:
         rows = []
         async with broker_connection(settings) as connection:
             queues = topology.all_queues(
-                settings.retry_delays_s, settings.delivery_limit, topology.Archive.of(settings)
+                settings.retry_delays_s,
+                settings.delivery_limit,
+                topology.Archive.of(settings),
+                deadlines_s=topology.deadline_durations(settings),
             )
             for spec in queues:
                 channel = await connection.channel()

@@ -258,6 +258,9 @@ class Retired:
     bindings: tuple[str, ...]
     destination: str | None  # where its messages now belong; None: nowhere (then empty, or kept)
     refusal: str | None = None
+    # A deadline queue of a duration no longer configured (or the previous release's), with
+    # deadlines in it: left to expire into its work queue on time, removed once empty.
+    draining: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,12 +295,16 @@ class Plan:
         return [x.refusal for x in (*self.change, *self.retire) if x.refusal]
 
     @property
+    def removable(self) -> list[Retired]:
+        """The retired queues `apply` removes (emptied into their destination first)."""
+        return [r for r in self.retire if r.refusal is None and not r.draining]
+
+    @property
     def settled(self) -> bool:
         """Whether the broker has this version's topology: nothing left to do but retired
         queues kept for their messages (which no longer take any)."""
-        removable = [r for r in self.retire if r.refusal is None]
         return not (
-            self.create or self.change or removable or self.resume or self.bind or self.unbind
+            self.create or self.change or self.removable or self.resume or self.bind or self.unbind
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -323,6 +330,11 @@ class Plan:
         for r in self.retire:
             if r.refusal:
                 out.append(f"keep    {r.queue}: {r.refusal}")
+            elif r.draining:
+                out.append(
+                    f"drain   {r.queue} ({r.messages} deadline(s) left to expire into their "
+                    f"work queue on time; removed by `apply` once empty)"
+                )
             elif r.destination:
                 out.append(f"retire  {r.queue} ({r.messages} message(s) → {r.destination})")
             else:
@@ -366,9 +378,19 @@ def _change(existing: Existing, spec: QueueSpec, keys: frozenset[str]) -> Change
     return Change(spec.name, old, spec.arguments, existing.messages, tuple(sorted(keys)), refusal)
 
 
-def _retired(existing: Existing, keys: frozenset[str], consumers: tuple[str, ...]) -> Retired:
+def _retired(
+    existing: Existing,
+    keys: frozenset[str],
+    consumers: tuple[str, ...],
+    consumer_specs: tuple[specs.ConsumerSpec, ...] = (),
+) -> Retired:
     name, messages = existing.name, existing.messages
     owner = topology.owner_of(name)
+    deadlines = any(topology.deadline_type_of(name, s) for s in consumer_specs if s.name == owner)
+    if owner in consumers and deadlines:
+        # A deadline queue: emptied into the work queue, every deadline in it would fire now.
+        # It is left to expire there by itself (its TTLs run on), and removed once empty.
+        return Retired(name, messages, tuple(sorted(keys)), None, draining=messages > 0)
     if owner in consumers and name != topology.work_queue(owner):
         # A retry queue for a delay no longer configured, a deadline no longer set, a temporary
         # queue of one of those: its messages are its consumer's work.
@@ -383,8 +405,14 @@ def _retired(existing: Existing, keys: frozenset[str], consumers: tuple[str, ...
     return Retired(name, messages, tuple(sorted(keys)), None, refusal)
 
 
-def plan(wanted: list[QueueSpec], observed: Observed, consumers: tuple[str, ...]) -> Plan:
-    """What `apply` would do to bring the observed broker to the wanted queues."""
+def plan(
+    wanted: list[QueueSpec],
+    observed: Observed,
+    consumers: tuple[str, ...],
+    consumer_specs: tuple[specs.ConsumerSpec, ...] = (),
+) -> Plan:
+    """What `apply` would do to bring the observed broker to the wanted queues (`consumer_specs`
+    tells their deadline queues, which drain in place)."""
     by_name = {spec.name: spec for spec in wanted}
     bindings = observed.bindings or {}
     create, change, bind, unbind = [], [], [], []
@@ -407,7 +435,8 @@ def plan(wanted: list[QueueSpec], observed: Observed, consumers: tuple[str, ...]
             keys = bindings.get(name, frozenset())
             resume.append(Leftover(name, queue, existing.messages, tuple(sorted(keys))))
         else:
-            retire.append(_retired(existing, bindings.get(name, frozenset()), consumers))
+            keys = bindings.get(name, frozenset())
+            retire.append(_retired(existing, keys, consumers, consumer_specs))
     return Plan(
         observed.source,
         observed.complete,
@@ -424,7 +453,11 @@ def wanted_queues(
     settings: Settings, consumers: tuple[specs.ConsumerSpec, ...] | None
 ) -> list[QueueSpec]:
     return topology.all_queues(
-        settings.retry_delays_s, settings.delivery_limit, topology.Archive.of(settings), consumers
+        settings.retry_delays_s,
+        settings.delivery_limit,
+        topology.Archive.of(settings),
+        consumers,
+        topology.deadline_durations(settings, consumers),
     )
 
 
@@ -437,7 +470,8 @@ async def plan_for(
     `consumers` is given)."""
     wanted = wanted_queues(settings, consumers)
     observed = await observe(connection, settings, wanted)
-    return plan(wanted, observed, specs.names(consumers))
+    every = specs.installed() if consumers is None else consumers
+    return plan(wanted, observed, specs.names(consumers), tuple(every))
 
 
 # ---- moving messages ----------------------------------------------------------------------
@@ -716,6 +750,7 @@ async def apply(
                 settings.delivery_limit,
                 topology.Archive.of(settings),
                 consumers,
+                topology.deadline_durations(settings, consumers),
             )
         except topology.ExchangeConflict:
             raise
@@ -740,9 +775,8 @@ async def apply(
             f"{leftover.temporary}: {moved} moved back to {leftover.queue} "
             f"(left by an earlier run); removed"
         )
-    for retired in the_plan.retire:
-        if retired.refusal is None:
-            await _retire(connection, settings, retired, say)
+    for retired in the_plan.removable:
+        await _retire(connection, settings, retired, say)
     for queue, key in the_plan.unbind:
         await _bind(connection, queue, queue, {key}, on=False)
         say(f"{queue}: unbound from {key!r}")

@@ -49,6 +49,9 @@ class ConsumerSpec:
     owns: tuple[str, ...] = ()
     # Its deadlines: delayed messages to itself (deadline.<what>), each with what it means.
     deadlines: Mapping[str, str] = field(default_factory=dict)
+    # The Settings field holding each deadline's duration (its delay queue's TTL, see
+    # `topology.deadline_durations`); a deadline without one gets its queue when first set.
+    deadline_settings: Mapping[str, str] = field(default_factory=dict)
     # Its record repositories, as "module:attribute" per store scheme ("sqlite", "mongodb").
     repositories: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
@@ -64,6 +67,8 @@ class ConsumerSpec:
                     f"{self.name}: deadline {deadline_type!r} must be named "
                     f"'{DEADLINE_NAMESPACE}.<what>'"
                 )
+        if unknown := set(self.deadline_settings) - set(self.deadlines):
+            raise SpecError(f"{self.name}: durations for deadlines it does not set: {unknown}")
         if DEADLINE_NAMESPACE in self.owns:
             raise SpecError(f"{self.name}: the {DEADLINE_NAMESPACE} namespace is every consumer's")
 

@@ -8,14 +8,16 @@
                         ▼
                    hookhub.unrouted (bounded)
 
-    a consumer's deadline ──▶ hookhub.<consumer>.deadline.<name> ──expired──▶ hookhub.<consumer>
-                              (the message's own TTL; nobody consumes it)
+    a consumer's deadline ──▶ hookhub.<consumer>.deadline.<name>.<duration>s
+                              (one queue per duration, its TTL = the duration; nobody consumes it)
+                                  └─expired──▶ hookhub.<consumer>
 
 Which queues a consumer has, and what its work queue binds, come from its spec
 (`specs.ConsumerSpec`). Every name comes from the functions below; nothing else spells a queue
 name.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,8 +80,79 @@ def dead_letter_queue(consumer: str) -> str:
     return f"{PREFIX}{consumer}.dlq"
 
 
-def deadline_queue(consumer: str, deadline_type: str) -> str:
+# ---- deadlines: one delay queue per duration -------------------------------------------------
+#
+# RabbitMQ expires a message only at the head of its queue. One queue per deadline type (the
+# previous release's `hookhub.<consumer>.<type>`, each message with its own TTL) held a deadline
+# set under a 90 s timeout behind the one-day deadlines set before it. So each duration has a
+# queue of its own whose queue TTL is that duration: everything in it was set with the same
+# duration, so the order it arrived in is the order it falls due in, and its head is always the
+# next one due.
+#
+# A deadline published late (the outbox relay's, after the broker or the process was away) goes
+# to the queue of the duration it was *set* with, with a per-message TTL of what is left of it
+# (never more than the queue's TTL). That keeps it from firing late by its publishing delay, and
+# never reorders the queue for the others: a message behind it expires no sooner than it would
+# have anyway (its own TTL or the queue's, whichever is less), and it can itself wait behind a
+# deadline published before it for at most its own publishing delay (that one was set no
+# earlier than it was published). A deadline already due goes straight to the work queue.
+# A duration that is no longer configured keeps its queue until it is empty: its deadlines
+# expire into the work queue by themselves, on time; `hookhub topology apply` removes it then
+# (see `migrations`), and never empties one into the work queue (every deadline would fire at
+# once).
+
+
+def duration_label(duration_s: float) -> str:
+    """A duration as it appears in a queue name: whole milliseconds, in seconds (`90`, `1.5`)."""
+    return f"{round(duration_s * 1000) / 1000:f}".rstrip("0").rstrip(".")
+
+
+def deadline_queue(consumer: str, deadline_type: str, duration_s: float) -> str:
+    """Where a deadline of `deadline_type` set with `duration_s` waits."""
+    return f"{PREFIX}{consumer}.{deadline_type}.{duration_label(duration_s)}s"
+
+
+def legacy_deadline_queue(consumer: str, deadline_type: str) -> str:
+    """The previous release's one queue per deadline type (per-message TTLs): drained in place
+    after an upgrade, then removed."""
     return f"{PREFIX}{consumer}.{deadline_type}"
+
+
+def deadline_type_of(queue: str, spec: ConsumerSpec) -> str | None:
+    """The deadline type of one of `spec`'s deadline queues (of any duration, or the previous
+    release's), None for any other queue."""
+    for deadline_type in spec.deadlines:
+        base = legacy_deadline_queue(spec.name, deadline_type)
+        label = queue.removeprefix(f"{base}.")
+        if queue == base or (label != queue and _is_duration_label(label)):
+            return deadline_type
+    return None
+
+
+def _is_duration_label(label: str) -> bool:
+    number = label.removesuffix("s")
+    return label.endswith("s") and number.replace(".", "", 1).isdigit()
+
+
+def deadline_queue_spec(consumer: str, deadline_type: str, duration_s: float) -> "QueueSpec":
+    """One duration's delay queue: its TTL is the duration; what expires goes to the work queue."""
+    ttl = {"x-message-ttl": round(duration_s * 1000)}
+    return QueueSpec(
+        deadline_queue(consumer, deadline_type, duration_s),
+        _quorum(**ttl, **_dead_letter_to(work_queue(consumer))),
+    )
+
+
+def deadline_durations(
+    settings: Settings, consumers: tuple[ConsumerSpec, ...] | None = None
+) -> dict[str, float]:
+    """The duration configured now for each deadline type of the consumers (the installed ones
+    when not given): the setting each spec names for it (`ConsumerSpec.deadline_settings`)."""
+    return {
+        deadline_type: float(getattr(settings, setting))
+        for spec in (installed() if consumers is None else consumers)
+        for deadline_type, setting in spec.deadline_settings.items()
+    }
 
 
 def migrating_queue(queue: str) -> str:
@@ -127,9 +200,13 @@ def _dead_letter_to(queue: str) -> dict[str, Any]:
 
 
 def consumer_queues(
-    spec: ConsumerSpec, retry_delays_s: tuple[float, ...], delivery_limit: int
+    spec: ConsumerSpec,
+    retry_delays_s: tuple[float, ...],
+    delivery_limit: int,
+    deadlines_s: Mapping[str, float] | None = None,
 ) -> list[QueueSpec]:
-    """The work queue, one retry queue per delay, the deadline queues and the parking lot of one
+    """The work queue, one retry queue per delay, the deadline queues (one per deadline type
+    with a duration in `deadlines_s`: see `deadline_durations`) and the parking lot of one
     consumer, from its spec."""
     consumer = spec.name
     work, dlq = work_queue(consumer), dead_letter_queue(consumer)
@@ -147,13 +224,11 @@ def consumer_queues(
             QueueSpec(retry_queue(consumer, delay_s), _quorum(**ttl, **_dead_letter_to(work)))
         )
     for deadline_type in spec.deadlines:
-        # No queue TTL: each deadline carries its own (the setting when it was set), so changing
-        # a timeout needs no new queue. A message expires only at the head of its queue, which
-        # is the order of expiry while the timeout stays; deadlines set after the timeout was
-        # lowered wait behind the longer ones set before.
-        specs.append(
-            QueueSpec(deadline_queue(consumer, deadline_type), _quorum(**_dead_letter_to(work)))
-        )
+        # The duration configured now; the outbox declares another one's when it needs it (a
+        # deadline saved before the setting changed), and `topology apply` keeps an old one
+        # until it is empty.
+        if (duration_s := (deadlines_s or {}).get(deadline_type)) is not None:
+            specs.append(deadline_queue_spec(consumer, deadline_type, duration_s))
     return specs
 
 
@@ -191,13 +266,14 @@ def all_queues(
     delivery_limit: int,
     archive: Archive | None = None,
     consumers: tuple[ConsumerSpec, ...] | None = None,
+    deadlines_s: Mapping[str, float] | None = None,
 ) -> list[QueueSpec]:
     """Every queue: the unrouted queue, each consumer's (the installed consumers' when not
-    given) and the archive."""
+    given; deadline queues for the durations in `deadlines_s`) and the archive."""
     unrouted = _quorum(**{"x-max-length": UNROUTED_MAX_MESSAGES, "x-overflow": "drop-head"})
     queues = [QueueSpec(UNROUTED_QUEUE, unrouted)]
     for spec in installed() if consumers is None else consumers:
-        queues += consumer_queues(spec, retry_delays_s, delivery_limit)
+        queues += consumer_queues(spec, retry_delays_s, delivery_limit, deadlines_s)
     # The archive last: bound with `#`, it takes every event, so once it is bound the broker
     # confirms any publish. Declared before the consumers' queues (a broker that lost its
     # definitions, declared again), it would have an event accepted that no consumer gets.
@@ -234,6 +310,7 @@ async def declare(
     delivery_limit: int,
     archive: Archive | None = None,
     consumers: tuple[ConsumerSpec, ...] | None = None,
+    deadlines_s: Mapping[str, float] | None = None,
 ) -> list[QueueSpec]:
     """Declare everything (for the installed consumers when `consumers` is not given); a no-op
     when it exists as specified, TopologyConflict when it differs.
@@ -256,7 +333,7 @@ async def declare(
             arguments={"alternate-exchange": UNROUTED_EXCHANGE},
         ),
     )
-    queues = all_queues(retry_delays_s, delivery_limit, archive, consumers)
+    queues = all_queues(retry_delays_s, delivery_limit, archive, consumers, deadlines_s)
     conflicts = []
     for spec in queues:
         try:
