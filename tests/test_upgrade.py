@@ -206,6 +206,11 @@ class Upgrade:
     previous: Hub
     current: Hub
     logs: str = ""
+    # The previous release's deadline queue: its depth right after the topology steps; the
+    # steps run once it had drained; whether it was left then.
+    deadlines_after_steps: dict[str, int] = field(default_factory=dict)
+    final_steps: list[str] = field(default_factory=list)
+    deadline_queue_left: bool = True
 
 
 def delivered(upgrade: Upgrade) -> list[Received]:
@@ -240,6 +245,18 @@ async def queue_depths(amqp_url: str, names: list[str]) -> dict[str, int]:
     return depths
 
 
+async def queue_exists(amqp_url: str, name: str) -> bool:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        async with connection.channel() as channel:
+            await channel.declare_queue(name, passive=True)
+        return True
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return False
+    finally:
+        await connection.close()
+
+
 async def arrived_in(amqp_url: str, queue: str, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
     """Whether a message arrived in `queue` within the time."""
     deadline = time.monotonic() + timeout_s
@@ -271,7 +288,9 @@ def failure_queues() -> list[str]:
     ]
 
 
-ORDER_DEADLINES = topology.deadline_queue("payments", "deadline.order_payment")
+# The previous release's one deadline queue per type (per-message TTLs): drained in place by the
+# current release, which has one queue per duration.
+ORDER_DEADLINES = topology.legacy_deadline_queue("payments", "deadline.order_payment")
 
 
 @pytest.fixture(scope="session")
@@ -403,6 +422,7 @@ async def upgrade(
 
             # The current release takes over, with the documented steps only.
             topology_steps = await asyncio.to_thread(topology_upgrade_steps, current, env)
+            deadlines_after_steps = await queue_depths(amqp_url, [ORDER_DEADLINES])
             await asyncio.to_thread(new.start)
             async with client(new) as api:
                 await create(api, early, current)
@@ -426,6 +446,7 @@ async def upgrade(
                 accepted=accepted,
                 handover_depths=handover_depths,
                 topology_steps=topology_steps,
+                deadlines_after_steps=deadlines_after_steps,
                 parked_id=parked_id,
                 dlq_list=dlq_list.stdout + dlq_list.stderr,
                 dlq_show=dlq_show.stdout + dlq_show.stderr,
@@ -443,6 +464,15 @@ async def upgrade(
                 SETTLE_TIMEOUT_S,
             )
             await asyncio.sleep(QUIET_S)
+            # The previous release's deadline queue drains by itself (the last deadline in it
+            # expires ORDER_PAYMENT_TIMEOUT_S after it was set); the next apply removes it.
+            drained_by = time.monotonic() + ORDER_PAYMENT_TIMEOUT_S + SETTLE_TIMEOUT_S
+            while time.monotonic() < drained_by:
+                if (await queue_depths(amqp_url, [ORDER_DEADLINES]))[ORDER_DEADLINES] == 0:
+                    break
+                await asyncio.sleep(0.5)
+            upgrade.final_steps = await asyncio.to_thread(topology_upgrade_steps, current, env)
+            upgrade.deadline_queue_left = await queue_exists(amqp_url, ORDER_DEADLINES)
             upgrade.logs = old.logs() + "\n" + new.logs()
             yield upgrade
         finally:
@@ -466,6 +496,20 @@ def test_the_topology_steps_between_the_releases_succeed(upgrade):
     if not upgrade.topology_steps:
         pytest.skip("no `hookhub topology apply` in this release: the upgrade is starting it")
     assert all(" → 0\n" in step for step in upgrade.topology_steps), upgrade.topology_steps
+
+
+def test_the_previous_releases_deadlines_drain_in_place_then_their_queue_is_removed(upgrade):
+    """Its one queue per type is no longer this release's: `topology apply` leaves its
+    deadlines to expire on time (moved to the work queue they would all fire at once), and
+    removes it once they have."""
+    if not upgrade.topology_steps:
+        pytest.skip("no `hookhub topology apply` in this release: the upgrade is starting it")
+    after = upgrade.deadlines_after_steps
+    # Still pending (the last one set has most of its time left): none was moved out.
+    assert after[ORDER_DEADLINES] >= 1, (after, upgrade.topology_steps)
+    assert f"drain   {ORDER_DEADLINES} (" in upgrade.topology_steps[0], upgrade.topology_steps
+    assert all(" → 0\n" in step for step in upgrade.final_steps), upgrade.final_steps
+    assert not upgrade.deadline_queue_left, upgrade.final_steps
 
 
 def test_every_order_reaches_its_state_in_the_store(upgrade):

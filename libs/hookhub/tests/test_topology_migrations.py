@@ -49,7 +49,12 @@ async def old_hub() -> AsyncIterator[tuple[str, AbstractConnection]]:
                 )
             async with connection.channel() as channel:
                 with pytest.raises(topology.TopologyConflict):
-                    await topology.declare(channel, (*NEW_DELAYS_S, OLD_DELAY_S), 20)
+                    await topology.declare(
+                        channel,
+                        (*NEW_DELAYS_S, OLD_DELAY_S),
+                        20,
+                        deadlines_s=topology.deadline_durations(settings_for(amqp_url)),
+                    )
             yield amqp_url, connection
 
 
