@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py [--only ingest|consumer|e2e] [--duration-s 10] [--warmup-s 2]
                                   [--connections 64] [--body-bytes 1024] [--events 5000]
                                   [--rates 100,300,500,1000] [--drain-s 30]
+                                  [--deadlines 200000]
 
 Each section is a module with `async def run(options) -> dict`: it prints its own table and
 returns what goes to bench/results/<section>-<UTC timestamp>.json. To add one, import it and add
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import consumer
+import deadlines
 import e2e
 import ingest
 import operator_search
@@ -34,6 +36,7 @@ SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "eventlog": eventlog.run,
     "operator_search": operator_search.run,
     "order_page": order_page.run,
+    "deadlines": deadlines.run,
 }
 
 
@@ -88,6 +91,13 @@ def parse_args(argv: list[str]) -> tuple[list[str], Options]:
         "backlog is purged",
     )
     parser.add_argument(
+        "--deadlines",
+        type=int,
+        default=deadlines.DEFAULT_DEADLINES,
+        help="deadlines section: pending deadlines measured (the figures are extrapolated per "
+        "million)",
+    )
+    parser.add_argument(
         "--amqp-url",
         default=DEFAULT_ADMIN_URL,
         help="the local broker; the bench makes a vhost of its own there and deletes it after",
@@ -107,6 +117,7 @@ def parse_args(argv: list[str]) -> tuple[list[str], Options]:
         events=args.events,
         rates=args.rates,
         drain_s=args.drain_s,
+        deadlines=args.deadlines,
     )
     return args.only or list(SECTIONS), options
 

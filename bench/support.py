@@ -188,3 +188,4 @@ class Options:
     events: int  # messages each consumer case works through
     rates: tuple[int, ...] = ()  # e2e: offered orders per second, one after the other
     drain_s: float = 30.0  # e2e: how long the hub may take to catch up after each rate
+    deadlines: int = 200_000  # deadlines: how many pending deadlines are measured
