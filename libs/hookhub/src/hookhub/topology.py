@@ -90,12 +90,14 @@ def dead_letter_queue(consumer: str) -> str:
 # next one due.
 #
 # A deadline published late (the outbox relay's, after the broker or the process was away) goes
-# to the queue of the duration it was *set* with, with a per-message TTL of what is left of it
-# (never more than the queue's TTL). That keeps it from firing late by its publishing delay, and
-# never reorders the queue for the others: a message behind it expires no sooner than it would
-# have anyway (its own TTL or the queue's, whichever is less), and it can itself wait behind a
-# deadline published before it for at most its own publishing delay (that one was set no
-# earlier than it was published). A deadline already due goes straight to the work queue.
+# to the queue of the duration D it was *set* with, with a per-message TTL of what is left of it
+# (never more than D, the queue's TTL: the broker applies the lesser). Set at s, published at
+# p >= s, it is due at s + D. Every deadline ahead of it in the queue was published before p,
+# so set before p, so due by p + D: it waits behind them at most p - s, its own publishing
+# delay, never more (with the queue's TTL alone, it would always wait that long). Every deadline
+# published on time after it is due at p' + D >= s + D: it never holds one of those back. So no
+# deadline fires later than its own publishing delay, and on time when published on time. One
+# already due goes straight to the work queue.
 # A duration that is no longer configured keeps its queue until it is empty: its deadlines
 # expire into the work queue by themselves, on time; `hookhub topology apply` removes it then
 # (see `migrations`), and never empties one into the work queue (every deadline would fire at
