@@ -97,17 +97,25 @@ def load_settings() -> Settings:
 
 @asynccontextmanager
 async def broker_connection(settings: Settings) -> AsyncIterator[AbstractConnection]:
-    """A plain connection to the broker for one operator command."""
-    try:
-        opened = await aio_pika.connect(settings.amqp_url, timeout=settings.connect_timeout_s)
-    except aiormq.exceptions.ProbableAuthenticationError:
+    """A plain connection to the broker for one operator command: to the first address of
+    HOOKHUB_AMQP_URL that answers (a cluster's node may be down), tried in turn."""
+    opened, refused, unreachable = None, [], []
+    for url in settings.amqp_urls:
+        try:
+            opened = await aio_pika.connect(url, timeout=settings.connect_timeout_s)
+            break
+        except aiormq.exceptions.ProbableAuthenticationError:
+            refused.append(redact(url))
+        except CONNECT_ERRORS:
+            unreachable.append(redact(url))
+    if opened is None and refused:
         fail(
-            f"RabbitMQ at {redact(settings.amqp_url)} refused the login: check the user and "
+            f"RabbitMQ at {', '.join(refused)} refused the login: check the user and "
             "password in HOOKHUB_AMQP_URL"
         )
-    except CONNECT_ERRORS:
+    if opened is None:
         fail(
-            f"RabbitMQ is not reachable at {redact(settings.amqp_url)}: start it "
+            f"RabbitMQ is not reachable at {', '.join(unreachable)}: start it "
             "(`rabbitmq-server -detached`) or point HOOKHUB_AMQP_URL at it"
         )
     async with opened:
