@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from hookhub_eventlog.people import Forgotten, Link
+
 # Every read has a budget, so that one search cannot stall the process that serves it (the
 # operator's console, its /livez): a search that has not finished within it is stopped.
 SEARCH_BUDGET_S = 2.0
 # At most this many rows come back from any read of one event's journey (steps, markers,
 # delivery attempts): a journey longer than that is a runaway, not something to page through.
 MAX_JOURNEY_ROWS = 1000
+MAX_PERSON_EVENTS = 500  # a person's events read for their page, newest first
 COMPONENT = "eventlog"  # its tables', in schema_versions (`hookhub.schema`)
 # A topic pattern's complexity: types are at most 255 characters (128 words), and matching costs
 # its words times a type's; more than a few `#` say nothing more than one does.
@@ -74,6 +77,9 @@ class LoggedEvent:
     # keeps (`archive.order_of`); None for events indexed before the index kept it, which
     # carry their subject only (the store's migration 2 copies that here).
     order_id: str | None = None
+    # Who it is about (`hookhub.identities`: `email:...`, `phone:+55...`, `stripe:cus_...`),
+    # normalised; identifiers seen together in one event link into one person (`people.py`).
+    identifiers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,18 @@ class EventQuery:
         word afterwards, no bindings to match), so that it can stop at `limit` by itself."""
         pattern = self.type is not None and bool({"*", "#"} & set(self.type))
         return not pattern and self.unbound_by is None
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One person as the index knows them: their identifiers (normalised), the links that made
+    them one (each with its event; undone ones too, with when), and their events, newest
+    first."""
+
+    id: str
+    identifiers: list[str]
+    links: list[Link]
+    events: list[LoggedEvent]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +236,35 @@ class EventLog(ABC):
     async def payment_state(self, order_id: str) -> PaymentState | None:
         """The order's payment state as the payments consumer keeps it; None when it keeps
         none (no such order yet, or no payments consumer on this store)."""
+
+    # People: who the events are about (`hookhub_eventlog.people`), kept by `index`.
+
+    @abstractmethod
+    async def person_of(self, key: str) -> str | None:
+        """The id of the person a normalised identifier (or a person id) is; None for one the
+        index has not seen."""
+
+    @abstractmethod
+    async def person(self, person_id: str, limit: int = MAX_PERSON_EVENTS) -> Person | None:
+        """A person: identifiers, links and events (newest first, at most `limit`); one
+        indexed lookup per part. None for an id no identifier has."""
+
+    @abstractmethod
+    async def unlink(self, *, identifier: str = "", event_id: str = "") -> list[str]:
+        """Undo links: every link of `identifier` (it is not this person), or every link
+        `event_id` made (that event was misleading). The persons they joined split again where
+        nothing else joins them; an undone link is not made again by a later event. The ids of
+        the persons concerned now."""
+
+    @abstractmethod
+    async def forget(self, person_id: str) -> list[Forgotten]:
+        """The person's index rows, identifiers and links removed, and their events recorded as
+        forgotten (the tombstones reads and replays refuse by, and the index skips if it reads
+        them again); what was forgotten."""
+
+    @abstractmethod
+    async def forgotten(self, event_id: str) -> list[Forgotten]:
+        """The tombstones of the events with this id (one per source)."""
 
     @abstractmethod
     async def close(self) -> None: ...
