@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from hookhub import specs, topology
+from hookhub.settings import Settings
 
+from hookhub_eventlog.people import ForgottenEvent
 from hookhub_eventlog.store import Attempt, EventLog, EventQuery, LoggedEvent, Step
 
 Line = tuple[datetime, str, str, str]  # when, where, what, detail
@@ -62,7 +64,17 @@ async def the_event(
         newest_by_source.setdefault(event.source, event)
     if len(newest_by_source) > 1:
         raise SharedId(event_id, list(newest_by_source.values()))
+    if not newest_by_source:
+        await refuse_forgotten(event_log, event_id, source)
     return next(iter(newest_by_source.values()), None)
+
+
+async def refuse_forgotten(event_log: EventLog, event_id: str, source: str | None = None) -> None:
+    """`ForgottenEvent` when the event was forgotten at its person's request (`hookhub people
+    forget`): reads and replays of its archived message refuse it, saying until when."""
+    for tombstone in await event_log.forgotten(event_id):
+        if source is None or tombstone.source == source:
+            raise ForgottenEvent(tombstone, Settings().archive_max_age)
 
 
 @dataclass
