@@ -22,6 +22,7 @@ import e2e
 import ingest
 import operator_search
 import order_page
+import people
 from report import console, write_json
 from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
 
@@ -34,6 +35,7 @@ SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "eventlog": eventlog.run,
     "operator_search": operator_search.run,
     "order_page": order_page.run,
+    "people": people.run,
 }
 
 
