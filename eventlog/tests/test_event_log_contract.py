@@ -263,6 +263,8 @@ async def test_identifiers_seen_together_make_one_person_whose_events_are_one_lo
     }
     assert await event_log.person_of(person_id) == person_id
     assert await event_log.person_of("email:bob@example.com") != person_id
+    bob = await event_log.person_of("email:bob@example.com")
+    assert await event_log.people_at([1, 2, 3, 4]) == {1: person_id, 2: person_id, 3: bob}
 
 
 async def test_a_merge_keeps_the_smaller_person_id(event_log: EventLog):

@@ -142,5 +142,9 @@ def test_an_operator_opens_a_persons_page_and_follows_it_to_her_order(
 
         page.locator("#orders").get_by_role("link", name=order_id).click()
         expect(page.locator("h1")).to_contain_text(order_id)
+        page.locator("#people").get_by_role("link", name=person_id).click()
+        expect(page.locator("h1")).to_contain_text(person_id)
+        page.locator("#person-events").get_by_role("link", name="github.member").click()
+        expect(page.locator("#person")).to_have_text(person_id)
     finally:
         context.close()

@@ -250,6 +250,11 @@ class EventLog(ABC):
         indexed lookup per part. None for an id no identifier has."""
 
     @abstractmethod
+    async def people_at(self, positions: Sequence[int]) -> dict[int, str]:
+        """The person each of these events is about (position → person id), for those about
+        one: how the event and order pages link to the person page."""
+
+    @abstractmethod
     async def unlink(self, *, identifier: str = "", event_id: str = "") -> list[str]:
         """Undo links: every link of `identifier` (it is not this person), or every link
         `event_id` made (that event was misleading). The persons they joined split again where

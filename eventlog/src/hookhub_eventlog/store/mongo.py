@@ -331,6 +331,21 @@ class MongoEventLog(EventLog):
         links = sorted(map(_link_of, await self._links_of(identifiers)), key=lambda k: k.at)
         return Person(person_id, identifiers, links, [_logged(d) for d in events])
 
+    async def people_at(self, positions: Sequence[int]) -> dict[int, str]:
+        await self._ensure_indexes()
+        cursor = self._db[EVENTS].find(
+            {"_id": {"$in": list(positions)}}, {"identifiers": 1}, max_time_ms=BUDGET_MS
+        )
+        first = {d["_id"]: d["identifiers"][0] for d in await cursor.to_list(None)
+                 if d.get("identifiers")}  # fmt: skip
+        if not first:
+            return {}
+        found = self._db[IDENTIFIERS].find(
+            {"_id": {"$in": sorted(set(first.values()))}}, max_time_ms=BUDGET_MS
+        )
+        person = {d["_id"]: d["person_id"] for d in await found.to_list(None)}
+        return {at: person[one] for at, one in first.items() if one in person}
+
     async def unlink(self, *, identifier: str = "", event_id: str = "") -> list[str]:
         await self._ensure_indexes()
         if identifier:

@@ -517,6 +517,17 @@ class SQLiteEventLog(EventLog):
             person_id, identifiers, [_link_of(r) for r in links], [_logged(r) for r in events]
         )
 
+    async def people_at(self, positions: Sequence[int]) -> dict[int, str]:
+        if not positions:
+            return {}
+        marks = ", ".join("?" * len(positions))
+        rows = await self.file.read(
+            "SELECT e.position, i.person_id FROM event_identifiers e JOIN identifiers i"
+            f" ON i.identifier = e.identifier WHERE e.position IN ({marks})",
+            tuple(positions),
+        )
+        return {row["position"]: row["person_id"] for row in rows}
+
     async def unlink(self, *, identifier: str = "", event_id: str = "") -> list[str]:
         def write(db: sqlite3.Connection) -> list[str]:
             if identifier:
