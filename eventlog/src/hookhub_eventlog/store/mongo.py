@@ -98,7 +98,7 @@ QUERY_INDEXES: dict[str, dict[tuple[str, ...], str]] = {
     STEPS: {("event_id",): "steps_in_order"},
     IDENTIFIERS: {("_id",): "_id_", ("person_id",): "by_person"},
     LINKS: {("_id",): "_id_", ("a",): "by_a", ("b",): "by_b", ("event_id",): "by_event"},
-    FORGOTTEN: {("event_id",): "by_event"},
+    FORGOTTEN: {("_id",): "_id_", ("event_id",): "by_event"},
     MARKERS: {("event_key",): "markers_by_event_key", ("event_id",): "markers_by_event_id"},
     DELIVERIES: {("event_id",): "by_event"},
     MOVING: {("_id",): "_id_"},
