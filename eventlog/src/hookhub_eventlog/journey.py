@@ -77,6 +77,19 @@ async def refuse_forgotten(event_log: EventLog, event_id: str, source: str | Non
             raise ForgottenEvent(tombstone, Settings().archive_max_age)
 
 
+# The source a consumer's follow-ups carry (`hookhub_consumers.handler`): /consumers/<name>.
+CONSUMER_SOURCE_PREFIX = "/consumers/"
+
+
+def first_line(event: LoggedEvent) -> Line:
+    """How an event came in: accepted by hub-api, or emitted by a consumer (a follow-up,
+    which the hub never received over HTTP)."""
+    if event.source.startswith(CONSUMER_SOURCE_PREFIX):
+        consumer = event.source.removeprefix(CONSUMER_SOURCE_PREFIX)
+        return (event.time, consumer, "emitted", f"{event.type} emitted by {consumer}")
+    return (event.time, "hub", "accepted", f"{event.type} from {event.source}")
+
+
 @dataclass
 class Journey:
     event_id: str
@@ -96,7 +109,7 @@ class Journey:
         lines: list[Line] = []
         if self.event is not None:
             event = self.event
-            lines.append((event.time, "hub", "accepted", f"{event.type} from {event.source}"))
+            lines.append(first_line(event))
         lines += [(at, consumer, "processed", "") for consumer, at in self.processed]
         lines += [(s.at, s.consumer, s.what, s.detail) for s in self.steps]
         lines += [(f.time, f.source, "caused", f"{f.type} {f.id}") for f in self.follow_ups]
