@@ -334,3 +334,22 @@ async def test_forgetting_a_person_removes_their_rows_and_keeps_tombstones_the_i
     [tombstone] = await event_log.forgotten("evt-1")
     assert (tombstone.source, tombstone.time) == ("/webhooks/stripe", A_TIME + timedelta(minutes=1))
     assert await event_log.forgotten("evt-3") == []
+
+
+async def test_a_webhook_naming_no_order_is_found_by_the_order_its_follow_up_names(
+    event_log: EventLog,
+):
+    await event_log.index([logged(1, "mercadopago.payment.updated", id="mp-1",
+                                  source="/webhooks/mercadopago")])  # fmt: skip
+    await event_log.index(
+        [
+            logged(2, "payment.approved", source="/consumers/payments", causation_id="mp-1",
+                   subject="1001", order_id="1001"),
+            logged(3, "payment.approved", source="/consumers/payments", causation_id="o-9",
+                   subject="1002", order_id="1002"),
+        ]
+    )  # fmt: skip
+    await event_log.index([logged(4, "order.created", id="o-9", source="/events/storefront")])
+
+    assert positions(await event_log.find_events(EventQuery(order_id="1001"))) == [2, 1]
+    assert positions(await event_log.find_events(EventQuery(order_id="1002"))) == [3]

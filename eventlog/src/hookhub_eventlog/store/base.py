@@ -174,7 +174,9 @@ class EventLog(ABC):
 
     @abstractmethod
     async def index(self, events: Sequence[LoggedEvent]) -> None:
-        """Add archived events to the index (one already there is left as it is)."""
+        """Add archived events to the index (one already there is left as it is). A follow-up
+        that names an order gives it to the webhook that caused it when that one named none (a
+        Mercado Pago notification: only the payment fetched afterwards names the order)."""
 
     @abstractmethod
     async def indexed_up_to(self) -> int | None:

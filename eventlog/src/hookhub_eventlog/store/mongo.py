@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from hookhub import schema, topology
 from hookhub.addresses import redact
+from hookhub.providers import WEBHOOK_SOURCE_PREFIX
 from hookhub.settings import Settings
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -272,6 +273,13 @@ class MongoEventLog(EventLog):
         for event in events:
             if event.identifiers:
                 await self._link(event)
+        for event in events:
+            if event.causation_id and event.order_id:  # a notification's order, by its follow-up
+                await self._db[EVENTS].update_many(
+                    {"id": event.causation_id, "order_id": None,
+                     "source": {"$regex": f"^{re.escape(WEBHOOK_SOURCE_PREFIX)}"}},
+                    {"$set": {"order_id": event.order_id}},
+                )  # fmt: skip
 
     async def _link(self, event: LoggedEvent) -> None:
         """The links an event makes, and the persons they merge (the indexer is one process:

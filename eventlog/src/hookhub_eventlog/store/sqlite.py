@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hookhub import schema, topology
 from hookhub.addresses import redact
+from hookhub.providers import WEBHOOK_SOURCE_PREFIX
 from hookhub.sqlite import SQLiteFile, Upgrade, path_of, time_of, time_text
 
 from hookhub_eventlog.people import (
@@ -338,6 +339,11 @@ class SQLiteEventLog(EventLog):
             for event in events:
                 if event.identifiers and (event.id, event.source) not in gone:
                     _link(db, event)
+            db.executemany(
+                "UPDATE events SET order_id = ? WHERE id = ? AND order_id IS NULL"
+                f" AND source GLOB '{WEBHOOK_SOURCE_PREFIX}*'",
+                [(e.order_id, e.causation_id) for e in events if e.causation_id and e.order_id],
+            )
 
         await self.file.write(write)
 
