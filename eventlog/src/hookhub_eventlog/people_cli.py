@@ -105,7 +105,7 @@ def forget(
             await event_log.close()
 
     count = run(main)
-    if count == 0 and not yes:
+    if count == 0:
         fail(f"no person '{person_id}' in the event log's index")
     log.info("people.forgotten", person_id=person_id, events=count)
     max_age = load_settings().archive_max_age
