@@ -353,3 +353,18 @@ async def test_a_webhook_naming_no_order_is_found_by_the_order_its_follow_up_nam
 
     assert positions(await event_log.find_events(EventQuery(order_id="1001"))) == [2, 1]
     assert positions(await event_log.find_events(EventQuery(order_id="1002"))) == [3]
+
+
+async def test_a_persons_events_are_still_found_after_the_index_is_superseded(
+    event_log: EventLog,
+):
+    await event_log.index([logged(1, "a", identifiers=(ANA_EMAIL,)), logged(2, "b")])
+
+    await event_log.supersede()
+    await event_log.index([logged(0, "c", id="evt-new", identifiers=(ANA_EMAIL,))])
+
+    person = await event_log.person(await event_log.person_of(ANA_EMAIL))
+    assert [e.id for e in person.events] == ["evt-new", "evt-1"]
+    assert await event_log.people_at([e.position for e in person.events]) == {
+        e.position: person.id for e in person.events
+    }
