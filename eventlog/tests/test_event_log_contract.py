@@ -257,6 +257,7 @@ async def test_identifiers_seen_together_make_one_person_whose_events_are_one_lo
     assert person_id == await event_log.person_of(ANA_EMAIL)
     assert person.identifiers == [ANA_EMAIL, ANA_PHONE, "telegram:42"]
     assert positions(person.events) == [2, 1]
+    assert {e.identifiers for e in person.events} == {()}  # read through `person` only
     assert {(link.a, link.b, link.event_id, link.source) for link in person.links} == {
         (ANA_EMAIL, ANA_PHONE, "evt-1", "/webhooks/hotmart"),
         (ANA_PHONE, "telegram:42", "evt-2", "/webhooks/telegram"),

@@ -79,6 +79,7 @@ class LoggedEvent:
     order_id: str | None = None
     # Who it is about (`hookhub.identities`: `email:...`, `phone:+55...`, `stripe:cus_...`),
     # normalised; identifiers seen together in one event link into one person (`people.py`).
+    # Given to `index`; reads leave it empty (a person's identifiers: `EventLog.person`).
     identifiers: tuple[str, ...] = ()
 
 

@@ -202,7 +202,9 @@ def _logged(document: dict[str, Any]) -> LoggedEvent:
         **{
             **fields,
             "time": _utc(document["time"]),
-            "identifiers": tuple(document.get("identifiers") or ()),
+            # Kept for the index's lookups, never read back: as in SQLite, a person's
+            # identifiers are read through `person` (and masked there for some readers).
+            "identifiers": (),
         },
     )
 
