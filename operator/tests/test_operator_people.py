@@ -148,3 +148,20 @@ def test_an_operator_opens_a_persons_page_and_follows_it_to_her_order(
         expect(page.locator("#person")).to_have_text(person_id)
     finally:
         context.close()
+
+
+def test_an_operator_forgets_a_person_from_the_console_with_the_forms_token(hub: Hub) -> None:
+    mail, _, events = buyer(hub)
+    person_id = person_of(hub, mail, OPERATOR)["id"]
+    with httpx.Client(base_url=hub.operator, headers=OPERATOR, timeout=20) as browser:
+        page = browser.get(f"/people/{person_id}")
+        token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+        url = f"/people/{person_id}/forget"
+        wrong = browser.post(url, data={"csrf_token": token, "confirm": "p_other"})
+        forgot = browser.post(url, data={"csrf_token": token, "confirm": person_id})
+
+    assert page.status_code == 200 and 'id="forget"' in page.text
+    assert wrong.status_code == 422
+    assert forgot.status_code == 200 and "3 event(s) forgotten" in forgot.text
+    assert hub.get(f"/events/{events['hotmart']}").status_code == 410
+    assert 'id="forget"' not in hub.get(f"/people/{mail}", headers=READ_ONLY).text

@@ -125,6 +125,26 @@ async def forget(
     return Forgot(id=person_id, events=len(gone))
 
 
+@pages.post("/people/{person_id}/forget", response_class=HTMLResponse)
+async def forget_from_console(
+    request: Request, service: ServiceDep, operator: OperatorDep, person_id: str
+) -> HTMLResponse:
+    """The console's forget (operators only, with the form's CSRF token): the person's id typed
+    again confirms it."""
+    fields = await console.changing_form(request, operator)
+    if (fields.get("confirm") or [""])[0].strip() != person_id:
+        raise reads.BadFilter(f"type the person's id ({person_id}) to confirm forgetting them")
+    gone = await service.event_log.forget(person_id)
+    if not gone:
+        raise reads.NotFound(f"no person '{person_id}' in the event log's index")
+    log.info("operator.forgot", operator=operator.name, person_id=person_id, events=len(gone))
+    max_age = service.settings.archive_max_age
+    return console.page(
+        request, "forgotten.html", operator, section="events", person_id=person_id,
+        events=len(gone), max_age=max_age,
+    )  # fmt: skip
+
+
 @pages.get("/people/{key:path}", response_class=HTMLResponse)
 async def person_page(
     request: Request, service: ServiceDep, operator: OperatorDep, key: str
