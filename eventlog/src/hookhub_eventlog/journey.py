@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from hookhub import specs, topology
-from hookhub.settings import Settings
+from hookhub.settings import get_settings
 
 from hookhub_eventlog.people import ForgottenEvent
 from hookhub_eventlog.store import Attempt, EventLog, EventQuery, LoggedEvent, Step
@@ -74,7 +74,7 @@ async def refuse_forgotten(event_log: EventLog, event_id: str, source: str | Non
     forget`): reads and replays of its archived message refuse it, saying until when."""
     for tombstone in await event_log.forgotten(event_id):
         if source is None or tombstone.source == source:
-            raise ForgottenEvent(tombstone, Settings().archive_max_age)
+            raise ForgottenEvent(tombstone, get_settings().archive_max_age)
 
 
 # The source a consumer's follow-ups carry (`hookhub_consumers.handler`): /consumers/<name>.
