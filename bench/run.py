@@ -24,6 +24,7 @@ import e2e
 import ingest
 import operator_search
 import order_page
+import people
 from report import console, write_json
 from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
 
@@ -37,6 +38,7 @@ SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "operator_search": operator_search.run,
     "order_page": order_page.run,
     "deadlines": deadlines.run,
+    "people": people.run,
 }
 
 

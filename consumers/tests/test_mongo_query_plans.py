@@ -119,6 +119,17 @@ async def workload(database: Any) -> None:
     await log.processed_by(SOURCE, "evt-1")
     await log.marked_sources("evt-1")
     await log.attempts("evt-1", SOURCE)
+    # People: linking, a person's page, unlinking, forgetting.
+    who = ("email:ana@example.com", "phone:+5511987654321")
+    await log.index([LoggedEvent(10, "evt-10", SOURCE, "x.y", AT, identifiers=who)])
+    person_id = await log.person_of(who[0]) or ""
+    await log.person_of(person_id)
+    await log.person(person_id)
+    await log.people_at([10])
+    await log.unlink(identifier=who[1])
+    await log.unlink(event_id="evt-10")
+    await log.forget(person_id)
+    await log.forgotten("evt-10")
     await log.supersede()
     await store.close()
     await log.close()

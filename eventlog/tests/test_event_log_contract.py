@@ -223,3 +223,149 @@ def test_open_event_log_rejects_other_urls_saying_which_ones_work_and_not_the_pa
     assert str(rejected.value) == (
         "unsupported HOOKHUB_STORE_URL scheme 'postgresql': use sqlite:///path or mongodb://host/db"
     )
+
+
+# People: identifiers seen together in one event are one person (hookhub_eventlog.people)
+
+ANA_EMAIL, ANA_PHONE = "email:ana@example.com", "phone:+5511987654321"
+
+
+async def test_identifiers_seen_together_make_one_person_whose_events_are_one_lookup(
+    event_log: EventLog,
+):
+    await event_log.index(
+        [
+            logged(
+                1,
+                "hotmart.PURCHASE_APPROVED",
+                source="/webhooks/hotmart",
+                identifiers=(ANA_EMAIL, ANA_PHONE),
+            ),
+            logged(
+                2,
+                "telegram.message",
+                source="/webhooks/telegram",
+                identifiers=(ANA_PHONE, "telegram:42"),
+            ),
+            logged(3, "stripe.charge.succeeded", identifiers=("email:bob@example.com",)),
+        ]
+    )
+
+    person_id = await event_log.person_of("telegram:42")
+    person = await event_log.person(person_id)
+
+    assert person_id == await event_log.person_of(ANA_EMAIL)
+    assert person.identifiers == [ANA_EMAIL, ANA_PHONE, "telegram:42"]
+    assert positions(person.events) == [2, 1]
+    assert {e.identifiers for e in person.events} == {()}  # read through `person` only
+    assert {(link.a, link.b, link.event_id, link.source) for link in person.links} == {
+        (ANA_EMAIL, ANA_PHONE, "evt-1", "/webhooks/hotmart"),
+        (ANA_PHONE, "telegram:42", "evt-2", "/webhooks/telegram"),
+    }
+    assert await event_log.person_of(person_id) == person_id
+    assert await event_log.person_of("email:bob@example.com") != person_id
+    bob = await event_log.person_of("email:bob@example.com")
+    assert await event_log.people_at([1, 2, 3, 4]) == {1: person_id, 2: person_id, 3: bob}
+
+
+async def test_a_merge_keeps_the_smaller_person_id(event_log: EventLog):
+    from hookhub_eventlog.people import person_id
+
+    await event_log.index([logged(1, "a", identifiers=(ANA_EMAIL,))])
+    await event_log.index([logged(2, "b", identifiers=(ANA_PHONE,))])
+    await event_log.index([logged(3, "c", identifiers=(ANA_EMAIL, ANA_PHONE))])
+
+    assert await event_log.person_of(ANA_PHONE) == min(person_id(ANA_EMAIL), person_id(ANA_PHONE))
+    assert await event_log.person_of(ANA_EMAIL) == await event_log.person_of(ANA_PHONE)
+
+
+async def test_unlinking_an_identifier_splits_the_person_and_a_later_event_does_not_relink(
+    event_log: EventLog,
+):
+    await event_log.index(
+        [
+            logged(1, "a", identifiers=(ANA_EMAIL, ANA_PHONE)),
+            logged(2, "b", identifiers=(ANA_PHONE, "telegram:42")),
+        ]
+    )
+    before = await event_log.person_of(ANA_EMAIL)
+
+    after = await event_log.unlink(identifier="telegram:42")
+    await event_log.index([logged(3, "c", identifiers=(ANA_PHONE, "telegram:42"))])
+
+    ana, telegram = await event_log.person_of(ANA_EMAIL), await event_log.person_of("telegram:42")
+    assert ana != telegram and {ana, telegram} == set(after)
+    assert (await event_log.person(ana)).identifiers == [ANA_EMAIL, ANA_PHONE]
+    assert before in after
+    undone = [link for link in (await event_log.person(ana)).links if link.undone_at]
+    assert [(link.b, link.event_id) for link in undone] == [("telegram:42", "evt-2")]
+
+
+async def test_unlinking_an_event_undoes_the_links_it_made(event_log: EventLog):
+    await event_log.index(
+        [
+            logged(1, "a", identifiers=(ANA_EMAIL, ANA_PHONE)),
+            logged(2, "b", identifiers=(ANA_PHONE, "telegram:42")),
+        ]
+    )
+
+    await event_log.unlink(event_id="evt-1")
+
+    assert await event_log.person_of(ANA_PHONE) == await event_log.person_of("telegram:42")
+    assert await event_log.person_of(ANA_EMAIL) != await event_log.person_of(ANA_PHONE)
+
+
+async def test_forgetting_a_person_removes_their_rows_and_keeps_tombstones_the_index_skips(
+    event_log: EventLog,
+):
+    ana = [
+        logged(1, "a", identifiers=(ANA_EMAIL, ANA_PHONE)),
+        logged(2, "b", identifiers=(ANA_PHONE,)),
+    ]
+    await event_log.index([*ana, logged(3, "c", identifiers=("email:bob@example.com",))])
+    person_id = await event_log.person_of(ANA_EMAIL)
+
+    gone = await event_log.forget(person_id)
+    await event_log.index(ana)  # the index rebuilt from the archive
+
+    assert sorted(f.event_id for f in gone) == ["evt-1", "evt-2"]
+    assert await event_log.person_of(ANA_EMAIL) is None
+    assert await event_log.person(person_id) is None
+    assert positions(await event_log.find_events(EventQuery())) == [3]
+    [tombstone] = await event_log.forgotten("evt-1")
+    assert (tombstone.source, tombstone.time) == ("/webhooks/stripe", A_TIME + timedelta(minutes=1))
+    assert await event_log.forgotten("evt-3") == []
+
+
+async def test_a_webhook_naming_no_order_is_found_by_the_order_its_follow_up_names(
+    event_log: EventLog,
+):
+    await event_log.index([logged(1, "mercadopago.payment.updated", id="mp-1",
+                                  source="/webhooks/mercadopago")])  # fmt: skip
+    await event_log.index(
+        [
+            logged(2, "payment.approved", source="/consumers/payments", causation_id="mp-1",
+                   subject="1001", order_id="1001"),
+            logged(3, "payment.approved", source="/consumers/payments", causation_id="o-9",
+                   subject="1002", order_id="1002"),
+        ]
+    )  # fmt: skip
+    await event_log.index([logged(4, "order.created", id="o-9", source="/events/storefront")])
+
+    assert positions(await event_log.find_events(EventQuery(order_id="1001"))) == [2, 1]
+    assert positions(await event_log.find_events(EventQuery(order_id="1002"))) == [3]
+
+
+async def test_a_persons_events_are_still_found_after_the_index_is_superseded(
+    event_log: EventLog,
+):
+    await event_log.index([logged(1, "a", identifiers=(ANA_EMAIL,)), logged(2, "b")])
+
+    await event_log.supersede()
+    await event_log.index([logged(0, "c", id="evt-new", identifiers=(ANA_EMAIL,))])
+
+    person = await event_log.person(await event_log.person_of(ANA_EMAIL))
+    assert [e.id for e in person.events] == ["evt-new", "evt-1"]
+    assert await event_log.people_at([e.position for e in person.events]) == {
+        e.position: person.id for e in person.events
+    }

@@ -57,3 +57,19 @@ def test_only_the_events_no_consumer_binds_are_unrouted():
     events = [event("inventory.counted"), event("payment.approved"), event("order.created")]
 
     assert [e.type for e in unrouted(events)] == ["inventory.counted"]
+
+
+async def test_a_follow_ups_journey_says_which_consumer_emitted_it(tmp_path: Path):
+    event_log = SQLiteEventLog(tmp_path / "hookhub.db")
+    try:
+        follow_up = LoggedEvent(1, "pay-1", "/consumers/payments", "payment.approved", ACCEPTED,
+                                subject="1001", causation_id="evt-1")  # fmt: skip
+        await event_log.index([follow_up])
+
+        found = await journey(event_log, "pay-1")
+    finally:
+        await event_log.close()
+
+    assert found is not None
+    [(_, where, what, detail)] = found.timeline()
+    assert (where, what, detail) == ("payments", "emitted", "payment.approved emitted by payments")

@@ -214,6 +214,8 @@ def test_the_openapi_document_lists_the_read_api_and_kongs_key(hub: Hub) -> None
         "/api/events/{event_id}/journey",
         "/api/orders/{order_id}",
         "/api/parking-lots/{consumer}",
+        "/api/people/{key}",
+        "/api/people/{person_id}/forget",
     }
     assert document["components"]["securitySchemes"]["kong"]["name"] == "apikey"
     filters = {p["name"] for p in document["paths"]["/api/events"]["get"]["parameters"]}

@@ -7,13 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from hookhub import failures, topology
 from hookhub.addresses import CONNECT_ERRORS
 from hookhub.events import Event
-from hookhub.providers import order_id_at, order_id_in
+from hookhub.identities import identifiers_in, identities_at
+from hookhub.providers import FORM, PROVIDERS, WEBHOOK_SOURCE_PREFIX, order_id_at, order_id_in
 
 from hookhub_eventlog.store.base import LoggedEvent
 
@@ -40,6 +43,31 @@ def order_of(event: Event) -> str | None:
     return order_id_in(paths, payload)
 
 
+def _payload(event: Event) -> Any:
+    """The event's data parsed: JSON, or a form's fields (and the JSON document in its
+    provider's `form_json` field); None when it is neither."""
+    if event.content_type.startswith(FORM):
+        form = {k: v[0] for k, v in parse_qs(event.data.decode(errors="replace")).items()}
+        provider = PROVIDERS.get(event.source.removeprefix(WEBHOOK_SOURCE_PREFIX))
+        if provider is not None and provider.form_json in form:
+            with suppress(ValueError, RecursionError):
+                return json.loads(form[provider.form_json])
+        return form
+    try:
+        return json.loads(event.data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def identifiers_of(event: Event) -> tuple[str, ...]:
+    """Who an inbound event is about, normalised (`hookhub.identities`): what its payload keeps
+    where the provider table (or the order events' contract) says; none for a follow-up."""
+    namespace, where = identities_at(event.source, event.type)
+    if not where:  # a follow-up: about an order, found through it
+        return ()
+    return identifiers_in(namespace, where, _payload(event))
+
+
 def logged(message: AbstractIncomingMessage) -> LoggedEvent:
     """What the index keeps of an archived message."""
     event = Event.from_message(message)
@@ -53,6 +81,7 @@ def logged(message: AbstractIncomingMessage) -> LoggedEvent:
         correlation_id=event.correlation_id,
         causation_id=event.causation_id,
         order_id=order_of(event),
+        identifiers=identifiers_of(event),
     )
 
 

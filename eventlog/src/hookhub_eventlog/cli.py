@@ -19,6 +19,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from hookhub_eventlog import archive, journey, replay
+from hookhub_eventlog.people import ForgottenEvent
 from hookhub_eventlog.store import EventQuery, LoggedEvent, open_event_log
 from hookhub_eventlog.store.base import BadPattern, SearchTooSlow
 
@@ -78,7 +79,7 @@ def _searching() -> Iterator[None]:
     ends the command with the store's own words: what to narrow, never a traceback."""
     try:
         yield
-    except (BadPattern, SearchTooSlow) as error:
+    except (BadPattern, SearchTooSlow, ForgottenEvent) as error:
         fail(str(error))
 
 
@@ -255,6 +256,8 @@ def replay_events(
     settings = load_settings()
     query = _query(id, type, provider, source, correlation_id, order, since, until, limit)
     found = sorted(run(lambda: _find(query)), key=lambda e: e.position)
+    if id and not found:  # a forgotten event is refused by name, not counted as none
+        run(lambda: _the_event(id, query.source))
     targets = Counter(c for e in found for c in replay.consumers_for(e.type, to))
     console.print(
         f"{len(found)} event(s) selected; copies per consumer: "

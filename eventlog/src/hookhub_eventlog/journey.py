@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from hookhub import specs, topology
+from hookhub.settings import get_settings
 
+from hookhub_eventlog.people import ForgottenEvent
 from hookhub_eventlog.store import Attempt, EventLog, EventQuery, LoggedEvent, Step
 
 Line = tuple[datetime, str, str, str]  # when, where, what, detail
@@ -62,7 +64,30 @@ async def the_event(
         newest_by_source.setdefault(event.source, event)
     if len(newest_by_source) > 1:
         raise SharedId(event_id, list(newest_by_source.values()))
+    if not newest_by_source:
+        await refuse_forgotten(event_log, event_id, source)
     return next(iter(newest_by_source.values()), None)
+
+
+async def refuse_forgotten(event_log: EventLog, event_id: str, source: str | None = None) -> None:
+    """`ForgottenEvent` when the event was forgotten at its person's request (`hookhub people
+    forget`): reads and replays of its archived message refuse it, saying until when."""
+    for tombstone in await event_log.forgotten(event_id):
+        if source is None or tombstone.source == source:
+            raise ForgottenEvent(tombstone, get_settings().archive_max_age)
+
+
+# The source a consumer's follow-ups carry (`hookhub_consumers.handler`): /consumers/<name>.
+CONSUMER_SOURCE_PREFIX = "/consumers/"
+
+
+def first_line(event: LoggedEvent) -> Line:
+    """How an event came in: accepted by hub-api, or emitted by a consumer (a follow-up,
+    which the hub never received over HTTP)."""
+    if event.source.startswith(CONSUMER_SOURCE_PREFIX):
+        consumer = event.source.removeprefix(CONSUMER_SOURCE_PREFIX)
+        return (event.time, consumer, "emitted", f"{event.type} emitted by {consumer}")
+    return (event.time, "hub", "accepted", f"{event.type} from {event.source}")
 
 
 @dataclass
@@ -84,7 +109,7 @@ class Journey:
         lines: list[Line] = []
         if self.event is not None:
             event = self.event
-            lines.append((event.time, "hub", "accepted", f"{event.type} from {event.source}"))
+            lines.append(first_line(event))
         lines += [(at, consumer, "processed", "") for consumer, at in self.processed]
         lines += [(s.at, s.consumer, s.what, s.detail) for s in self.steps]
         lines += [(f.time, f.source, "caused", f"{f.type} {f.id}") for f in self.follow_ups]

@@ -16,13 +16,14 @@ from hookhub.addresses import CONNECT_ERRORS
 from hookhub.logs import log
 from hookhub.settings import Settings
 from hookhub_eventlog.journey import SharedId
+from hookhub_eventlog.people import ForgottenEvent
 from hookhub_eventlog.store import EventQuery, open_event_log
 from hookhub_eventlog.store.base import BadPattern, SearchTooSlow
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hookhub_operator import api, console, csrf
+from hookhub_operator import api, console, csrf, people
 from hookhub_operator.auth import Refused
 from hookhub_operator.deps import BrokerDown, BrokerLink, OperatorDep, Service
 from hookhub_operator.reads import BadFilter, NotFound
@@ -130,6 +131,13 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
     app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(console.router)
+    # People (#24): a person's API, page and forget.
+    app.include_router(people.api)
+    app.include_router(people.pages)
+
+    @app.exception_handler(ForgottenEvent)
+    async def forgotten(request: Request, exc: ForgottenEvent) -> Response:
+        return _answer(request, 410, str(exc))
 
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False, response_class=HTMLResponse)
     async def api_docs(request: Request, operator: OperatorDep) -> Response:

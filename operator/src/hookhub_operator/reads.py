@@ -4,7 +4,7 @@ thing."""
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -117,6 +117,7 @@ class ArchivedEvent:
     headers: dict[str, str]
     content_type: str | None
     body: bytes
+    person_id: str | None = None  # the person it is about (`hookhub people`), if any
 
     @property
     def body_text(self) -> str | None:
@@ -144,10 +145,11 @@ async def archived_event(
     if found is None:
         raise _not_found(event_id, source)
     message = await archived_message(connection, found.position)
+    person_id = (await event_log.people_at([found.position])).get(found.position)
     if message is None:
-        return ArchivedEvent(found, False, {}, None, b"")
+        return ArchivedEvent(found, False, {}, None, b"", person_id)
     return ArchivedEvent(
-        found, True, shown_headers(message.headers), message.content_type, message.body
+        found, True, shown_headers(message.headers), message.content_type, message.body, person_id
     )
 
 
@@ -232,6 +234,7 @@ class OrderView:
     payment: PaymentState | None
     mismatches: list[LoggedEvent]
     waiting: Waiting | None
+    people: list[str] = field(default_factory=list)  # the persons its events are about
 
     @property
     def status(self) -> str:
@@ -270,4 +273,9 @@ async def order_view(event_log: EventLog, order_id: str, settings: Settings) -> 
     if not events and payment is None:
         raise NotFound(f"no event and no payment state for order '{order_id}'")
     mismatches = [e for e in events if e.type == "payment.mismatched"]
-    return OrderView(order_id, events, payment, mismatches, waiting_of(payment, events, settings))
+    waiting = waiting_of(payment, events, settings)
+    by_position = await event_log.people_at([e.position for e in events])
+    people = list(
+        dict.fromkeys(by_position[e.position] for e in events if e.position in by_position)
+    )
+    return OrderView(order_id, events, payment, mismatches, waiting, people)

@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from hookhub_eventlog.people import Forgotten, Link
+
 # Every read has a budget, so that one search cannot stall the process that serves it (the
 # operator's console, its /livez): a search that has not finished within it is stopped.
 SEARCH_BUDGET_S = 2.0
 # At most this many rows come back from any read of one event's journey (steps, markers,
 # delivery attempts): a journey longer than that is a runaway, not something to page through.
 MAX_JOURNEY_ROWS = 1000
+MAX_PERSON_EVENTS = 500  # a person's events read for their page, newest first
 COMPONENT = "eventlog"  # its tables', in schema_versions (`hookhub.schema`)
 # A topic pattern's complexity: types are at most 255 characters (128 words), and matching costs
 # its words times a type's; more than a few `#` say nothing more than one does.
@@ -74,6 +77,10 @@ class LoggedEvent:
     # keeps (`archive.order_of`); None for events indexed before the index kept it, which
     # carry their subject only (the store's migration 2 copies that here).
     order_id: str | None = None
+    # Who it is about (`hookhub.identities`: `email:...`, `phone:+55...`, `stripe:cus_...`),
+    # normalised; identifiers seen together in one event link into one person (`people.py`).
+    # Given to `index`; reads leave it empty (a person's identifiers: `EventLog.person`).
+    identifiers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,18 @@ class EventQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class Person:
+    """One person as the index knows them: their identifiers (normalised), the links that made
+    them one (each with its event; undone ones too, with when), and their events, newest
+    first."""
+
+    id: str
+    identifiers: list[str]
+    links: list[Link]
+    events: list[LoggedEvent]
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     """Something that happened to an event in a consumer, for its journey: `retried` or `parked`
     (with the reason), `replayed` or `reprocessed` (by an operator), `purged` (from its parking
@@ -156,7 +175,9 @@ class EventLog(ABC):
 
     @abstractmethod
     async def index(self, events: Sequence[LoggedEvent]) -> None:
-        """Add archived events to the index (one already there is left as it is)."""
+        """Add archived events to the index (one already there is left as it is). A follow-up
+        that names an order gives it to the webhook that caused it when that one named none (a
+        Mercado Pago notification: only the payment fetched afterwards names the order)."""
 
     @abstractmethod
     async def indexed_up_to(self) -> int | None:
@@ -218,6 +239,40 @@ class EventLog(ABC):
     async def payment_state(self, order_id: str) -> PaymentState | None:
         """The order's payment state as the payments consumer keeps it; None when it keeps
         none (no such order yet, or no payments consumer on this store)."""
+
+    # People: who the events are about (`hookhub_eventlog.people`), kept by `index`.
+
+    @abstractmethod
+    async def person_of(self, key: str) -> str | None:
+        """The id of the person a normalised identifier (or a person id) is; None for one the
+        index has not seen."""
+
+    @abstractmethod
+    async def person(self, person_id: str, limit: int = MAX_PERSON_EVENTS) -> Person | None:
+        """A person: identifiers, links and events (newest first, at most `limit`); one
+        indexed lookup per part. None for an id no identifier has."""
+
+    @abstractmethod
+    async def people_at(self, positions: Sequence[int]) -> dict[int, str]:
+        """The person each of these events is about (position → person id), for those about
+        one: how the event and order pages link to the person page."""
+
+    @abstractmethod
+    async def unlink(self, *, identifier: str = "", event_id: str = "") -> list[str]:
+        """Undo links: every link of `identifier` (it is not this person), or every link
+        `event_id` made (that event was misleading). The persons they joined split again where
+        nothing else joins them; an undone link is not made again by a later event. The ids of
+        the persons concerned now."""
+
+    @abstractmethod
+    async def forget(self, person_id: str) -> list[Forgotten]:
+        """The person's index rows, identifiers and links removed, and their events recorded as
+        forgotten (the tombstones reads and replays refuse by, and the index skips if it reads
+        them again); what was forgotten."""
+
+    @abstractmethod
+    async def forgotten(self, event_id: str) -> list[Forgotten]:
+        """The tombstones of the events with this id (one per source)."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -16,14 +16,24 @@ from urllib.parse import parse_qs, urlsplit
 
 from hookhub import schema, topology
 from hookhub.addresses import redact
+from hookhub.providers import WEBHOOK_SOURCE_PREFIX
 from hookhub.settings import Settings
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ExecutionTimeout
 
+from hookhub_eventlog.people import (
+    Forgotten,
+    Link,
+    is_person_id,
+    links_of,
+    people,
+    survivors,
+)
 from hookhub_eventlog.store.base import (
     COMPONENT,
     MAX_JOURNEY_ROWS,
+    MAX_PERSON_EVENTS,
     SEARCH_BUDGET_S,
     Attempt,
     BadPattern,
@@ -31,6 +41,7 @@ from hookhub_eventlog.store.base import (
     EventQuery,
     LoggedEvent,
     PaymentState,
+    Person,
     SearchTooSlow,
     Step,
     pattern_problem,
@@ -45,6 +56,8 @@ from hookhub_eventlog.store.consumer_tables import (
 
 DEFAULT_DATABASE = "hookhub"  # when the URL names none
 EVENTS, STEPS = "events", "steps"
+# People (`hookhub_eventlog.people`): each identifier's person, the links, the tombstones.
+IDENTIFIERS, LINKS, FORGOTTEN = "person_identifiers", "person_links", "forgotten"
 # Where a move of the index below a new archive's positions (`supersede`) keeps its progress.
 MOVING = "events_superseding"
 # A pattern search reads newest first in pages of this many, matching each word by word.
@@ -79,10 +92,14 @@ QUERY_INDEXES: dict[str, dict[tuple[str, ...], str]] = {
         ("correlation_id",): "by_correlation",
         ("subject",): "by_subject",
         ("order_id",): "by_order",
+        ("identifiers",): "by_identifier",
         ("causation_id",): "by_cause",
         ("time",): "by_time",
     },
     STEPS: {("event_id",): "steps_in_order"},
+    IDENTIFIERS: {("_id",): "_id_", ("person_id",): "by_person"},
+    LINKS: {("_id",): "_id_", ("a",): "by_a", ("b",): "by_b", ("event_id",): "by_event"},
+    FORGOTTEN: {("_id",): "_id_", ("event_id",): "by_event"},
     MARKERS: {("event_key",): "markers_by_event_key", ("event_id",): "markers_by_event_id"},
     DELIVERIES: {("event_id",): "by_event"},
     MOVING: {("_id",): "_id_"},
@@ -117,7 +134,20 @@ async def index_orders(db: AsyncDatabase) -> None:
     await db[EVENTS].create_index(EVENT_INDEXES["by_order"], name="by_order")
 
 
-MIGRATIONS: tuple[Any, ...] = (create_event_indexes, order_steps, index_orders)
+async def index_people(db: AsyncDatabase) -> None:
+    """Migration 4: people. An event's identifiers are in its document (`identifiers`, a
+    multikey index: a person's events), each identifier's person in IDENTIFIERS (by person),
+    the links in LINKS (by either end, by event), tombstones in FORGOTTEN. Safe to repeat."""
+    await db[EVENTS].create_index(
+        [("identifiers", ASCENDING), ("_id", DESCENDING)], name="by_identifier"
+    )
+    await db[IDENTIFIERS].create_index([("person_id", ASCENDING)], name="by_person")
+    for end in ("a", "b", "event_id"):
+        await db[LINKS].create_index([(end, ASCENDING)], name=f"by_{end}".replace("_id", ""))
+    await db[FORGOTTEN].create_index([("event_id", ASCENDING)], name="by_event")
+
+
+MIGRATIONS: tuple[Any, ...] = (create_event_indexes, order_steps, index_orders, index_people)
 
 
 def connect(url: str, settings: Settings | None = None) -> AsyncMongoClient:
@@ -167,7 +197,37 @@ def _event_filters(query: EventQuery) -> dict[str, Any]:
 
 def _logged(document: dict[str, Any]) -> LoggedEvent:
     fields = {k: v for k, v in document.items() if k != "_id"}
-    return LoggedEvent(position=document["_id"], **{**fields, "time": _utc(document["time"])})
+    return LoggedEvent(
+        position=document["_id"],
+        **{
+            **fields,
+            "time": _utc(document["time"]),
+            # Kept for the index's lookups, never read back: as in SQLite, a person's
+            # identifiers are read through `person` (and masked there for some readers).
+            "identifiers": (),
+        },
+    )
+
+
+def _link_of(document: dict[str, Any]) -> Link:
+    undone = document.get("undone_at")
+    return Link(
+        document["a"],
+        document["b"],
+        document["event_id"],
+        document["source"],
+        _utc(document["at"]),
+        _utc(undone) if undone else None,
+    )
+
+
+def _forgotten_of(document: dict[str, Any]) -> Forgotten:
+    return Forgotten(
+        document["event_id"],
+        document["source"],
+        _utc(document["time"]),
+        _utc(document["forgotten_at"]),
+    )
 
 
 def _matches(query: EventQuery, type: str) -> bool:
@@ -195,6 +255,11 @@ class MongoEventLog(EventLog):
         return cls(client.get_default_database(DEFAULT_DATABASE), client)
 
     async def index(self, events: Sequence[LoggedEvent]) -> None:
+        await self._ensure_indexes()
+        ids = sorted({event.id for event in events})
+        tombstones = await self._db[FORGOTTEN].find({"event_id": {"$in": ids}}).to_list(None)
+        gone = {(t["event_id"], t["source"]) for t in tombstones}
+        events = [event for event in events if (event.id, event.source) not in gone]
         # One unordered bulk write, one round trip for the batch; each an upsert, so indexing
         # the same position twice (a batch retried after a crash) is harmless.
         upserts = [
@@ -207,6 +272,145 @@ class MongoEventLog(EventLog):
         ]
         if upserts:
             await self._db[EVENTS].bulk_write(upserts, ordered=False)
+        for event in events:
+            if event.identifiers:
+                await self._link(event)
+        for event in events:
+            if event.causation_id and event.order_id:  # a notification's order, by its follow-up
+                await self._db[EVENTS].update_many(
+                    {"id": event.causation_id, "order_id": None,
+                     "source": {"$regex": f"^{re.escape(WEBHOOK_SOURCE_PREFIX)}"}},
+                    {"$set": {"order_id": event.order_id}},
+                )  # fmt: skip
+
+    async def _link(self, event: LoggedEvent) -> None:
+        """The links an event makes, and the persons they merge (the indexer is one process:
+        one event's writes in turn, each safe to repeat)."""
+        ids = event.identifiers
+        undone: set[tuple[str, str]] = set()
+        for a, b in links_of(ids):
+            link = {"a": a, "b": b, "event_id": event.id, "source": event.source}
+            await self._db[LINKS].update_one(
+                {"_id": f"{a}\n{b}"},
+                {"$setOnInsert": {**link, "at": event.time, "undone_at": None}},
+                upsert=True,
+            )
+            found = await self._db[LINKS].find_one({"_id": f"{a}\n{b}"})
+            if found and found.get("undone_at") is not None:
+                undone.add((a, b))
+        cursor = self._db[IDENTIFIERS].find({"_id": {"$in": list(ids)}}, max_time_ms=BUDGET_MS)
+        known = {d["_id"]: d["person_id"] for d in await cursor.to_list(None)}
+        now = survivors(ids, known, undone)
+        for one in ids:
+            first = {"first_event": event.id, "first_seen": event.time}
+            await self._db[IDENTIFIERS].update_one(
+                {"_id": one}, {"$setOnInsert": {"person_id": now[one], **first}}, upsert=True
+            )
+        for one, before in known.items():
+            if before != now[one]:  # a merge: the smaller id survives
+                await self._db[IDENTIFIERS].update_many(
+                    {"person_id": before}, {"$set": {"person_id": now[one]}}
+                )
+
+    async def person_of(self, key: str) -> str | None:
+        await self._ensure_indexes()
+        field = "person_id" if is_person_id(key) else "_id"
+        found = await self._db[IDENTIFIERS].find_one({field: key})
+        return found["person_id"] if found else None
+
+    async def _identifiers_of(self, person_id: str) -> list[str]:
+        cursor = self._db[IDENTIFIERS].find({"person_id": person_id}, max_time_ms=BUDGET_MS)
+        return sorted(d["_id"] for d in await cursor.to_list(None))
+
+    async def _links_of(self, identifiers: list[str]) -> list[dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for end in ("a", "b"):
+            cursor = self._db[LINKS].find({end: {"$in": identifiers}}, max_time_ms=BUDGET_MS)
+            found |= {d["_id"]: d for d in await cursor.to_list(None)}
+        return list(found.values())
+
+    async def person(self, person_id: str, limit: int = MAX_PERSON_EVENTS) -> Person | None:
+        await self._ensure_indexes()
+        identifiers = await self._identifiers_of(person_id)
+        if not identifiers:
+            return None
+        cursor = self._db[EVENTS].find(
+            {"identifiers": {"$in": identifiers}}, limit=limit, max_time_ms=BUDGET_MS
+        )
+        events = await cursor.sort([("_id", DESCENDING)]).to_list(limit)
+        links = sorted(map(_link_of, await self._links_of(identifiers)), key=lambda k: k.at)
+        return Person(person_id, identifiers, links, [_logged(d) for d in events])
+
+    async def people_at(self, positions: Sequence[int]) -> dict[int, str]:
+        await self._ensure_indexes()
+        cursor = self._db[EVENTS].find(
+            {"_id": {"$in": list(positions)}}, {"identifiers": 1}, max_time_ms=BUDGET_MS
+        )
+        first = {d["_id"]: d["identifiers"][0] for d in await cursor.to_list(None)
+                 if d.get("identifiers")}  # fmt: skip
+        if not first:
+            return {}
+        found = self._db[IDENTIFIERS].find(
+            {"_id": {"$in": sorted(set(first.values()))}}, max_time_ms=BUDGET_MS
+        )
+        person = {d["_id"]: d["person_id"] for d in await found.to_list(None)}
+        return {at: person[one] for at, one in first.items() if one in person}
+
+    async def unlink(self, *, identifier: str = "", event_id: str = "") -> list[str]:
+        await self._ensure_indexes()
+        if identifier:
+            links = await self._links_of([identifier])
+        else:
+            cursor = self._db[LINKS].find({"event_id": event_id}, max_time_ms=BUDGET_MS)
+            links = await cursor.to_list(None)
+        links = [link for link in links if link.get("undone_at") is None]
+        now = datetime.now(UTC)
+        for link in links:
+            await self._db[LINKS].update_one({"_id": link["_id"]}, {"$set": {"undone_at": now}})
+        persons = {await self.person_of(one) for link in links for one in (link["a"], link["b"])}
+        after: set[str] = set()
+        for person in persons - {None}:
+            ids = await self._identifiers_of(str(person))
+            kept = [
+                (link["a"], link["b"])
+                for link in await self._links_of(ids)
+                if link.get("undone_at") is None
+            ]
+            regrouped = people(ids, kept)
+            for one, group in regrouped.items():
+                await self._db[IDENTIFIERS].update_one({"_id": one}, {"$set": {"person_id": group}})
+            after |= set(regrouped.values())
+        return sorted(after)
+
+    async def forget(self, person_id: str) -> list[Forgotten]:
+        await self._ensure_indexes()
+        identifiers = await self._identifiers_of(person_id)
+        if not identifiers:
+            return []
+        cursor = self._db[EVENTS].find(
+            {"identifiers": {"$in": identifiers}}, {"id": 1, "source": 1, "time": 1}
+        )
+        events = await cursor.to_list(None)
+        now = datetime.now(UTC)
+        gone = [Forgotten(d["id"], d["source"], _utc(d["time"]), now) for d in events]
+        for one in gone:
+            await self._db[FORGOTTEN].update_one(
+                {"_id": f"{one.source}#{one.event_id}"},
+                {"$setOnInsert": {**asdict(one)}},
+                upsert=True,
+            )
+        # Tombstones first: a forget cut short leaves events refused, never shown.
+        await self._db[EVENTS].delete_many({"_id": {"$in": [d["_id"] for d in events]}})
+        for end in ("a", "b"):
+            await self._db[LINKS].delete_many({end: {"$in": identifiers}})
+        await self._db[IDENTIFIERS].delete_many({"person_id": person_id})
+        return gone
+
+    async def forgotten(self, event_id: str) -> list[Forgotten]:
+        await self._ensure_indexes()
+        cursor = self._db[FORGOTTEN].find({"event_id": event_id}, max_time_ms=BUDGET_MS)
+        found = await cursor.to_list(MAX_JOURNEY_ROWS)
+        return sorted(map(_forgotten_of, found), key=lambda f: f.source)
 
     async def indexed_up_to(self) -> int | None:
         newest = self._db[EVENTS].find({}, {"_id": 1}, limit=1, max_time_ms=BUDGET_MS)

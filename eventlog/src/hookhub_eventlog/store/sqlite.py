@@ -11,16 +11,26 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hookhub import schema, topology
 from hookhub.addresses import redact
+from hookhub.providers import WEBHOOK_SOURCE_PREFIX
 from hookhub.sqlite import SQLiteFile, Upgrade, path_of, time_of, time_text
 
+from hookhub_eventlog.people import (
+    Forgotten,
+    Link,
+    is_person_id,
+    links_of,
+    people,
+    survivors,
+)
 from hookhub_eventlog.store.base import (
     COMPONENT,
     MAX_JOURNEY_ROWS,
+    MAX_PERSON_EVENTS,
     SEARCH_BUDGET_S,
     Attempt,
     BadPattern,
@@ -28,6 +38,7 @@ from hookhub_eventlog.store.base import (
     EventQuery,
     LoggedEvent,
     PaymentState,
+    Person,
     SearchTooSlow,
     Step,
     pattern_problem,
@@ -82,9 +93,53 @@ def index_orders(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS events_by_order ON events (order_id, position)")
 
 
+def index_people(db: sqlite3.Connection) -> None:
+    """Migration 3: people (`hookhub_eventlog.people`). Each identifier's person (by person:
+    their page), each event's identifiers (by identifier: a person's events), the links that
+    made them one person (by either end, by event) and the forgotten events' tombstones. Events
+    indexed before have none until the index is rebuilt from the archive."""
+    for statement in PEOPLE_TABLES.split(";"):  # not executescript: it would commit
+        db.execute(statement)
+
+
+PEOPLE_TABLES = """
+        CREATE TABLE IF NOT EXISTS identifiers (
+            identifier  TEXT PRIMARY KEY,
+            person_id   TEXT NOT NULL,
+            first_event TEXT NOT NULL,
+            first_seen  TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS identifiers_by_person ON identifiers (person_id);
+        CREATE TABLE IF NOT EXISTS event_identifiers (
+            identifier TEXT NOT NULL,
+            position   INTEGER NOT NULL,  -- events.position
+            PRIMARY KEY (identifier, position)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS event_identifiers_by_position ON event_identifiers (position);
+        CREATE TABLE IF NOT EXISTS links (
+            a         TEXT NOT NULL,
+            b         TEXT NOT NULL,  -- a < b
+            event_id  TEXT NOT NULL,
+            source    TEXT NOT NULL,
+            at        TEXT NOT NULL,
+            undone_at TEXT,
+            PRIMARY KEY (a, b)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS links_by_b ON links (b);
+        CREATE INDEX IF NOT EXISTS links_by_event ON links (event_id);
+        CREATE TABLE IF NOT EXISTS forgotten (
+            event_id     TEXT NOT NULL,
+            source       TEXT NOT NULL,
+            time         TEXT NOT NULL,
+            forgotten_at TEXT NOT NULL,
+            PRIMARY KEY (event_id, source)
+        ) WITHOUT ROWID
+"""
+
+
 # The event log's numbered migrations (`hookhub.schema`): 1, the baseline, is SCHEMA as it was
 # when versions began to be recorded (#27). Append; never edit or reorder one that shipped.
-MIGRATIONS: tuple[Upgrade, ...] = (schema.baseline, index_orders)
+MIGRATIONS: tuple[Upgrade, ...] = (schema.baseline, index_orders, index_people)
 
 
 # How often (in SQLite virtual machine steps) a search looks at its clock: about a millisecond.
@@ -166,6 +221,85 @@ def _logged(row: sqlite3.Row) -> LoggedEvent:
     )
 
 
+def _tombstoned(db: sqlite3.Connection, events: Sequence[LoggedEvent]) -> set[tuple[str, str]]:
+    """The (id, source) of the events in a batch that were forgotten: not indexed again."""
+    ids = sorted({event.id for event in events})
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(ids), 500):  # within SQLite's limit on parameters
+        chunk = ids[start : start + 500]
+        rows = db.execute(
+            f"SELECT event_id, source FROM forgotten WHERE event_id IN"
+            f" ({', '.join('?' * len(chunk))})",
+            chunk,
+        )
+        found |= {(row[0], row[1]) for row in rows}
+    return found
+
+
+def _link(db: sqlite3.Connection, event: LoggedEvent) -> None:
+    """Record an event's identifiers and the links it makes; merge the persons they join."""
+    ids = event.identifiers
+    at = time_text(event.time)
+    db.executemany(
+        "INSERT OR IGNORE INTO event_identifiers (identifier, position) VALUES (?, ?)",
+        [(one, event.position) for one in ids],
+    )
+    undone: set[tuple[str, str]] = set()
+    for a, b in links_of(ids):
+        db.execute(
+            "INSERT OR IGNORE INTO links (a, b, event_id, source, at) VALUES (?, ?, ?, ?, ?)",
+            (a, b, event.id, event.source, at),
+        )
+        row = db.execute("SELECT undone_at FROM links WHERE a = ? AND b = ?", (a, b)).fetchone()
+        if row[0] is not None:
+            undone.add((a, b))
+    marks = ", ".join("?" * len(ids))
+    rows = db.execute(
+        f"SELECT identifier, person_id FROM identifiers WHERE identifier IN ({marks})", ids
+    )
+    known = {row[0]: row[1] for row in rows}
+    now = survivors(ids, known, undone)
+    db.executemany(
+        "INSERT OR IGNORE INTO identifiers (identifier, person_id, first_event, first_seen)"
+        " VALUES (?, ?, ?, ?)",
+        [(one, now[one], event.id, at) for one in ids],
+    )
+    for one, before in known.items():
+        if before != now[one]:  # a merge: the smaller id survives
+            db.execute(
+                "UPDATE identifiers SET person_id = ? WHERE person_id = ?", (now[one], before)
+            )
+
+
+def _split(db: sqlite3.Connection, person: str) -> set[str]:
+    """After links were undone: the person's identifiers regrouped by the links left, each
+    group under its own id (`people.people`); the ids they have now."""
+    rows = db.execute("SELECT identifier FROM identifiers WHERE person_id = ?", (person,))
+    ids = [row[0] for row in rows]
+    marks = ", ".join("?" * len(ids))
+    links = db.execute(
+        f"SELECT a, b FROM links WHERE undone_at IS NULL AND a IN ({marks})", ids
+    ).fetchall()
+    now = people(ids, [(link[0], link[1]) for link in links])
+    db.executemany(
+        "UPDATE identifiers SET person_id = ? WHERE identifier = ?",
+        [(p, one) for one, p in now.items()],
+    )
+    return set(now.values())
+
+
+def _link_of(row: sqlite3.Row) -> Link:
+    undone = row["undone_at"]
+    return Link(
+        row["a"],
+        row["b"],
+        row["event_id"],
+        row["source"],
+        time_of(row["at"]),
+        time_of(undone) if undone else None,
+    )
+
+
 class SQLiteEventLog(EventLog):
     """The event log in one SQLite file; open as many as you like on the same file."""
 
@@ -194,13 +328,24 @@ class SQLiteEventLog(EventLog):
             )
             for e in events
         ]
-        await self.file.write(
-            lambda db: db.executemany(
+
+        def write(db: sqlite3.Connection) -> None:
+            gone = _tombstoned(db, events)
+            db.executemany(
                 "INSERT OR IGNORE INTO events (position, id, source, type, time, subject,"
                 " correlation_id, causation_id, order_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                [row for row in rows if (row[1], row[2]) not in gone],
             )
-        )
+            for event in events:
+                if event.identifiers and (event.id, event.source) not in gone:
+                    _link(db, event)
+            db.executemany(
+                "UPDATE events SET order_id = ? WHERE id = ? AND order_id IS NULL"
+                f" AND source GLOB '{WEBHOOK_SOURCE_PREFIX}*'",
+                [(e.order_id, e.causation_id) for e in events if e.causation_id and e.order_id],
+            )
+
+        await self.file.write(write)
 
     async def indexed_up_to(self) -> int | None:
         rows = await self.file.read("SELECT max(position) AS last FROM events")
@@ -218,8 +363,9 @@ class SQLiteEventLog(EventLog):
             # SQLite checks the key row by row: first above everything held, then down to end
             # at -1, so that no row lands on one not moved yet. One transaction.
             above = high - low + 1
-            db.execute("UPDATE events SET position = position + ?", (above,))
-            db.execute("UPDATE events SET position = position - ?", (above + high + 1,))
+            for table in ("events", "event_identifiers"):
+                db.execute(f"UPDATE {table} SET position = position + ?", (above,))
+                db.execute(f"UPDATE {table} SET position = position - ?", (above + high + 1,))
 
         await self.file.write(move)
 
@@ -345,6 +491,119 @@ class SQLiteEventLog(EventLog):
             if "no such table" in str(error):
                 return []
             raise
+
+    async def person_of(self, key: str) -> str | None:
+        if is_person_id(key):
+            sql = "SELECT person_id FROM identifiers WHERE person_id = ? LIMIT 1"
+        else:
+            sql = "SELECT person_id FROM identifiers WHERE identifier = ?"
+        rows = await self.file.read(sql, (key,))
+        return rows[0]["person_id"] if rows else None
+
+    async def person(self, person_id: str, limit: int = MAX_PERSON_EVENTS) -> Person | None:
+        rows = await self.file.read(
+            "SELECT identifier FROM identifiers WHERE person_id = ? ORDER BY identifier",
+            (person_id,),
+        )
+        if not rows:
+            return None
+        identifiers = [row["identifier"] for row in rows]
+        marks = ", ".join("?" * len(identifiers))
+        events = await self.file.read(
+            f"SELECT * FROM events WHERE position IN (SELECT DISTINCT position FROM"
+            f" event_identifiers WHERE identifier IN ({marks})) ORDER BY position DESC LIMIT ?",
+            (*identifiers, limit),
+        )
+        links = await self.file.read(
+            f"SELECT * FROM links WHERE a IN ({marks}) UNION"
+            f" SELECT * FROM links WHERE b IN ({marks}) ORDER BY at, a, b",
+            (*identifiers, *identifiers),
+        )
+        return Person(
+            person_id, identifiers, [_link_of(r) for r in links], [_logged(r) for r in events]
+        )
+
+    async def people_at(self, positions: Sequence[int]) -> dict[int, str]:
+        if not positions:
+            return {}
+        marks = ", ".join("?" * len(positions))
+        rows = await self.file.read(
+            "SELECT e.position, i.person_id FROM event_identifiers e JOIN identifiers i"
+            f" ON i.identifier = e.identifier WHERE e.position IN ({marks})",
+            tuple(positions),
+        )
+        return {row["position"]: row["person_id"] for row in rows}
+
+    async def unlink(self, *, identifier: str = "", event_id: str = "") -> list[str]:
+        def write(db: sqlite3.Connection) -> list[str]:
+            if identifier:
+                where, key = "(a = ? OR b = ?)", (identifier, identifier)
+            else:
+                where, key = "event_id = ?", (event_id,)
+            ends = db.execute(f"SELECT a, b FROM links WHERE {where} AND undone_at IS NULL", key)
+            touched = {one for row in ends for one in row}
+            db.execute(
+                f"UPDATE links SET undone_at = ? WHERE {where} AND undone_at IS NULL",
+                (time_text(datetime.now(UTC)), *key),
+            )
+            persons = {
+                row[0]
+                for one in touched
+                for row in db.execute(
+                    "SELECT person_id FROM identifiers WHERE identifier = ?", (one,)
+                )
+            }
+            return sorted({p for person in persons for p in _split(db, person)})
+
+        return await self.file.write(write)
+
+    async def forget(self, person_id: str) -> list[Forgotten]:
+        now = datetime.now(UTC)
+
+        def write(db: sqlite3.Connection) -> list[Forgotten]:
+            identifiers = [
+                row[0]
+                for row in db.execute(
+                    "SELECT identifier FROM identifiers WHERE person_id = ?", (person_id,)
+                )
+            ]
+            marks = ", ".join("?" * len(identifiers))
+            positions = [
+                row[0]
+                for row in db.execute(
+                    "SELECT DISTINCT position FROM event_identifiers"
+                    f" WHERE identifier IN ({marks})",
+                    identifiers,
+                )
+            ]
+            spots = ", ".join("?" * len(positions))
+            events = db.execute(
+                f"SELECT id, source, time FROM events WHERE position IN ({spots})", positions
+            ).fetchall()
+            gone = [Forgotten(id, source, time_of(at), now) for id, source, at in events]
+            db.executemany(
+                "INSERT OR IGNORE INTO forgotten (event_id, source, time, forgotten_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(f.event_id, f.source, time_text(f.time), time_text(now)) for f in gone],
+            )
+            db.execute(f"DELETE FROM events WHERE position IN ({spots})", positions)
+            db.execute(f"DELETE FROM event_identifiers WHERE position IN ({spots})", positions)
+            db.execute(f"DELETE FROM event_identifiers WHERE identifier IN ({marks})", identifiers)
+            db.execute(f"DELETE FROM links WHERE a IN ({marks})", identifiers)
+            db.execute(f"DELETE FROM links WHERE b IN ({marks})", identifiers)
+            db.execute("DELETE FROM identifiers WHERE person_id = ?", (person_id,))
+            return gone
+
+        return await self.file.write(write)
+
+    async def forgotten(self, event_id: str) -> list[Forgotten]:
+        rows = await self.file.read(
+            "SELECT * FROM forgotten WHERE event_id = ? ORDER BY source", (event_id,)
+        )
+        return [
+            Forgotten(r["event_id"], r["source"], time_of(r["time"]), time_of(r["forgotten_at"]))
+            for r in rows
+        ]
 
     async def open(self) -> None:
         await self.file.open()

@@ -100,6 +100,11 @@ class Provider:
     # by `|` (what `value_at` reads). The payments consumer reconciles by it, the event log's
     # index finds the order's events by it; a payload without it concerns no order it can name.
     order_id_at: str = ""
+    # Who its events are about (`hookhub.identities`): kind → where its payload keeps it, with
+    # the same locator syntax as `order_id_at`. Kinds: email, phone (without `+`, Brazilian),
+    # phone_e164_digits (a country code first, no `+`), document (CPF/CNPJ), id (the provider's
+    # own customer or user id: `<provider>:<id>`) or another kind of its own id.
+    identities_at: Mapping[str, str] = field(default_factory=dict)
 
 
 DISCORD_INTERACTIONS = {
@@ -132,6 +137,13 @@ PROVIDERS: dict[str, Provider] = {
             # Set by the storefront on the PaymentIntent (copied to its Charges) or the Checkout
             # Session; a dispute is Stripe's own object and names only the payment.
             order_id_at="data.object.metadata.order_id",
+            identities_at={
+                "email": "data.object.customer_details.email|data.object.receipt_email"
+                "|data.object.billing_details.email|data.object.email",
+                "phone": "data.object.customer_details.phone|data.object.billing_details.phone"
+                "|data.object.phone",
+                "id": "data.object.customer",  # cus_...
+            },
         ),
         Provider(
             "github",
@@ -141,6 +153,11 @@ PROVIDERS: dict[str, Provider] = {
             proof=("header:x-hub-signature-256",),
             key_in_query=True,
             media_types=(JSON, FORM),  # a form is GitHub's default: payload=<the JSON>
+            identities_at={
+                "email": "pusher.email|head_commit.author.email",
+                "id": "sender.id",
+                "login": "sender.login",
+            },
         ),
         Provider(
             "standardwebhooks",
@@ -160,6 +177,12 @@ PROVIDERS: dict[str, Provider] = {
             # In the payment fetched from GET /v1/payments/{id}: a notification carries only the
             # payment id, so the index knows a Mercado Pago payment's order by its follow-ups.
             order_id_at="external_reference",
+            # The same: the fetched payment's payer; a notification names no one.
+            identities_at={
+                "email": "payer.email",
+                "document": "payer.identification.number",
+                "id": "payer.id",
+            },
         ),
         Provider(
             "hotmart",
@@ -171,6 +194,12 @@ PROVIDERS: dict[str, Provider] = {
             payment=True,
             # xcod: the "external code" the seller appends to its checkout link (?xcod=...)
             order_id_at="data.purchase.origin.xcod",
+            identities_at={
+                "email": "data.buyer.email",
+                "phone": "data.buyer.checkout_phone|data.buyer.phone",
+                "document": "data.buyer.document",
+                "subscriber": "data.subscription.subscriber.code",
+            },
         ),
         Provider(
             "kiwify",
@@ -184,6 +213,11 @@ PROVIDERS: dict[str, Provider] = {
             payment=True,
             # s1: a free sub-id the seller appends to its checkout link (?s1=...)
             order_id_at="TrackingParameters.s1",
+            identities_at={
+                "email": "Customer.email",
+                "phone": "Customer.mobile",
+                "document": "Customer.CPF|Customer.cnpj",
+            },
         ),
         Provider(
             "asaas",
@@ -194,6 +228,7 @@ PROVIDERS: dict[str, Provider] = {
             key_in_query=True,
             payment=True,
             order_id_at="payment.externalReference",  # set when the storefront made the charge
+            identities_at={"id": "payment.customer"},  # cus_...: Asaas names its customer only
             reply=Reply(status=200),  # Asaas counts only a 200 as delivered
         ),
         Provider(
@@ -206,6 +241,11 @@ PROVIDERS: dict[str, Provider] = {
             payment=True,
             # The order's code: an order event carries the order, a charge event its order.
             order_id_at="data.order.code|data.code",
+            identities_at={
+                "email": "data.customer.email|data.order.customer.email",
+                "document": "data.customer.document|data.order.customer.document",
+                "id": "data.customer.id|data.order.customer.id",
+            },
             reply=Reply(status=200),
         ),
         Provider(
@@ -215,6 +255,11 @@ PROVIDERS: dict[str, Provider] = {
             "header:x-shopify-topic",  # orders/create becomes shopify.orders.create
             proof=("header:x-shopify-hmac-sha256",),
             key_in_query=True,
+            identities_at={
+                "email": "customer.email|email",
+                "phone": "customer.phone|phone",
+                "id": "customer.id",
+            },
         ),
         Provider(
             "slack",
@@ -225,6 +270,8 @@ PROVIDERS: dict[str, Provider] = {
             key_in_query=True,
             media_types=(JSON, FORM),  # Events API: JSON; interactivity and slash commands: forms
             form_json="payload",
+            # A slash command's form, the Events API's event, an interaction's payload.
+            identities_at={"id": "user_id|event.user|user.id"},
             handshake=Handshake("POST", "json:type", "url_verification", echo="json:challenge"),
             reply=Reply(status=200),
         ),
@@ -235,6 +282,11 @@ PROVIDERS: dict[str, Provider] = {
             "json:entry.0.changes.0.field|json:object",
             proof=("header:x-hub-signature-256",),
             key_in_query=True,
+            # wa_id: the sender's phone number, its country code first, no `+`.
+            identities_at={
+                "phone_e164_digits": "entry.0.changes.0.value.contacts.0.wa_id"
+                "|entry.0.changes.0.value.messages.0.from"
+            },
             handshake=Handshake(
                 "GET",
                 "query:hub.mode",
@@ -251,6 +303,11 @@ PROVIDERS: dict[str, Provider] = {
             "json-key-other-than:update_id",  # message, callback_query, ...
             proof=("header:x-telegram-bot-api-secret-token",),
             key_in_query=True,
+            # The user (a private chat's id is the user's); a contact the user shared.
+            identities_at={
+                "id": "message.from.id|edited_message.from.id|callback_query.from.id",
+                "phone": "message.contact.phone_number",
+            },
         ),
         Provider(
             "discord",
@@ -260,6 +317,7 @@ PROVIDERS: dict[str, Provider] = {
             proof=("header:x-signature-ed25519", "header:x-signature-timestamp"),
             key_in_query=True,
             type_names=DISCORD_INTERACTIONS,
+            identities_at={"id": "member.user.id|user.id"},  # in a server, or a DM
             handshake=Handshake("POST", "json:type", "1", body=b'{"type":1}', media_type=JSON),
             reply=Reply(status=200, by="json:type", bodies=DISCORD_DEFERRED),
         ),
