@@ -11,8 +11,8 @@ from rich.table import Table
 
 from chaos.verdict import Verdict
 
-# Piped (CI, `| tee`), rich assumes 80 columns and would fold the table, which needs ~150.
-console = Console(width=None if sys.stdout.isatty() else 160)
+# Piped (CI, `| tee`), rich assumes 80 columns and would fold the table, which needs ~190.
+console = Console(width=None if sys.stdout.isatty() else 200)
 RESULTS_DIR = Path(__file__).parent / "results"
 
 

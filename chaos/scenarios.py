@@ -29,6 +29,7 @@ from chaos.observe import in_flight, not_findable, parked_messages, queue_depths
 from chaos.receiver import Receiver
 from chaos.verdict import Verdict, judge
 from tests.support.net import free_port
+from tests.support.processes import HubProcess
 from tests.support.tcp_proxy import TcpProxy
 
 WARMUP_S = 3.0
@@ -42,7 +43,7 @@ HANG_S = 10.0  # how long a node hangs (SIGSTOP … SIGCONT)
 HANG_GAP_LIMIT_S = 6.0  # intake must come back within ~5 s of a node hanging
 REPLICAS = 3
 KILL_ROUNDS = 5
-BACKFILL_KILL_AFTER_S = 3.0
+BACKFILL_KILL_AFTER_S = 4.5  # its seam wait is 3 s, its read of ~100 events ~4 s here
 SLOW_SHARE, SLOW_S = 0.2, 10.0
 INDEX_CATCH_UP_S = 2.0  # the indexer writes every 0.5 s
 SETTLE_POLL_S = 0.5
@@ -168,12 +169,14 @@ async def kill_backfill(rig: Rig) -> None:
         args = ["consume", "notifications", "--from", since, "--probe-port", str(port)]
         backfill = rig.hub.run(args, f"backfill-{turn}")
         if turn == 0:
+            # From its start: it waits out the seam (the publish timeout + 1 s), then reads.
+            started = await asyncio.to_thread(_wait_log, backfill, "backfill.started", 60.0)
             await asyncio.sleep(BACKFILL_KILL_AFTER_S)
             done = "backfill.done" in backfill.log
             await asyncio.to_thread(backfill.stop, signal.SIGKILL)
             rig.notes.append(
-                f"SIGKILL the backfill after {BACKFILL_KILL_AFTER_S:g} s"
-                + (" (it had finished already)" if done else " (mid-way)")
+                f"SIGKILL the backfill {BACKFILL_KILL_AFTER_S:g} s after it started"
+                + (" (it had finished already)" if done else " (mid-way)" if started else "")
             )
         else:
             url = f"http://127.0.0.1:{port}/readyz"
@@ -391,6 +394,15 @@ async def settle(
         elif time.monotonic() - quiet_since > QUIET_S:
             return
         await asyncio.sleep(SETTLE_POLL_S)
+
+
+def _wait_log(process: HubProcess, text: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in process.log:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _wait_ready(url: str, timeout_s: float) -> bool:
