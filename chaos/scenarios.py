@@ -43,7 +43,7 @@ HANG_S = 10.0  # how long a node hangs (SIGSTOP … SIGCONT)
 HANG_GAP_LIMIT_S = 6.0  # intake must come back within ~5 s of a node hanging
 REPLICAS = 3
 KILL_ROUNDS = 5
-BACKFILL_KILL_AFTER_S = 4.5  # its seam wait is 3 s, its read of ~100 events ~4 s here
+BACKFILL_FILL_S = 15.0  # ~9 archived events an order at 10 orders/s: past 1000 by then
 SLOW_SHARE, SLOW_S = 0.2, 10.0
 INDEX_CATCH_UP_S = 2.0  # the indexer writes every 0.5 s
 SETTLE_POLL_S = 0.5
@@ -162,22 +162,23 @@ async def kill_indexer(rig: Rig) -> None:
 
 async def kill_backfill(rig: Rig) -> None:
     # The notifications consumer backfilled from the scenario's start (every event so far is in
-    # the archive and already notified by the live replica): killed while it reads, run again.
+    # the archive and already notified by the live replica). It logs backfill.progress every
+    # 1000 events read: the load first fills the archive past that, and the first backfill is
+    # killed at that line, mid-way; the second reads it all again.
+    await asyncio.sleep(BACKFILL_FILL_S)
     since = rig.started_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     for turn in range(2):
         port = free_port()
         args = ["consume", "notifications", "--from", since, "--probe-port", str(port)]
         backfill = rig.hub.run(args, f"backfill-{turn}")
         if turn == 0:
-            # From its start: it waits out the seam (the publish timeout + 1 s), then reads.
-            started = await asyncio.to_thread(_wait_log, backfill, "backfill.started", 60.0)
-            await asyncio.sleep(BACKFILL_KILL_AFTER_S)
-            done = "backfill.done" in backfill.log
-            await asyncio.to_thread(backfill.stop, signal.SIGKILL)
-            rig.notes.append(
-                f"SIGKILL the backfill {BACKFILL_KILL_AFTER_S:g} s after it started"
-                + (" (it had finished already)" if done else " (mid-way)" if started else "")
+            found = await asyncio.to_thread(
+                _wait_log, backfill, ("backfill.progress", "backfill.done"), READY_TIMEOUT_S
             )
+            await asyncio.to_thread(backfill.stop, signal.SIGKILL)
+            rig.notes.append(f"SIGKILL the backfill at its first {found or 'line (none)'}")
+            if found != "backfill.progress":
+                rig.checks.append("the backfill was not killed mid-way")
         else:
             url = f"http://127.0.0.1:{port}/readyz"
             live = await asyncio.to_thread(_wait_ready, url, READY_TIMEOUT_S)
@@ -237,7 +238,7 @@ SCENARIOS = [
     ),
     Scenario(
         "kill-backfill",
-        "SIGKILL a notifications backfill mid-way, run it again",
+        "SIGKILL a notifications backfill at its first progress line, run it again",
         kill_backfill,
     ),
     Scenario(
@@ -396,13 +397,15 @@ async def settle(
         await asyncio.sleep(SETTLE_POLL_S)
 
 
-def _wait_log(process: HubProcess, text: str, timeout_s: float) -> bool:
+def _wait_log(process: HubProcess, texts: tuple[str, ...], timeout_s: float) -> str | None:
+    """The first of `texts` to appear in the process's log."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if text in process.log:
-            return True
-        time.sleep(0.2)
-    return False
+        log = process.log
+        if found := [text for text in texts if text in log]:
+            return found[0]
+        time.sleep(0.1)
+    return None
 
 
 def _wait_ready(url: str, timeout_s: float) -> bool:
