@@ -76,9 +76,14 @@ class Hub:
     def start(self) -> None:
         """Start every process and wait until each says ready."""
         self.start_api()
-        for name in specs.names():
-            for replica in range(self.replicas):
-                self.start_consumer(name, replica)
+        # All at once, then each waited for: python's start-up dominates on a busy machine.
+        started = [
+            self.start_consumer(name, replica, wait=False)
+            for name in specs.names()
+            for replica in range(self.replicas)
+        ]
+        for process, readyz in started:
+            wait_http_ready(readyz, READY_TIMEOUT_S, process)
         if self.want_indexer:
             self.start_indexer()
 
@@ -106,14 +111,18 @@ class Hub:
         )
         wait_http_ready(f"{self.api_url}/readyz", READY_TIMEOUT_S, self.api)
 
-    def start_consumer(self, name: str, replica: int = 0) -> None:
+    def start_consumer(
+        self, name: str, replica: int = 0, *, wait: bool = True
+    ) -> tuple[HubProcess, str]:
         process, readyz = start_consumer(name, self.env, self.log_dir)
         replicas = self.consumers.setdefault(name, [])
         if replica < len(replicas):
             replicas[replica] = (process, readyz)
         else:
             replicas.append((process, readyz))
-        wait_http_ready(readyz, READY_TIMEOUT_S, process)
+        if wait:
+            wait_http_ready(readyz, READY_TIMEOUT_S, process)
+        return process, readyz
 
     def kill_api(self, sig: int) -> None:
         if self.api is not None:

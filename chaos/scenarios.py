@@ -42,7 +42,7 @@ STORE_TMPFS_MB = 64
 HANG_S = 10.0  # how long a node hangs (SIGSTOP … SIGCONT)
 HANG_GAP_LIMIT_S = 6.0  # intake must come back within ~5 s of a node hanging
 REPLICAS = 3
-KILL_ROUNDS = 5
+KILL_ROUNDS = 4
 BACKFILL_FILL_S = 15.0  # ~9 archived events an order at 10 orders/s: past 1000 by then
 SLOW_SHARE, SLOW_S = 0.2, 10.0
 INDEX_CATCH_UP_S = 2.0  # the indexer writes every 0.5 s
@@ -147,8 +147,9 @@ async def kill_replicas(rig: Rig) -> None:
         victims = [(names[turn % len(names)], turn % REPLICAS), (names[(turn + 1) % len(names)], 0)]
         for name, replica in victims:
             await asyncio.to_thread(rig.hub.kill_consumer, name, signal.SIGKILL, replica)
-        for name, replica in victims:
-            await asyncio.to_thread(rig.hub.start_consumer, name, replica)
+        await asyncio.gather(
+            *(asyncio.to_thread(rig.hub.start_consumer, name, r) for name, r in victims)
+        )
         rig.notes.append("SIGKILL " + ", ".join(f"{n}#{r}" for n, r in victims))
 
 
