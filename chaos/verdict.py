@@ -161,6 +161,7 @@ class Verdict:
     excused: int = 0  # missing effects whose own cause is parked
     lost_examples: list[str] = field(default_factory=list)
     duplicate_examples: list[str] = field(default_factory=list)
+    parked_with_effects_examples: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -279,6 +280,7 @@ def judge(
     doubled = duplicate_effects(received)
     unexpected = {effect for effect in got if effect not in expected}
     by_reason = Counter(f"{p.consumer}: {p.reason[:80]}" for p in parked)
+    had_effects = [p for p in parked if with_effects(p, got, webhook_ids)]
     p50, worst = notify_latency(sent, received)
     return Verdict(
         sent=len(sent),
@@ -292,7 +294,7 @@ def judge(
         duplicates=sum(len(ids) - 1 for ids in doubled.values()),
         repeats=repeats(received),
         parked=len(parked),
-        parked_with_effects=sum(with_effects(p, got, webhook_ids) for p in parked),
+        parked_with_effects=len(had_effects),
         unexpected=len(unexpected),
         recovery_s=recovery_s(sent, received, healed_at),
         ingest_gap_s=longest_gap_s(sent, load_ended_at),
@@ -304,4 +306,5 @@ def judge(
         excused=excused,
         lost_examples=sorted(lost_examples)[:20],
         duplicate_examples=[f"{t}:{o} {sorted(ids)}" for (t, o), ids in doubled.items()][:20],
+        parked_with_effects_examples=[f"{p.consumer}: {p.type} {p.id}" for p in had_effects][:20],
     )
