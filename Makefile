@@ -28,7 +28,7 @@ bench: install broker  ## ingest, consumer and end-to-end benchmarks, side by si
 	$(VENV)/python bench/run.py
 
 .PHONY: chaos
-chaos:  ## the fault suite: its own three-node RabbitMQ cluster, faults under load (~4 min)
+chaos:  ## the fault suite: its own three-node RabbitMQ cluster, faults under load (~13 min)
 	@test -x $(VENV)/python || { echo "no virtualenv in .venv: run 'make install' first"; exit 1; }
 	$(VENV)/python -m chaos.run
 

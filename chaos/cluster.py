@@ -100,6 +100,15 @@ class Node:
             os.kill(pid, signal.SIGKILL)
         self._reap()
 
+    def freeze(self) -> None:
+        """SIGSTOP of the Erlang VM: a node that hangs (its sockets stay open, nothing moves)."""
+        for pid in self._beams():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._beams():
+            os.kill(pid, signal.SIGCONT)
+
     def destroy(self) -> None:
         """End the node at once (teardown: its data is thrown away)."""
         if self.process is None or self.process.poll() is not None:

@@ -1,12 +1,13 @@
 """The load: orders created by a storefront, paid through Stripe, and CI reports, sent as real
 senders send them.
 
-Every order is three events, each with an id of its own: `order.created` to `POST /events` (the
-storefront), a signed `payment_intent.succeeded` to `POST /webhooks/stripe`, and a `ci.*` event to
-`POST /events` (Jenkins) that only the notifications consumer handles. A sender that gets a 5xx
-or no answer at all sends the same event again, with the same id (Stripe signs each attempt
-anew), until it gets a 202 or gives up after GIVE_UP_S: a 202 is the hub's promise, and every
-other answer leaves the event with the sender.
+Every order is four events, each with an id of its own: `order.created` to `POST /events` (the
+storefront), a signed `payment_intent.succeeded` to `POST /webhooks/stripe`, a `ci.*` event to
+`POST /events` (Jenkins) that only the notifications consumer handles, and `production.finished`
+(the workshop), sent once the receiver has heard the order's `payment.approved`. A sender that
+gets a 5xx or no answer at all sends the same event again, with the same id (Stripe signs each
+attempt anew), until it gets a 202 or gives up after GIVE_UP_S: a 202 is the hub's promise, and
+every other answer leaves the event with the sender.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -33,7 +35,7 @@ REQUEST_TIMEOUT_S = 5.0
 class Sent:
     """One event, as its sender keeps trying to deliver it."""
 
-    kind: str  # "order" (order.created), "payment" (the Stripe webhook) or "ci"
+    kind: str  # "order" (order.created), "payment" (the Stripe webhook), "ci", "finished"
     order_id: str
     first_sent_at: float
     statuses: Counter[str] = field(default_factory=Counter)  # "202", "503", "error", ...
@@ -53,25 +55,52 @@ class Load:
         self.interval_s = 1 / orders_per_s
         self.sent: list[Sent] = []
         self._senders: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+        self._workshop: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Start orders until `stop` is set, then wait until every sender got its 202 or gave up."""
+        """Start orders until `stop` is set, then wait until every sender got its 202 or gave up
+        (and, with a workshop, until it is done and its senders too)."""
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         async with httpx.AsyncClient(
             base_url=self.api_url, timeout=REQUEST_TIMEOUT_S, limits=limits
         ) as client:
+            self._client = client
             next_at = time.monotonic()
             while not stop.is_set():
                 order_id = new_order_id()
-                for kind in KINDS:
+                for kind in AT_ONCE:
                     self._send(client, Sent(kind, order_id, time.monotonic()))
                 next_at += self.interval_s
                 try:
                     await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
                 except TimeoutError:
                     pass
-            if self._senders:
-                await asyncio.wait(self._senders)
+            await self.drain()
+            if self._workshop is not None:
+                await self._workshop
+            await self.drain()
+
+    async def drain(self) -> None:
+        while self._senders:
+            await asyncio.wait(set(self._senders))
+
+    def workshop(self, approved: Callable[[], set[str]], done: asyncio.Event) -> None:
+        """The workshop: finishes each order of ours once the receiver has its
+        payment.approved (`approved()` says which), until `done` is set."""
+        self._workshop = asyncio.create_task(self._finish(approved, done))
+
+    async def _finish(self, approved: Callable[[], set[str]], done: asyncio.Event) -> None:
+        finished: set[str] = set()
+        while True:
+            ours = {s.order_id for s in self.sent if s.kind == "payment"}
+            for order_id in sorted((approved() & ours) - finished):
+                finished.add(order_id)
+                if self._client is not None:
+                    self._send(self._client, Sent("finished", order_id, time.monotonic()))
+            if done.is_set():
+                return
+            await asyncio.sleep(WORKSHOP_POLL_S)
 
     def _send(self, client: httpx.AsyncClient, sent: Sent) -> None:
         self.sent.append(sent)
@@ -113,7 +142,7 @@ def request(kind: str, body: bytes) -> dict:
             "params": query,
             "headers": {**headers, **gateway_headers("stripe")},
         }
-    caller = "storefront" if kind == "order" else "jenkins"
+    caller = {"order": "storefront", "ci": "jenkins", "finished": "workshop"}[kind]
     headers = {"content-type": "application/cloudevents+json", **gateway_headers(caller)}
     return {"url": "/events", "content": body, "headers": headers}
 
@@ -127,7 +156,7 @@ def cloudevent(event_id: str, event_type: str, data: dict) -> bytes:
 def order_created(order_id: str) -> bytes:
     customer = {"id": "c1", "email": "ana@example.com", "name": "Ana"}
     return cloudevent(
-        f"order-{order_id}",
+        event_id("order", order_id),
         "order.created",
         {
             "order_id": order_id,
@@ -142,7 +171,7 @@ def order_created(order_id: str) -> bytes:
 def payment(order_id: str) -> bytes:
     """Stripe's payment_intent.succeeded for the order; its event id is fixed per order, so
     every attempt is the same event."""
-    return stripe_event(order_id, event_id=f"evt_{order_id}")
+    return stripe_event(order_id, event_id=event_id("payment", order_id))
 
 
 def ci_event_id(order_id: str) -> str:
@@ -154,8 +183,29 @@ def ci_report(order_id: str) -> bytes:
     return cloudevent(ci_event_id(order_id), "ci.chaos.build", {"order_id": order_id})
 
 
-BODIES = {"order": order_created, "payment": payment, "ci": ci_report}
+def production_finished(order_id: str) -> bytes:
+    return cloudevent(event_id("finished", order_id), "production.finished", {"order_id": order_id})
+
+
+def event_id(kind: str, order_id: str) -> str:
+    """The id each sender gives its event of this kind about the order."""
+    return {
+        "order": f"order-{order_id}",
+        "payment": f"evt_{order_id}",
+        "ci": ci_event_id(order_id),
+        "finished": f"finished-{order_id}",
+    }[kind]
+
+
+BODIES = {
+    "order": order_created,
+    "payment": payment,
+    "ci": ci_report,
+    "finished": production_finished,
+}
 KINDS = tuple(BODIES)
+AT_ONCE = ("order", "payment", "ci")  # production.finished waits for the approval
+WORKSHOP_POLL_S = 0.2
 # What a provider retries: a 5xx (503 is the hub's "not confirmed", any other is a bug) and no
 # answer at all; 408 and 429 as well, as Stripe does.
 RETRIED = {"error", "408", "429", *(str(code) for code in range(500, 600))}

@@ -11,14 +11,15 @@ from rich.table import Table
 
 from chaos.verdict import Verdict
 
-# Piped (CI, `| tee`), rich assumes 80 columns and would fold the table, which needs ~150.
-console = Console(width=None if sys.stdout.isatty() else 160)
+# Piped (CI, `| tee`), rich assumes 80 columns and would fold the table, which needs ~190.
+console = Console(width=None if sys.stdout.isatty() else 200)
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
 def failed(verdict: Verdict) -> bool:
-    """The promise broken: an accepted event lost, or one parked with its effects saved."""
-    return verdict.lost > 0 or verdict.parked_with_effects > 0
+    """The promise broken: an effect lost or duplicated, one parked with its effects, an answer
+    other than 202 or 503 from a 5xx, or a check of the scenario's own (`Verdict.failures`)."""
+    return bool(verdict.failures())
 
 
 def _seconds(value: float | None) -> str:
@@ -39,13 +40,16 @@ def table(rows: list[dict[str, Any]]) -> Table:
         "other 5xx",
         "no answer",
         "gave up",
+        "effects",
         "lost",
-        "duplicates",
+        "dup effects",
+        "repeats",
         "parked (with effects)",
         "queued",
         "recovery s",
-        "ready s",
         "ingest gap s",
+        "notify p50/max s",
+        "verdict",
     ):
         if header == "scenario":
             result.add_column(header, no_wrap=True)
@@ -53,7 +57,7 @@ def table(rows: list[dict[str, Any]]) -> Table:
             result.add_column(header, justify="right")
     for row in rows:
         if "error" in row:
-            result.add_row(row["scenario"], f"[red]{row['error']}[/]", *[""] * 12)
+            result.add_row(row["scenario"], f"[red]{row['error']}[/]", *[""] * 15)
             continue
         v: Verdict = row["verdict"]
         result.add_row(
@@ -64,13 +68,16 @@ def table(rows: list[dict[str, Any]]) -> Table:
             _flag(v.other_5xx),
             str(v.no_answer),
             str(v.gave_up),
+            str(v.expected),
             _flag(v.lost),
-            str(v.duplicates),
+            _flag(v.duplicates),
+            str(v.repeats),
             f"{v.parked} ({_flag(v.parked_with_effects)})",
             str(v.queued),
             _seconds(v.recovery_s),
-            _seconds(v.ready_s),
             _seconds(v.ingest_gap_s),
+            f"{_seconds(v.notify_p50_s)}/{_seconds(v.notify_max_s)}",
+            "[green]ok[/]" if not v.failures() else f"[red]{'; '.join(v.failures())}[/]",
         )
     return result
 

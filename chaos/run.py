@@ -5,8 +5,9 @@
 Starts three RabbitMQ nodes beside the shared broker (never touching it), runs hub-api and the
 three consumers against them, and for each scenario drives orders through the hub while one
 fault is injected and healed. Prints one row per scenario, writes chaos/results/<UTC time>.json
-(with the processes' logs in chaos/results/<UTC time>/), and exits 1 if any row lost an accepted
-event or parked one with its effects saved.
+(with the processes' logs in chaos/results/<UTC time>/), and exits 1 if any row lost or
+duplicated an effect, parked an event with its effects, answered a 5xx other than 503 or failed a
+check of its own (chaos/verdict.py, chaos/README.md).
 """
 
 import argparse
@@ -127,7 +128,10 @@ def cli() -> int:
     if broken:
         report.console.print(f"[bold red]promise broken in: {', '.join(broken)}[/]")
         return 1
-    report.console.print("[bold green]no accepted event lost, none parked with its effects[/]")
+    report.console.print(
+        "[bold green]every accepted event had its effects once; none lost, none parked with "
+        "its effects, no 5xx but 503[/]"
+    )
     return 0
 
 

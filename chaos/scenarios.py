@@ -15,16 +15,21 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aio_pika
+import httpx
 from hookhub import specs, topology
-from hookhub_consumers.store import open_store
 
 from chaos.cluster import Cluster
 from chaos.hub import RETRY_DELAYS_S, Hub
-from chaos.load import Load
-from chaos.verdict import Verdict, judge, settle
+from chaos.load import Load, event_id
+from chaos.observe import in_flight, not_findable, parked_messages, queue_depths
+from chaos.receiver import Receiver
+from chaos.verdict import Verdict, judge
+from tests.support.net import free_port
+from tests.support.processes import HubProcess
 from tests.support.tcp_proxy import TcpProxy
 
 WARMUP_S = 3.0
@@ -34,6 +39,16 @@ POST_HEAL_S = 5.0
 SETTLE_TIMEOUT_S = 45.0
 READY_TIMEOUT_S = 60.0
 STORE_TMPFS_MB = 64
+HANG_S = 10.0  # how long a node hangs (SIGSTOP … SIGCONT)
+HANG_GAP_LIMIT_S = 6.0  # intake must come back within ~5 s of a node hanging
+REPLICAS = 3
+KILL_ROUNDS = 4
+BACKFILL_FILL_S = 15.0  # ~9 archived events an order at 10 orders/s: past 1000 by then
+SLOW_SHARE, SLOW_S = 0.2, 10.0
+INDEX_CATCH_UP_S = 2.0  # the indexer writes every 0.5 s
+SETTLE_POLL_S = 0.5
+# With nothing queued and no effect arriving for this long, what is missing is not coming.
+QUIET_S = 4.0
 WORK_QUEUES = [topology.work_queue(consumer) for consumer in specs.names()]
 
 
@@ -50,7 +65,9 @@ class Rig:
     hub: Hub
     proxies: list[TcpProxy]
     store_dir: Path
+    started_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
     notes: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)  # the scenario's own failed checks
 
 
 # Each fault returns once healed: the runner measures recovery from that moment.
@@ -107,6 +124,82 @@ async def fill_store(rig: Rig) -> None:
     filler.unlink()
 
 
+async def hang_node(rig: Rig) -> None:
+    # Hung, not dead: its connections stay open and nothing answers, so clients learn of it only
+    # from their own timeouts (heartbeats, publish confirms).
+    node = await asyncio.to_thread(rig.cluster.leader_of, rig.vhost, WORK_QUEUES)
+    node.freeze()
+    rig.notes.append(f"SIGSTOP {node.name}, the queues' leader, for {HANG_S:g} s")
+    try:
+        await asyncio.sleep(HANG_S)
+    finally:
+        node.thaw()
+    await asyncio.to_thread(rig.cluster.wait_running)
+
+
+async def kill_replicas(rig: Rig) -> None:
+    # Three processes per consumer on one store: a kill leaves the others holding the queue,
+    # and the killed one's unacked messages go to them mid-flight.
+    names = specs.names()
+    for turn in range(KILL_ROUNDS):
+        if turn:
+            await asyncio.sleep(KILL_INTERVAL_S)
+        victims = [(names[turn % len(names)], turn % REPLICAS), (names[(turn + 1) % len(names)], 0)]
+        for name, replica in victims:
+            await asyncio.to_thread(rig.hub.kill_consumer, name, signal.SIGKILL, replica)
+        await asyncio.gather(
+            *(asyncio.to_thread(rig.hub.start_consumer, name, r) for name, r in victims)
+        )
+        rig.notes.append("SIGKILL " + ", ".join(f"{n}#{r}" for n, r in victims))
+
+
+async def kill_indexer(rig: Rig) -> None:
+    for _ in range(3):
+        await asyncio.sleep(KILL_INTERVAL_S)
+        await asyncio.to_thread(rig.hub.kill_indexer, signal.SIGKILL)
+        await asyncio.to_thread(rig.hub.start_indexer)
+        rig.notes.append("SIGKILL hookhub index")
+
+
+async def kill_backfill(rig: Rig) -> None:
+    # The notifications consumer backfilled from the scenario's start (every event so far is in
+    # the archive and already notified by the live replica). It logs backfill.progress every
+    # 1000 events read: the load first fills the archive past that, and the first backfill is
+    # killed at that line, mid-way; the second reads it all again.
+    await asyncio.sleep(BACKFILL_FILL_S)
+    since = rig.started_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for turn in range(2):
+        port = free_port()
+        args = ["consume", "notifications", "--from", since, "--probe-port", str(port)]
+        backfill = rig.hub.run(args, f"backfill-{turn}")
+        if turn == 0:
+            found = await asyncio.to_thread(
+                _wait_log, backfill, ("backfill.progress", "backfill.done"), READY_TIMEOUT_S
+            )
+            await asyncio.to_thread(backfill.stop, signal.SIGKILL)
+            rig.notes.append(f"SIGKILL the backfill at its first {found or 'line (none)'}")
+            if found != "backfill.progress":
+                rig.checks.append("the backfill was not killed mid-way")
+        else:
+            url = f"http://127.0.0.1:{port}/readyz"
+            live = await asyncio.to_thread(_wait_ready, url, READY_TIMEOUT_S)
+            rig.notes.append(
+                "the backfill run again: " + ("done, live" if live else "not live in time")
+            )
+            if not live:
+                rig.checks.append("the backfill run again never went live")
+            await asyncio.to_thread(backfill.stop)
+
+
+async def slow_receiver(rig: Rig) -> None:
+    rig.hub.endpoint.slow_share = SLOW_SHARE
+    rig.notes.append(
+        f"the first POST of {SLOW_SHARE:.0%} of webhook-ids answered after {SLOW_S:g} s"
+    )
+    await asyncio.sleep(FAULT_S)
+    rig.hub.endpoint.slow_share = 0.0
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -114,18 +207,52 @@ class Scenario:
     inject: Callable[[Rig], Awaitable[None]]
     partition_api: bool = False  # hub-api reaches the nodes through proxies that can freeze
     store_on_tmpfs: bool = False  # the store on a small tmpfs that can be filled
+    replicas: int = 1  # processes per consumer
+    indexer: bool = False  # `hookhub index` runs; every accepted id must be findable after
+    every_event_accepted: bool = False  # a sender that gave up fails the row
+    max_gap_s: float | None = None  # a longer ingest gap fails the row
 
 
 SCENARIOS = [
     Scenario("stop-leader", f"stop the leader node for {FAULT_S:g} s, start it", stop_leader),
     Scenario("kill-leader", f"kill -9 the leader node, start it after {FAULT_S:g} s", kill_leader),
+    Scenario(
+        "hang-node",
+        f"SIGSTOP the leader node for {HANG_S:g} s, SIGCONT",
+        hang_node,
+        every_event_accepted=True,
+        max_gap_s=HANG_GAP_LIMIT_S,
+    ),
     Scenario("kill-consumers", "SIGKILL a consumer 4×, restart each at once", kill_consumers),
+    Scenario(
+        "kill-replicas",
+        f"{REPLICAS} processes per consumer, SIGKILL 2 of them {KILL_ROUNDS}×",
+        kill_replicas,
+        replicas=REPLICAS,
+    ),
     Scenario("kill-api", "SIGKILL hub-api 3×, restart it at once", kill_api),
     Scenario(
+        "kill-indexer",
+        "SIGKILL `hookhub index` 3×; every id findable after",
+        kill_indexer,
+        indexer=True,
+    ),
+    Scenario(
+        "kill-backfill",
+        "SIGKILL a notifications backfill at its first progress line, run it again",
+        kill_backfill,
+    ),
+    Scenario(
+        "slow-receiver",
+        f"{SLOW_SHARE:.0%} of notifications answered after {SLOW_S:g} s for {FAULT_S:g} s",
+        slow_receiver,
+    ),
+    Scenario(
         "partition-api",
-        f"black-hole hub-api ↔ broker for {FAULT_S:g} s",
+        f"black-hole hub-api ↔ broker for {FAULT_S:g} s; every resent event accepted",
         partition_api,
         partition_api=True,
+        every_event_accepted=True,
     ),
     Scenario(
         "store-full", f"the store's disk full for {FAULT_S:g} s", fill_store, store_on_tmpfs=True
@@ -188,13 +315,24 @@ async def run_scenario(
             else log_dir
         )
         store_url = f"sqlite:///{store_dir}/hookhub.db"
-        hub = Hub(urls, store_url, log_dir, api_urls=api_urls or None)
+        receiver = Receiver(slow_s=SLOW_S)
+        hub = Hub(
+            urls,
+            store_url,
+            log_dir,
+            api_urls=api_urls or None,
+            replicas=scenario.replicas,
+            indexer=scenario.indexer,
+            receiver=receiver,
+        )
         stack.callback(hub.close)
+        started_utc = datetime.now(UTC) - timedelta(seconds=1)
         await asyncio.to_thread(hub.start)
-        rig = Rig(cluster, vhost, hub, proxies, store_dir)
+        rig = Rig(cluster, vhost, hub, proxies, store_dir, started_utc=started_utc)
 
-        load, stop = Load(hub.api_url, orders_per_s), asyncio.Event()
+        load, stop, done = Load(hub.api_url, orders_per_s), asyncio.Event(), asyncio.Event()
         sending = asyncio.create_task(load.run(stop))
+        load.workshop(receiver.approved, done)
         stack.callback(sending.cancel)  # a fault that failed must not leave senders behind
         await asyncio.sleep(WARMUP_S)
         await scenario.inject(rig)
@@ -203,28 +341,84 @@ async def run_scenario(
         await asyncio.sleep(POST_HEAL_S)
         stop.set()
         load_ended_at = time.monotonic()
-        await sending
+        await load.drain()
         ready_s = await ready
 
-        store = open_store(store_url)
         connection = await aio_pika.connect(cluster.any_running().url(vhost))
         try:
-            received = hub.endpoint.received
-            await settle(load.sent, store, received, connection, RETRY_DELAYS_S, SETTLE_TIMEOUT_S)
-            verdict = await judge(
+            await settle(load, receiver, connection, SETTLE_TIMEOUT_S)
+            done.set()
+            await sending
+            await settle(load, receiver, connection, SETTLE_TIMEOUT_S / 3)
+            verdict = judge(
                 load.sent,
-                store,
-                received,
-                connection,
-                RETRY_DELAYS_S,
+                receiver.records(),
+                await parked_messages(connection),
                 healed_at=healed_at,
-                ready_s=ready_s,
                 load_ended_at=load_ended_at,
             )
+            verdict.queued = in_flight(await queue_depths(connection, RETRY_DELAYS_S))
         finally:
             await connection.close()
-            await store.close()
+        verdict.ready_s = ready_s
+        if scenario.indexer:
+            ids = {event_id(s.kind, s.order_id) for s in load.sent if s.accepted_at}
+            await asyncio.sleep(INDEX_CATCH_UP_S)
+            missing = await asyncio.to_thread(not_findable, hub.env, ids)
+            verdict.not_findable = len(missing)
+            rig.notes.extend(f"not findable: {event}" for event in missing[:5])
+        if scenario.every_event_accepted and verdict.gave_up:
+            rig.checks.append(f"{verdict.gave_up} events never accepted")
+        if scenario.max_gap_s is not None and verdict.ingest_gap_s > scenario.max_gap_s:
+            rig.checks.append(f"ingest gap {verdict.ingest_gap_s:g} s > {scenario.max_gap_s:g} s")
+        verdict.checks = rig.checks
     return verdict, rig.notes
+
+
+async def settle(
+    load: Load,
+    receiver: Receiver,
+    connection: aio_pika.abc.AbstractConnection,
+    timeout_s: float,
+) -> None:
+    """Wait until the receiver has every effect the accepted events call for (or their causes
+    are parked), or nothing has moved for QUIET_S with nothing queued."""
+    deadline = time.monotonic() + timeout_s
+    last, quiet_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        verdict = judge(load.sent, receiver.records(), await parked_messages(connection))
+        if verdict.lost == 0:
+            return
+        moving = in_flight(await queue_depths(connection, RETRY_DELAYS_S))
+        now = (verdict.lost, verdict.accepted, len(receiver.received))
+        if now != last or moving:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since > QUIET_S:
+            return
+        await asyncio.sleep(SETTLE_POLL_S)
+
+
+def _wait_log(process: HubProcess, texts: tuple[str, ...], timeout_s: float) -> str | None:
+    """The first of `texts` to appear in the process's log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        log = process.log
+        if found := [text for text in texts if text in log]:
+            return found[0]
+        time.sleep(0.1)
+    return None
+
+
+def _wait_ready(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def _seconds_until_ready(hub: Hub, since: float) -> float | None:

@@ -1,36 +1,135 @@
-"""What a scenario did to the events the hub accepted: each one's effect looked up where a user
-would look (the store, the notification receiver), and what is left in the queues.
+"""The verdict on one scenario, judged only from outside the hub: what the senders were answered
+(`chaos.load.Sent`), what the notification receiver got (`Notified`: every POST, its
+`webhook-id`, its body and what the receiver answered) and what the parking lots hold
+(`ParkedMessage`, as `hookhub dlq list` shows them). Nothing here reads the hub's store or
+imports a consumer: an effect exists when the receiver has it.
 
-An accepted event is *lost* when its effect never came and it is not parked. A *parked* event
-sits in a `hookhub.<consumer>.dlq`, where an operator sees and replays it; parked *with effects*
-means it was parked although its state change or its outbox was saved, or its notification
-delivered, already: replaying it would repeat the effect, and purging it would lose follow-ups.
+Every order is four events (`chaos.load.KINDS`), and the receiver should hear, once each:
+
+    order.created + the payment  → payments      → payment.approved   (notified)
+    payment.approved + production.finished → production → order.ready (notified)
+    the CI report                → notifications → ci.chaos.build     (notified)
+
+An *effect* is one such notification, keyed by (type, order id). It is *lost* when it is
+expected (its events were accepted) and the receiver never answered 2xx to it, unless one of ITS
+OWN causes is parked: a payment parked in payments excuses the missing payment.approved and
+order.ready of that order, a payment.approved parked in notifications excuses only its own
+notification (never the order's order.ready). A *duplicate effect* is the same effect under two
+webhook-ids (fails the run); a *repeat* is one webhook-id answered 2xx twice, which a receiver
+drops by its webhook-id as Standard Webhooks asks (counted, does not fail). A parked message
+*with effects* is one whose effect the receiver already has: replaying it would repeat it.
 """
 
-import asyncio
+import json
 import re
-import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-import aio_pika
-from hookhub import dlq, specs, topology
-from hookhub.events import CE_PREFIX
-from hookhub_consumers.notifications.records import deliveries
-from hookhub_consumers.payments.records import orders
-from hookhub_consumers.production.records import tickets
-from hookhub_consumers.store import Marker, Store
+from chaos.load import Sent, event_id
 
-from chaos.load import Sent, ci_event_id
-from tests.support.notify_endpoint import Received
+OK = range(200, 300)
+# Every order id the load makes; a parked message's order is the first one in its body.
+ORDER_ID = re.compile(r"chaos-[0-9a-f]{12}")
 
-# Every order id the load makes; found in any event's body about that order (the Stripe
-# webhook's metadata, order.created's data, every follow-up's data).
-ORDER_ID = re.compile(rb"chaos-[0-9a-f]{12}")
-SETTLE_POLL_S = 0.5
-# With nothing queued and no effect arriving for this long, what is missing is not coming.
-QUIET_S = 4.0
+
+@dataclass(frozen=True)
+class Notified:
+    """One POST the notification receiver got, and what it answered."""
+
+    webhook_id: str
+    type: str
+    order_id: str | None
+    status: int
+    at: float  # when it arrived (monotonic)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK
+
+
+@dataclass(frozen=True)
+class ParkedMessage:
+    """One message in a `hookhub.<consumer>.dlq`."""
+
+    consumer: str
+    id: str
+    type: str
+    order_id: str | None
+    reason: str = ""
+
+
+def order_of(body: bytes | str) -> str | None:
+    found = ORDER_ID.search(body.decode(errors="replace") if isinstance(body, bytes) else body)
+    return found.group(0) if found else None
+
+
+def notified_from(webhook_id: str, body: bytes, status: int, at: float) -> Notified:
+    try:
+        event = json.loads(body)
+    except ValueError:
+        event = {}
+    return Notified(webhook_id, str(event.get("type", "")), order_of(body), status, at)
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A message whose parking stops an effect: matched by consumer and id, or by consumer,
+    type and order for a follow-up (whose id the hub derives)."""
+
+    consumer: str
+    id: str | None = None
+    type: str | None = None
+    order_id: str | None = None
+
+    def matches(self, parked: ParkedMessage) -> bool:
+        if parked.consumer != self.consumer:
+            return False
+        if self.id is not None:
+            return parked.id == self.id
+        return parked.type == self.type and parked.order_id == self.order_id
+
+
+APPROVED, READY, CI = "payment.approved", "order.ready", "ci.chaos.build"
+Effect = tuple[str, str]  # (notification type, order id)
+
+
+def causes(effect: Effect) -> list[Cause]:
+    """Every message whose parking would excuse this effect's absence: its own chain only."""
+    kind, order = effect
+    payment = [
+        Cause("payments", id=event_id("order", order)),
+        Cause("payments", id=event_id("payment", order)),
+    ]
+    if kind == APPROVED:
+        return [*payment, Cause("notifications", type=APPROVED, order_id=order)]
+    if kind == READY:
+        return [
+            *payment,
+            Cause("production", type=APPROVED, order_id=order),
+            Cause("production", id=event_id("finished", order)),
+            Cause("notifications", type=READY, order_id=order),
+        ]
+    if kind == CI:
+        return [Cause("notifications", id=event_id("ci", order))]
+    return []
+
+
+def expected_effects(sent: Iterable[Sent]) -> dict[Effect, list[str]]:
+    """Each notification the accepted events call for → the events (kind:order) owning it."""
+    accepted: dict[str, set[str]] = defaultdict(set)
+    for s in sent:
+        if s.accepted_at is not None:
+            accepted[s.order_id].add(s.kind)
+    expected: dict[Effect, list[str]] = {}
+    for order, kinds in accepted.items():
+        if {"order", "payment"} <= kinds:
+            expected[(APPROVED, order)] = [f"order:{order}", f"payment:{order}"]
+            if "finished" in kinds:
+                expected[(READY, order)] = [f"finished:{order}"]
+        if "ci" in kinds:
+            expected[(CI, order)] = [f"ci:{order}"]
+    return expected
 
 
 @dataclass
@@ -41,221 +140,148 @@ class Verdict:
     other_5xx: int  # 500 and the like: the hub failing otherwise than it promises (503)
     no_answer: int  # refused, reset or timed out: hub-api was down or hung
     gave_up: int  # never accepted within the sender's bound
-    lost: int
-    queued: int  # messages still in work and retry queues when the scenario ended
-    duplicates: int
+    expected: int  # notifications the accepted events call for
+    lost: int  # of those, never answered 2xx by the receiver, and no cause of theirs parked
+    duplicates: int  # the same effect under more than one webhook-id (fails)
+    repeats: int  # one webhook-id answered 2xx more than once (the receiver drops it)
     parked: int
     parked_with_effects: int
-    recovery_s: float | None  # heal → the first event sent after it has its full effect
-    ready_s: float | None  # heal → every process says ready
-    ingest_gap_s: float  # the longest time without a 202 while the load ran
+    queued: int = 0  # messages still in work and retry queues when the scenario ended
+    unexpected: int = 0  # notifications no accepted event calls for (e.g. order.conflict)
+    recovery_s: float | None = None  # heal → the first payment sent after it notified
+    ready_s: float | None = None  # heal → every process says ready
+    ingest_gap_s: float = 0.0  # the longest time without a 202 while the load ran
+    notify_p50_s: float | None = None  # a payment's 202 → its payment.approved at the receiver
+    notify_max_s: float | None = None
+    not_findable: int | None = None  # accepted ids `hookhub events list` lacks (when checked)
+    checks: list[str] = field(default_factory=list)  # the scenario's own failed checks
     answers: dict[str, int] = field(default_factory=dict)  # every attempt's answer, by status
-    missing: dict[str, int] = field(default_factory=dict)  # lost, by the consumer that failed
+    missing: dict[str, int] = field(default_factory=dict)  # lost, by notification type
     parked_by: dict[str, int] = field(default_factory=dict)  # "<consumer>: <reason>" → count
+    excused: int = 0  # missing effects whose own cause is parked
     lost_examples: list[str] = field(default_factory=list)
+    duplicate_examples: list[str] = field(default_factory=list)
+    parked_with_effects_examples: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
-
-@dataclass(frozen=True)
-class Receipts:
-    """What the notification receiver got."""
-
-    approved_orders: set[str]  # orders whose payment.approved arrived
-    webhook_ids: set[str]
-
-    @classmethod
-    def of(cls, received: Iterable[Received]) -> "Receipts":
-        received = list(received)  # the receiver's thread appends meanwhile
-        return cls(
-            {
-                r.json["data"]["order_id"]
-                for r in received
-                if r.json.get("type") == "payment.approved" and isinstance(r.json.get("data"), dict)
-            },
-            {r.headers["webhook-id"] for r in received},
-        )
-
-
-async def missing_effect(sent: Sent, store: Store, receipts: Receipts) -> str | None:
-    """The consumer whose part of this accepted event's effect is missing, or None."""
-    if sent.kind == "ci":
-        return None if ci_event_id(sent.order_id) in receipts.webhook_ids else "notifications"
-    order = await orders(store).get(sent.order_id)
-    if sent.kind == "order":  # only order.created brings the customer
-        return None if order is not None and order.customer else "payments"
-    if order is not None and order.status == "held":
-        return None  # waiting for an order.created never applied, whose own check says why
-    if order is None or order.status != "approved":
-        return "payments"
-    if await tickets(store).get(sent.order_id) is None:
-        return "production"
-    return None if sent.order_id in receipts.approved_orders else "notifications"
-
-
-def kind_of(event_type: str) -> str:
-    """Which sent event a parked message stands for: the payment's whole chain (the Stripe
-    webhook and its follow-ups) is one."""
-    if event_type == "order.created":
-        return "order"
-    return "ci" if event_type.startswith("ci.") else "payment"
-
-
-async def queue_depths(
-    connection: aio_pika.abc.AbstractConnection, retry_delays_s: tuple[float, ...]
-) -> dict[str, int]:
-    """Messages ready in each consumer's work, retry and dead-letter queue."""
-    names = [
-        name
-        for consumer in specs.names()
-        for name in (
-            topology.work_queue(consumer),
-            *(topology.retry_queue(consumer, delay) for delay in retry_delays_s),
-            topology.dead_letter_queue(consumer),
-        )
-    ]
-    depths = {}
-    async with connection.channel() as channel:
-        for name in names:
-            queue = await channel.declare_queue(name, passive=True)
-            depths[name] = queue.declaration_result.message_count
-    return depths
-
-
-def in_flight(depths: dict[str, int]) -> int:
-    return sum(n for name, n in depths.items() if not name.endswith(".dlq"))
-
-
-async def settle(
-    sent: list[Sent],
-    store: Store,
-    received: list[Received],
-    connection: aio_pika.abc.AbstractConnection,
-    retry_delays_s: tuple[float, ...],
-    timeout_s: float,
-) -> None:
-    """Wait until every accepted event has its effect, or nothing more is moving."""
-    deadline = time.monotonic() + timeout_s
-    last_missing, quiet_since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        receipts = Receipts.of(received)
-        missing = sum(
-            [await missing_effect(s, store, receipts) is not None for s in sent if s.accepted_at]
-        )
-        if missing == 0:
-            return
-        depths = await queue_depths(connection, retry_delays_s)
-        if missing != last_missing or in_flight(depths):
-            last_missing, quiet_since = missing, time.monotonic()
-        elif time.monotonic() - quiet_since > QUIET_S:
-            return
-        await asyncio.sleep(SETTLE_POLL_S)
-
-
-@dataclass
-class Parking:
-    """What the parking lots hold."""
-
-    about: set[tuple[str, str]] = field(default_factory=set)  # (kind, order id)
-    by_reason: Counter[str] = field(default_factory=Counter)
-    with_effects: int = 0
-
-    @property
-    def count(self) -> int:
-        return sum(self.by_reason.values())
-
-
-async def parking(
-    connection: aio_pika.abc.AbstractConnection, store: Store, receipts: Receipts
-) -> Parking:
-    found = Parking()
-    for consumer in specs.names():
-        for message in await dlq.list_parked(connection, consumer, limit=100_000):
-            found.by_reason[f"{consumer}: {message.reason[:80]}"] += 1
-            found.about.update(
-                (kind_of(message.type), m.decode()) for m in ORDER_ID.findall(message.body)
+    def failures(self) -> list[str]:
+        """Why this row breaks the promise; empty when it holds."""
+        why = [
+            f"{name} {count}"
+            for name, count in (
+                ("lost", self.lost),
+                ("duplicate effects", self.duplicates),
+                ("parked with effects", self.parked_with_effects),
+                ("other 5xx", self.other_5xx),
+                ("not findable", self.not_findable or 0),
             )
-            found.with_effects += await _had_effects(store, receipts, consumer, message)
-    return found
+            if count
+        ]
+        return why + self.checks
 
 
-async def _had_effects(
-    store: Store, receipts: Receipts, consumer: str, message: dlq.Parked
-) -> bool:
-    source = message.headers.get(f"{CE_PREFIX}source", b"")
-    source = source.decode() if isinstance(source, bytes) else str(source)
-    marker = Marker.of(consumer, source, message.id)
-    if await store.is_processed(marker) or await store.pending(marker):
+def answers(sent: Iterable[Sent]) -> Counter[str]:
+    statuses: Counter[str] = Counter()
+    for s in sent:
+        statuses.update(s.statuses)
+    return statuses
+
+
+def repeats(received: Iterable[Notified]) -> int:
+    """One webhook-id answered 2xx more than once."""
+    counts = Counter(r.webhook_id for r in received if r.ok)
+    return sum(n - 1 for n in counts.values())
+
+
+def duplicate_effects(received: Iterable[Notified]) -> dict[Effect, set[str]]:
+    """Effects the receiver got 2xx under more than one webhook-id, with those ids."""
+    ids: dict[Effect, set[str]] = defaultdict(set)
+    for r in received:
+        if r.ok and r.order_id is not None:
+            ids[(r.type, r.order_id)].add(r.webhook_id)
+    return {effect: found for effect, found in ids.items() if len(found) > 1}
+
+
+def delivered(received: Iterable[Notified]) -> set[Effect]:
+    return {(r.type, r.order_id) for r in received if r.ok and r.order_id is not None}
+
+
+def with_effects(parked: ParkedMessage, got: set[Effect], webhook_ids: set[str]) -> bool:
+    """Whether the receiver already has an effect this parked message causes."""
+    if parked.consumer == "notifications" and parked.id in webhook_ids:
         return True
-    if consumer != "notifications":
+    if parked.order_id is None:
         return False
-    # A notification's effect is the POST: the receiver has it, whether or not the store
-    # managed to record the delivery.
-    return message.id in receipts.webhook_ids or any(
-        delivery.delivered for delivery in await deliveries(store).attempts(message.id)
+    return any(
+        effect in got and any(cause.matches(parked) for cause in causes(effect))
+        for effect in ((APPROVED, parked.order_id), (READY, parked.order_id))
     )
 
 
-async def duplicate_effects(sent: list[Sent], store: Store, received: list[Received]) -> int:
-    """Effects that happened more than once: a webhook-id the receiver got again, and an order
-    saved more times than the events that changed it (order.created, the payment)."""
-    repeats = sum(n - 1 for n in Counter(r.headers["webhook-id"] for r in received).values())
-    for order_id in {s.order_id for s in sent}:
-        order = await orders(store).get(order_id)
-        if order is not None:
-            applied = (order.customer is not None) + (order.status in ("approved", "held"))
-            repeats += max(0, order.version - applied)
-    return repeats
+def notify_latency(sent: Iterable[Sent], received: Iterable[Notified]) -> tuple[float, float]:
+    """From each payment's 202 to its payment.approved first reaching the receiver."""
+    first: dict[str, float] = {}
+    for r in received:
+        if r.type == APPROVED and r.order_id is not None:
+            first[r.order_id] = min(first.get(r.order_id, r.at), r.at)
+    waits = sorted(
+        max(0.0, first[s.order_id] - s.accepted_at)
+        for s in sent
+        if s.kind == "payment" and s.accepted_at is not None and s.order_id in first
+    )
+    if not waits:
+        return (0.0, 0.0)
+    return (round(waits[len(waits) // 2], 2), round(waits[-1], 2))
 
 
-def recovery_s(sent: list[Sent], received: list[Received], healed_at: float) -> float | None:
-    """From the heal to the first full effect of a payment first sent after it."""
-    sent_after = {s.order_id for s in sent if s.kind == "payment" and s.first_sent_at >= healed_at}
-    times = [
-        r.at
-        for r in received
-        if r.json.get("type") == "payment.approved"
-        and isinstance(r.json.get("data"), dict)
-        and r.json["data"].get("order_id") in sent_after
-    ]
+def recovery_s(sent: list[Sent], received: list[Notified], healed_at: float) -> float | None:
+    """From the heal to the first payment.approved of a payment first sent after it."""
+    after = {s.order_id for s in sent if s.kind == "payment" and s.first_sent_at >= healed_at}
+    times = [r.at for r in received if r.ok and r.type == APPROVED and r.order_id in after]
     return round(min(times) - healed_at, 2) if times else None
 
 
 def longest_gap_s(sent: list[Sent], load_ended_at: float) -> float:
     """The longest stretch without a 202 while the load ran."""
+    if not sent:
+        return 0.0
     times = sorted(s.accepted_at for s in sent if s.accepted_at and s.accepted_at < load_ended_at)
     start = min(s.first_sent_at for s in sent)
     marks = [start, *times, load_ended_at]
     return round(max(b - a for a, b in zip(marks, marks[1:], strict=False)), 2)
 
 
-async def judge(
+def judge(
     sent: list[Sent],
-    store: Store,
-    received: list[Received],
-    connection: aio_pika.abc.AbstractConnection,
-    retry_delays_s: tuple[float, ...],
+    received: list[Notified],
+    parked: list[ParkedMessage],
     *,
-    healed_at: float,
-    ready_s: float | None,
-    load_ended_at: float,
+    healed_at: float = 0.0,
+    load_ended_at: float = 0.0,
 ) -> Verdict:
-    statuses: Counter[str] = Counter()
-    for s in sent:
-        statuses.update(s.statuses)
-    accepted = [s for s in sent if s.accepted_at]
-    received = list(received)
-    receipts = Receipts.of(received)
-    parked = await parking(connection, store, receipts)
+    """The counts; pure (the scenario adds queue depths, readiness and its own checks)."""
+    statuses = answers(sent)
+    accepted = [s for s in sent if s.accepted_at is not None]
+    expected = expected_effects(sent)
+    got = delivered(received)
+    webhook_ids = {r.webhook_id for r in received if r.ok}
     missing: Counter[str] = Counter()
-    lost_examples = []
-    for s in accepted:
-        consumer = await missing_effect(s, store, receipts)
-        if consumer is not None and (s.kind, s.order_id) not in parked.about:
-            missing[consumer] += 1
-            lost_examples.append(f"{s.kind}:{s.order_id}")
-    depths = await queue_depths(connection, retry_delays_s)
+    lost_examples, excused = [], 0
+    for effect in expected:
+        if effect in got:
+            continue
+        if any(cause.matches(p) for cause in causes(effect) for p in parked):
+            excused += 1
+            continue
+        missing[effect[0]] += 1
+        lost_examples.append(f"{effect[0]}:{effect[1]}")
+    doubled = duplicate_effects(received)
+    unexpected = {effect for effect in got if effect not in expected}
+    by_reason = Counter(f"{p.consumer}: {p.reason[:80]}" for p in parked)
+    had_effects = [p for p in parked if with_effects(p, got, webhook_ids)]
+    p50, worst = notify_latency(sent, received)
     return Verdict(
         sent=len(sent),
         accepted=len(accepted),
@@ -263,16 +289,22 @@ async def judge(
         other_5xx=sum(n for status, n in statuses.items() if status[0] == "5" and status != "503"),
         no_answer=statuses["error"],
         gave_up=len(sent) - len(accepted),
+        expected=len(expected),
         lost=sum(missing.values()),
-        queued=in_flight(depths),
-        duplicates=await duplicate_effects(sent, store, received),
-        parked=parked.count,
-        parked_with_effects=parked.with_effects,
+        duplicates=sum(len(ids) - 1 for ids in doubled.values()),
+        repeats=repeats(received),
+        parked=len(parked),
+        parked_with_effects=len(had_effects),
+        unexpected=len(unexpected),
         recovery_s=recovery_s(sent, received, healed_at),
-        ready_s=ready_s,
         ingest_gap_s=longest_gap_s(sent, load_ended_at),
+        notify_p50_s=p50,
+        notify_max_s=worst,
         answers=dict(statuses),
         missing=dict(missing),
-        parked_by=dict(parked.by_reason),
-        lost_examples=lost_examples[:20],
+        parked_by=dict(by_reason),
+        excused=excused,
+        lost_examples=sorted(lost_examples)[:20],
+        duplicate_examples=[f"{t}:{o} {sorted(ids)}" for (t, o), ids in doubled.items()][:20],
+        parked_with_effects_examples=[f"{p.consumer}: {p.type} {p.id}" for p in had_effects][:20],
     )
