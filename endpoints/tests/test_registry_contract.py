@@ -1,5 +1,6 @@
 """The registry's contract: what every adapter promises, run against each of them."""
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -7,21 +8,28 @@ import pytest
 from hookhub_endpoints import registry as endpoints
 from hookhub_endpoints.model import Endpoint, EndpointError, Secret, UnknownEndpoint, new_secret
 from hookhub_endpoints.registry import Registry
+from hookhub_endpoints.registry_mongo import MongoRegistry
 from hookhub_endpoints.registry_sqlite import SQLiteRegistry
+
+from tests.support.mongo_standin import StandinClient
 
 OpenRegistry = Callable[[], Registry]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "mongodb-standin"])
 async def open_another(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[OpenRegistry]:
     """Opens registries on one fresh store, each as a separate process would."""
     opened: list[Registry] = []
     url = f"sqlite:///{tmp_path}/hookhub.db"
+    database = StandinClient()[f"hookhub_test_{uuid.uuid4().hex}"]
 
     def new() -> Registry:
-        registry = SQLiteRegistry.from_url(url)
+        if request.param == "sqlite":
+            registry: Registry = SQLiteRegistry.from_url(url)
+        else:
+            registry = MongoRegistry(database)  # the stand-in's duck type
         opened.append(registry)
         return registry
 
