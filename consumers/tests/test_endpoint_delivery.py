@@ -257,3 +257,32 @@ async def test_a_failing_endpoint_is_paused_then_resumed_by_a_probe_with_events(
     finally:
         await connection.close()
         receiver.close()
+
+
+async def test_a_worker_killed_right_after_the_post_sends_again_only_with_the_same_id(
+    tmp_path: Path,
+) -> None:
+    """What is promised (docs/notifications.md): not that a kill between the receiver's 2xx and
+    its recording never repeats the POST, but that a repeat carries the same webhook-id (which
+    the receiver drops), and that the delivery is then done: not parked, not sent a third time."""
+    receiver = NotifyEndpoint()
+    with fresh_vhost() as amqp_url:
+        env = hub_env(amqp_url, HOOKHUB_STORE_URL=f"sqlite:///{tmp_path}/hookhub.db")
+        with running_consumer("notifications", env, tmp_path) as first:
+            hub = Hub(amqp_url, env, first, receiver, tmp_path)
+            added = hub.add(receiver, "ci.killed")
+            await asyncio.sleep(3)
+            event = an_event("ci.killed")
+            await hub.publish(event)
+            await until(lambda: receiver.received, what="the first POST")
+            first.process.kill()  # SIGKILL as soon as the receiver has the POST
+            first.process.wait()
+        with running_consumer("notifications", env, tmp_path):
+            await asyncio.sleep(8)  # a redelivery comes at once; a retry after 5 s
+            owner = topology.endpoint_owner(added["name"])
+            parked = await hub.depth(topology.dead_letter_queue(owner))
+            waiting = await hub.depth(topology.endpoint_queue(added["name"]))
+    receiver.close()
+    assert set(ids(receiver)) == {event.id}
+    assert 1 <= len(receiver.received) <= 2
+    assert parked == 0 and waiting == 0
