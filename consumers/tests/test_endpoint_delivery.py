@@ -286,3 +286,32 @@ async def test_a_worker_killed_right_after_the_post_sends_again_only_with_the_sa
     assert set(ids(receiver)) == {event.id}
     assert 1 <= len(receiver.received) <= 2
     assert parked == 0 and waiting == 0
+
+
+async def test_a_refused_delivery_is_parked_in_the_endpoints_own_lot_and_listed(hub: Hub) -> None:
+    receiver = NotifyEndpoint()
+    receiver.status_for_type["ci.refused"] = 400
+    try:
+        added = hub.add(receiver, "ci.refused")
+        await asyncio.sleep(3)
+        event = an_event("ci.refused")
+        await hub.publish(event)
+        owner = topology.endpoint_owner(added["name"])
+        await until(lambda: receiver.received, what="the POST")
+        for _ in range(100):
+            if await hub.depth(topology.dead_letter_queue(owner)):
+                break
+            await asyncio.sleep(0.1)
+        assert len(receiver.received) == 1  # a 4xx is permanent: no retry
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "hookhub.cli", "dlq", "list", owner],
+            env={**hub.env, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert event.id in listed.stdout and "answered 400" in listed.stdout
+    finally:
+        receiver.close()
