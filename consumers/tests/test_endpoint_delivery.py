@@ -315,3 +315,34 @@ async def test_a_refused_delivery_is_parked_in_the_endpoints_own_lot_and_listed(
         assert event.id in listed.stdout and "answered 400" in listed.stdout
     finally:
         receiver.close()
+
+
+async def test_resend_posts_a_delivered_event_again_with_the_same_id(tmp_path: Path) -> None:
+    receiver = NotifyEndpoint()
+    with fresh_vhost() as amqp_url:
+        env = hub_env(amqp_url, HOOKHUB_STORE_URL=f"sqlite:///{tmp_path}/hookhub.db")
+        with running_consumer("notifications", env, tmp_path) as consumer:
+            indexer = HubProcess(["index"], env, tmp_path / "index.log")
+            try:
+                hub = Hub(amqp_url, env, consumer, receiver, tmp_path)
+                added = hub.add(receiver, "ci.resent")
+                await asyncio.sleep(3)
+                event = an_event("ci.resent")
+                await hub.publish(event)
+                await until(lambda: receiver.received, what="the delivery")
+                for _ in range(100):  # the indexer writes in batches
+                    done = await asyncio.to_thread(
+                        subprocess.run,
+                        [sys.executable, "-m", "hookhub.cli", "endpoints", "resend",
+                         added["name"], "--event", event.id, "--json"],
+                        env=env, capture_output=True, text=True, timeout=60,
+                    )  # fmt: skip
+                    if done.returncode == 0:
+                        break
+                    await asyncio.sleep(0.3)
+                assert done.returncode == 0, done.stderr
+                await until(lambda: len(receiver.received) == 2, what="the resend")
+            finally:
+                indexer.stop()
+    receiver.close()
+    assert ids(receiver) == [event.id, event.id]
