@@ -37,6 +37,7 @@ COPY pyproject.toml uv.lock ./
 COPY libs/hookhub/pyproject.toml libs/hookhub/
 COPY hub-api/pyproject.toml hub-api/
 COPY eventlog/pyproject.toml eventlog/
+COPY endpoints/pyproject.toml endpoints/
 COPY consumers/pyproject.toml consumers/
 COPY dev/pyproject.toml dev/
 COPY operator/pyproject.toml operator/
@@ -47,6 +48,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # the last COPY repeats one of these.
 COPY libs/hookhub libs/hookhub
 COPY eventlog eventlog
+COPY endpoints endpoints
 COPY consumers consumers
 COPY ${SERVICE} ${SERVICE}
 RUN --mount=type=cache,target=/root/.cache/uv \

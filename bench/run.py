@@ -1,6 +1,7 @@
 """`make bench`: Hookhub's benchmarks, each side by side with its baselines.
 
-    .venv/bin/python bench/run.py [--only ingest|consumer|e2e] [--duration-s 10] [--warmup-s 2]
+    .venv/bin/python bench/run.py [--only SECTION] [--duration-s 10]
+                                  [--warmup-s 2]
                                   [--connections 64] [--body-bytes 1024] [--events 5000]
                                   [--rates 100,300,500,1000] [--drain-s 30]
                                   [--deadlines 200000]
@@ -28,6 +29,7 @@ import people
 from report import console, write_json
 from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
 
+import endpoints
 import eventlog
 
 SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
@@ -39,6 +41,7 @@ SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "order_page": order_page.run,
     "deadlines": deadlines.run,
     "people": people.run,
+    "endpoints": endpoints.run,
 }
 
 

@@ -2,6 +2,7 @@
 store migrate` brings the store's schema up to date (all registered with the `hookhub` command
 as plugins)."""
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -20,6 +21,8 @@ from hookhub.commands import (
 from hookhub_eventlog.indexer import run_indexer
 from hookhub_eventlog.store import migrate_event_log
 
+from hookhub_consumers.notifications.spec import SPEC as NOTIFICATIONS
+from hookhub_consumers.notifications.worker import run_endpoints
 from hookhub_consumers.probes import ProbesNotServed
 from hookhub_consumers.runtime import run_consumers, stop_on_signals
 from hookhub_consumers.store import latest_versions, migrate, recorded_versions
@@ -55,13 +58,20 @@ def consume(
 
     async def main() -> None:
         await migrate(settings.store_url, [specs.by_name(name)])  # a newer store stops it here
+        stop = stop_on_signals()
+        # The notifications consumer delivers the shorthand endpoint (HOOKHUB_NOTIFY_URL) on its
+        # own queue, and beside it every registry endpoint on theirs.
+        beside = [run_endpoints(settings, stop)] if name == NOTIFICATIONS.name else []
         try:
-            await run_consumers(
-                settings,
-                [specs.by_name(name)],
-                stop_on_signals(),
-                probe_port=probe_port,
-                backfill_from=backfill_from,
+            await asyncio.gather(
+                run_consumers(
+                    settings,
+                    [specs.by_name(name)],
+                    stop,
+                    probe_port=probe_port,
+                    backfill_from=backfill_from,
+                ),
+                *beside,
             )
         except ProbesNotServed as error:
             fail(f"{error}: is another process using it? Choose one with --probe-port")

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from hookhub import specs, tracing
 from hookhub.commands import RUN_PANEL, Host, Port, console, load_settings, run
+from hookhub_consumers.notifications.worker import run_endpoints
 from hookhub_consumers.runtime import run_consumers
 from hookhub_consumers.store import migrate
 from hookhub_eventlog.indexer import run_indexer
@@ -40,6 +41,7 @@ def dev(
         stop = asyncio.Event()
         consumers = asyncio.create_task(run_consumers(settings, specs.installed(), stop))
         indexing = asyncio.create_task(run_indexer(settings, stop))
+        delivering = asyncio.create_task(run_endpoints(settings, stop))  # the registry's endpoints
         console_serving = asyncio.create_task(operator.serve())
         console.print(
             f"Hookhub dev: API on http://{host}:{port} (docs at /docs), operator console on "
@@ -50,7 +52,9 @@ def dev(
         finally:
             operator.should_exit = True
             stop.set()
-            await asyncio.gather(console_serving, consumers, indexing, return_exceptions=True)
+            await asyncio.gather(
+                console_serving, consumers, indexing, delivering, return_exceptions=True
+            )
 
     run(main)
 

@@ -33,6 +33,9 @@ class Delivery:
     # The event's CloudEvents source: an event is its (source, id), and two sources may share an
     # id. None on an attempt recorded before sources were (an older release's).
     source: str | None = None
+    # How long the POST took to answer (or fail), in ms; None before its outcome (and on an
+    # older release's attempt).
+    latency_ms: float | None = None
 
 
 class Deliveries(Protocol):

@@ -16,18 +16,24 @@ def _delivery(row: sqlite3.Row) -> Delivery:
 
 
 def _record(db: sqlite3.Connection, delivery: Delivery) -> None:
-    outcome = (delivery.status_code, delivery.error, delivery.delivered, time_text(delivery.at))
+    outcome = (
+        delivery.status_code,
+        delivery.error,
+        delivery.delivered,
+        time_text(delivery.at),
+        delivery.latency_ms,
+    )
     attempt = (delivery.event_id, delivery.source, delivery.url, delivery.attempt)
     replaced = db.execute(
-        f"UPDATE {DELIVERIES} SET status_code = ?, error = ?, delivered = ?, at = ?"
+        f"UPDATE {DELIVERIES} SET status_code = ?, error = ?, delivered = ?, at = ?, latency_ms = ?"
         " WHERE event_id = ? AND source IS ? AND url = ? AND attempt = ?",
         (*outcome, *attempt),
     ).rowcount
     if not replaced:
         db.execute(
             f"INSERT INTO {DELIVERIES}"
-            " (event_id, source, url, attempt, event_type, status_code, error, delivered, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " (event_id, source, url, attempt, event_type, status_code, error, delivered, at,"
+            " latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*attempt, delivery.event_type, *outcome),
         )
 
@@ -46,14 +52,15 @@ class SQLiteDeliveries(SQLiteRepository):
         error       TEXT,
         delivered   INTEGER NOT NULL,
         at          TEXT NOT NULL,
-        source      TEXT  -- the event's; NULL on rows an older release wrote
+        source      TEXT,  -- the event's; NULL on rows an older release wrote
+        latency_ms  REAL   -- NULL before the outcome, and on rows an older release wrote
     );
     CREATE INDEX IF NOT EXISTS deliveries_by_event ON {DELIVERIES} (event_id, at, id);
     CREATE INDEX IF NOT EXISTS deliveries_by_attempt ON {DELIVERIES} (event_id, url, attempt);
     """
     # Columns added after the first release: a file it made gets them when it is opened. Its
     # rows keep NULL: recorded before sources were, they match no (source, id) in `attempts`.
-    added_columns = {DELIVERIES: {"source": "TEXT"}}
+    added_columns = {DELIVERIES: {"source": "TEXT", "latency_ms": "REAL"}}
 
     async def record(self, delivery: Delivery) -> None:
         await self.file.write(lambda db: _record(db, delivery))

@@ -430,6 +430,8 @@ def plan(
     for name, existing in sorted(observed.queues.items()):
         if name in by_name or not name.startswith(topology.PREFIX):
             continue
+        if topology.is_endpoint_queue(name):  # the endpoint registry's, made and removed there
+            continue
         queue = name.removesuffix(topology.MIGRATING_SUFFIX)
         if queue != name and queue in by_name:
             keys = bindings.get(name, frozenset())

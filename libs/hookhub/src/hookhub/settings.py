@@ -93,7 +93,17 @@ class Settings(BaseSettings):
     archive_segment_bytes: int = Field(default=100 * 1024**2, gt=0)
     notify_url: str | None = None
     notify_secret: SecretStr | None = None
-    notify_timeout_s: float = 10.0
+    # One POST to the shorthand endpoint (and Mercado Pago's fetch): long enough that a
+    # receiver doing its work before it answers is not cut short into a duplicate.
+    notify_timeout_s: float = 30.0
+    # Outbound endpoints as configuration (hookhub_endpoints.config), applied when the
+    # notifications consumer starts.
+    endpoints_file: str | None = None
+    # An endpoint's circuit breaker: paused after this many failed attempts in a row spanning at
+    # least this long, then probed with one delivery this often until one gets through.
+    endpoint_breaker_failures: int = Field(default=20, ge=1)
+    endpoint_breaker_over_s: float = Field(default=60.0, ge=0)
+    endpoint_probe_every_s: float = Field(default=30.0, gt=0)
     mercadopago_api_url: str = "https://api.mercadopago.com"
     mercadopago_access_token: SecretStr | None = None
     # Where the operator console reads hub-api's request counters (its rejections by status).

@@ -353,3 +353,46 @@ async def declare(
     if conflicts:
         raise TopologyConflict(" ".join(conflicts))
     return queues
+
+
+# --- outbound endpoints ---------------------------------------------------------------------
+# Each endpoint of the registry (hookhub_endpoints) has queues of its own, made and removed with
+# it, bound with its type patterns: `hookhub topology plan/apply` leaves them alone. The one
+# HOOKHUB_NOTIFY_URL describes keeps the notifications consumer's queues (an upgrade loses none).
+ENDPOINT_PREFIX = f"{PREFIX}endpoint."
+SHORTHAND_ENDPOINT = "notifications"
+# A delivery's waits after each failure: Svix's schedule, reaching ~27 hours in all.
+ENDPOINT_RETRY_DELAYS_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+def endpoint_owner(endpoint: str) -> str:
+    """The name an endpoint's queues are kept under: `retry_queue(endpoint_owner(e), d)`..."""
+    return SHORTHAND_ENDPOINT if endpoint == SHORTHAND_ENDPOINT else f"endpoint.{endpoint}"
+
+
+def endpoint_queue(endpoint: str) -> str:
+    """An endpoint's own queue: `hookhub.endpoint.<name>` (the shorthand's: the consumer's)."""
+    return work_queue(endpoint_owner(endpoint))
+
+
+def is_endpoint_queue(queue: str) -> bool:
+    """Whether the registry, not the consumers' specs, manages this queue."""
+    return queue.startswith(ENDPOINT_PREFIX)
+
+
+def endpoint_queues(endpoint: str, types: tuple[str, ...], delivery_limit: int) -> list[QueueSpec]:
+    """A registry endpoint's queue (one active consumer at a time, so that its rate and
+    concurrency limits hold across delivery processes), its retry queues and parking lot."""
+    owner = endpoint_owner(endpoint)
+    work, dlq = work_queue(owner), dead_letter_queue(owner)
+    arguments = _quorum(
+        **{"x-single-active-consumer": True, "x-delivery-limit": delivery_limit},
+        **_dead_letter_to(dlq),
+    )
+    queues = [QueueSpec(work, arguments, types), QueueSpec(dlq, _quorum())]
+    for delay_s in sorted(set(ENDPOINT_RETRY_DELAYS_S)):
+        ttl = {"x-message-ttl": int(delay_s * 1000)}
+        queues.append(
+            QueueSpec(retry_queue(owner, delay_s), _quorum(**ttl, **_dead_letter_to(work)))
+        )
+    return queues

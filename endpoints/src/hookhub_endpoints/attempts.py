@@ -1,0 +1,90 @@
+"""The delivery attempts an endpoint got, as the notifications consumer records them (its
+`deliveries` table or collection, whose shape `hookhub_eventlog.store.consumer_tables` names):
+read here, never written, for stats and resends. An endpoint's attempts are those to its URL
+(kept with any password redacted)."""
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from hookhub.addresses import redact
+from hookhub.settings import Settings
+from hookhub.sqlite import path_of, time_of, time_text
+from hookhub_eventlog.store.consumer_tables import DELIVERIES
+from hookhub_eventlog.store.mongo import DEFAULT_DATABASE, connect
+
+MAX_ROWS = 100_000  # the most attempts one read looks at: stats over a busy day stay bounded
+LOOKUP_MS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    event_id: str
+    source: str | None
+    delivered: bool
+    status_code: int | None
+    error: str | None
+    at: datetime
+    latency_ms: float | None
+
+
+def _sqlite(path: Path, url: str, since: datetime) -> list[Attempt]:
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
+    try:
+        db.row_factory = sqlite3.Row
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({DELIVERIES})")}
+        if not columns:
+            return []
+        latency = "latency_ms" if "latency_ms" in columns else "NULL AS latency_ms"
+        rows = db.execute(
+            f"SELECT event_id, source, delivered, status_code, error, at, {latency}"
+            f" FROM {DELIVERIES} WHERE url = ? AND at >= ? ORDER BY at, id LIMIT ?",
+            (url, time_text(since), MAX_ROWS),
+        ).fetchall()
+    finally:
+        db.close()
+    return [
+        Attempt(
+            r["event_id"],
+            r["source"],
+            bool(r["delivered"]),
+            r["status_code"],
+            r["error"],
+            time_of(r["at"]),
+            r["latency_ms"],
+        )
+        for r in rows
+    ]
+
+
+async def _mongo(settings: Settings, url: str, since: datetime) -> list[Attempt]:
+    client = connect(settings.store_url, settings)
+    try:
+        db = client.get_default_database(DEFAULT_DATABASE)
+        cursor = db[DELIVERIES].find({"url": url, "at": {"$gte": since}}, max_time_ms=LOOKUP_MS)
+        documents = await cursor.sort([("at", 1)]).to_list(MAX_ROWS)
+    finally:
+        await client.close()
+    return [
+        Attempt(
+            d["event_id"],
+            d.get("source"),
+            bool(d.get("delivered")),
+            d.get("status_code"),
+            d.get("error"),
+            d["at"],
+            d.get("latency_ms"),
+        )
+        for d in documents
+    ]
+
+
+async def attempts_to(settings: Settings, endpoint_url: str, since: datetime) -> list[Attempt]:
+    """Every attempt to `endpoint_url` since `since`, oldest first."""
+    url = redact(endpoint_url)
+    if settings.store_url.startswith("sqlite:"):
+        return _sqlite(path_of(settings.store_url), url, since)
+    return await _mongo(settings, url, since)
