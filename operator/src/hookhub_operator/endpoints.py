@@ -158,7 +158,8 @@ async def add(
 ) -> Made:
     may_change(operator)
     secret = new_secret()
-    optional = {k: v for k, v in (("max_in_flight", max_in_flight), ("timeout_s", timeout_s)) if v}
+    chosen = (("max_in_flight", max_in_flight), ("timeout_s", timeout_s))
+    optional = {k: v for k, v in chosen if v is not None}
     endpoint = Endpoint(
         name=name.strip(),
         url=url.strip(),
