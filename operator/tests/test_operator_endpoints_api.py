@@ -116,8 +116,13 @@ def test_a_secret_is_shown_by_the_answer_that_makes_it_and_by_nothing_else(hub: 
         hub.get("/endpoints"),
         hub.get(f"/endpoints/{name}"),
         hub.get("/api/openapi.json"),
+        hub.get("/api/docs"),
     ]
     assert all(r.status_code == 200 for r in seen), [r.text for r in seen]
+    documented = seen[-2].json()["paths"]
+    assert {"post", "get"} <= set(documented["/api/endpoints"])
+    assert "post" in documented["/api/endpoints/{name}/rotate-secret"]
+    assert "PATCH /api/endpoints/{name}" in seen[-1].text
     for response in seen:
         assert first not in response.text and second not in response.text
     logs = "".join(p.read_text() for p in hub.log_dir.glob("*.log"))

@@ -124,7 +124,8 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
         title="Hookhub operator API",
         version="0.1.0",
         summary="The event log's read API: find events, read them back, follow their journey, "
-        "look into parking lots. Reached through Kong's /operator route.",
+        "look into parking lots; and the outbound endpoints, read and managed. Reached through "
+        "Kong's /operator route.",
         lifespan=lifespan,
         docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: ours is served below
         redoc_url=None,
