@@ -1,6 +1,7 @@
 """`make bench`: Hookhub's benchmarks, each side by side with its baselines.
 
-    .venv/bin/python bench/run.py [--only ingest|consumer|e2e] [--duration-s 10] [--warmup-s 2]
+    .venv/bin/python bench/run.py [--only ingest|consumer|e2e|endpoints] [--duration-s 10]
+                                  [--warmup-s 2]
                                   [--connections 64] [--body-bytes 1024] [--events 5000]
                                   [--rates 100,300,500,1000] [--drain-s 30]
 
@@ -25,6 +26,7 @@ import order_page
 from report import console, write_json
 from support import DEFAULT_ADMIN_URL, RESULTS_DIR, BenchError, Options
 
+import endpoints
 import eventlog
 
 SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
@@ -34,6 +36,7 @@ SECTIONS: dict[str, Callable[[Options], Awaitable[dict[str, Any]]]] = {
     "eventlog": eventlog.run,
     "operator_search": operator_search.run,
     "order_page": order_page.run,
+    "endpoints": endpoints.run,
 }
 
 

@@ -124,6 +124,7 @@ async def test_an_unknown_endpoint_is_named_in_the_error(registry: Registry) -> 
     ("fields", "message"),
     [
         ({"name": "Bad Name"}, "lowercase letters"),
+        ({"name": "notifications"}, "shorthand endpoint"),
         ({"url": "ftp://x"}, "http:// or https://"),
         ({"types": ("payment..x",)}, "words separated by '.'"),
         ({"types": ()}, "at least one event type"),

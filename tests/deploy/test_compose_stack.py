@@ -12,6 +12,7 @@ import pytest
 import yaml
 from hookhub import specs
 from hookhub.providers import PROVIDERS, VERIFY_TOKEN_SUFFIX
+from hookhub_endpoints import config
 
 from .repo import KONG_YML, ROOT, kong_renderer, run_tool
 
@@ -236,3 +237,10 @@ def test_the_operator_console_gets_a_csrf_key_of_its_own(stack: dict[str, Any]) 
     environment = services(stack)["operator"]["environment"]
     assert environment["HOOKHUB_OPERATOR_CSRF_KEY"] == "test-HOOKHUB_OPERATOR_CSRF_KEY"
     assert environment["HOOKHUB_OPERATOR_CSRF_KEY"] != environment["HOOKHUB_GATEWAY_SECRET"]
+
+
+def test_the_notifications_consumer_reads_the_mounted_endpoints_file(stack: dict[str, Any]) -> None:
+    notifications = services(stack)["notifications"]
+    path = notifications["environment"]["HOOKHUB_ENDPOINTS_FILE"]
+    assert Path(mounts(notifications)[path]) == ROOT / "deploy" / "endpoints" / "endpoints.yaml"
+    config.read(str(ROOT / "deploy" / "endpoints" / "endpoints.yaml"))  # a file it accepts

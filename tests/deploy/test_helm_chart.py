@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hookhub import specs
 from hookhub.providers import PROVIDERS, VERIFY_TOKEN_SUFFIX
+from hookhub_endpoints import config
 
 from .chart import (
     CHART,
@@ -19,9 +20,11 @@ from .chart import (
     helm_template,
     is_hook,
     kubernetes_validate,
+    manifests_of,
     of_kind,
     pod,
     pod_spec,
+    render_all_features,
 )
 from .repo import KONG_YML, ROOT, kong_renderer, load_all_yaml, run_tool
 
@@ -326,3 +329,22 @@ def test_kong_runs_a_bounded_number_of_nginx_workers(manifests: list[Manifest]) 
     [kong] = [c for c in pod(deployments(manifests)["kong"])["containers"] if c["name"] == "kong"]
     workers = {e["name"]: e.get("value") for e in kong["env"]}["KONG_NGINX_WORKER_PROCESSES"]
     assert workers.isdigit() and int(workers) >= 1
+
+
+def test_the_endpoints_file_is_mounted_into_the_notifications_consumer_alone() -> None:
+    manifests = manifests_of(render_all_features())
+    configmaps = of_kind(manifests, "ConfigMap")
+    [name] = [n for n in configmaps if n.endswith("-endpoints")]
+    text = configmaps[name]["data"]["endpoints.yaml"]
+    secret = "whsec_" + "A" * 32 + "="
+    parsed = config.parse(text.replace("${BILLING_WEBHOOK_SECRET}", secret), "the chart's")
+    assert [e.name for e in parsed] == ["billing"]
+    for deployment_name, deployment in of_kind(manifests, "Deployment").items():
+        pod = pod_spec(deployment)
+        env = {e["name"]: e.get("value") for c in pod["containers"] for e in c.get("env", [])}
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        if deployment_name.endswith("-notifications"):
+            assert env["HOOKHUB_ENDPOINTS_FILE"] == "/etc/hookhub/endpoints.yaml"
+            assert volumes["endpoints"]["configMap"]["name"] == name
+        else:
+            assert "HOOKHUB_ENDPOINTS_FILE" not in env and "endpoints" not in volumes

@@ -31,7 +31,12 @@ class NotifyEndpoint:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.status_for_type: dict[str, int] = {}
+        self.headers_for_type: dict[str, dict[str, str]] = {}
+        self.delay_for_type: dict[str, float] = {}
         self.delay_s = 0.0
+        # The most POSTs it was answering at once.
+        self.in_flight = self.most_in_flight = 0
+        self._counting = threading.Lock()
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,9 +47,17 @@ class NotifyEndpoint:
                         time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body
                     )
                 )
-                time.sleep(endpoint.delay_s)
-                status = endpoint.status_for_type.get(json.loads(body).get("type"), 200)
+                with endpoint._counting:
+                    endpoint.in_flight += 1
+                    endpoint.most_in_flight = max(endpoint.most_in_flight, endpoint.in_flight)
+                event_type = json.loads(body).get("type")
+                time.sleep(endpoint.delay_for_type.get(event_type, endpoint.delay_s))
+                with endpoint._counting:
+                    endpoint.in_flight -= 1
+                status = endpoint.status_for_type.get(event_type, 200)
                 self.send_response(status)
+                for name, value in endpoint.headers_for_type.get(event_type, {}).items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
+import aio_pika
 import typer
 from hookhub.commands import broker_connection, console, err, fail, load_settings, moment, run
 from hookhub.settings import Settings
@@ -73,9 +74,12 @@ async def _declare(settings: Settings, endpoint: Endpoint, previous: tuple[str, 
     try:
         async with broker_connection(settings) as connection:
             await queues.declare(await connection.channel(), endpoint, settings, previous)
-    except typer.Exit:
-        err.print("[yellow]warning:[/yellow] the broker is not reachable: the delivery worker")
-        err.print("makes the endpoint's queue when it next reads the registry")
+    except (typer.Exit, aio_pika.exceptions.AMQPError) as error:
+        why = "is not reachable" if isinstance(error, typer.Exit) else f"said {error}"
+        err.print(
+            f"[yellow]warning:[/yellow] the broker {why}: the delivery worker makes the"
+            " endpoint's queue when it next reads the registry"
+        )
 
 
 def _default_name(url: str) -> str:

@@ -162,6 +162,10 @@ def rotated(endpoint: Endpoint, value: str | None, overlap_s: float, at: datetim
 
 
 def check_name(name: str) -> None:
+    if name == SHORTHAND:
+        raise EndpointError(
+            f"'{SHORTHAND}' is the shorthand endpoint's name (HOOKHUB_NOTIFY_URL): pick another"
+        )
     if not NAME.match(name or ""):
         raise EndpointError(
             f"endpoint name '{name}' must be 1 to 63 lowercase letters, digits, '-' or '_',"

@@ -5,7 +5,7 @@ from hookhub.specs import ConsumerSpec
 
 SPEC = ConsumerSpec(
     name="notifications",
-    description="delivers what the team wants to hear of to its endpoint, signed",
+    description="delivers events to the endpoints that subscribe to them, signed, each isolated",
     bindings=(
         "payment.*",
         "order.ready",
@@ -16,6 +16,12 @@ SPEC = ConsumerSpec(
         "ci.#",
     ),
     steps="hookhub_consumers.notifications.steps:STEPS",
+    # The circuit breaker's (notifications.worker): an endpoint paused, and resumed.
+    emits={
+        "endpoint.disabled": "an endpoint was paused after sustained failure; its events wait",
+        "endpoint.recovered": "a paused endpoint took a probe delivery and is delivered again",
+    },
+    owns=("endpoint",),
     repositories={
         "sqlite": "hookhub_consumers.notifications.store_sqlite:SQLiteDeliveries",
         "mongodb": "hookhub_consumers.notifications.store_mongo:MongoDeliveries",

@@ -60,6 +60,14 @@ class Breaker:
     over_s: float = 60.0
     probe_every_s: float = 30.0
 
+    @classmethod
+    def of(cls, settings: Settings) -> "Breaker":
+        return cls(
+            settings.endpoint_breaker_failures,
+            settings.endpoint_breaker_over_s,
+            settings.endpoint_probe_every_s,
+        )
+
 
 @dataclass(slots=True)
 class Circuit:
@@ -118,30 +126,38 @@ class Line:
     channel: AbstractChannel | None = None
     queue: AbstractQueue | None = None
     tag: str | None = None
-    prober: asyncio.Task[None] | None = None
-    in_hand: set[asyncio.Task[bool]] = field(default_factory=set)
+    pausing: bool = False
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    in_hand: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def owner(self) -> str:
         return topology.endpoint_owner(self.endpoint.name)
 
     async def open(self, connection: AbstractRobustConnection) -> None:
-        """Its channel, prefetch = max in flight, and (when active) its subscription; paused,
-        a probe every so often instead."""
+        """Its channel and (unless disabled) its subscription."""
         self.channel = await connection.channel()
-        await self.channel.set_qos(prefetch_count=self.endpoint.max_in_flight)
         self.queue = await self.channel.declare_queue(
             topology.endpoint_queue(self.endpoint.name), passive=True
         )
-        if self.endpoint.state == "active":
-            self.tag = await self.queue.consume(self._on_message)
-            log.info("endpoint.started", endpoint=self.endpoint.name)
-        elif self.endpoint.state == "paused":
-            self._probe_soon()
+        if self.endpoint.enabled:
+            await self.subscribe()
+
+    async def subscribe(self) -> None:
+        """Take the queue's messages, up to max in flight at once; paused, one at a time, each
+        held until the next probe is due (a queue with a single active consumer refuses
+        basic.get, so a probe is a delivery like any other, only spaced out)."""
+        assert self.channel is not None and self.queue is not None
+        if self.tag is not None:
+            await self.queue.cancel(self.tag)
+        paused = self.endpoint.state == "paused"
+        # basic.qos applies to the consumers started after it.
+        await self.channel.set_qos(prefetch_count=1 if paused else self.endpoint.max_in_flight)
+        self.tag = await self.queue.consume(self._on_message)
+        log.info("endpoint.started", endpoint=self.endpoint.name, state=self.endpoint.state)
 
     async def close(self) -> None:
-        if self.prober is not None:
-            self.prober.cancel()
+        self.closing.set()
         if self.queue is not None and self.tag is not None:
             try:
                 await self.queue.cancel(self.tag)
@@ -155,10 +171,26 @@ class Line:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # In a task of its own, shielded: a POST once started finishes and is recorded.
-        task = asyncio.create_task(self.deliver(message))
+        task = asyncio.create_task(self._take(message))
         self.in_hand.add(task)
         task.add_done_callback(self.in_hand.discard)
         await asyncio.shield(task)
+
+    async def _take(self, message: AbstractIncomingMessage) -> None:
+        if self.endpoint.state != "paused":
+            await self.deliver(message)
+            return
+        # A probe: the one message in hand waits for its turn, then is delivered; if it gets
+        # through, the endpoint is resumed.
+        try:
+            await asyncio.wait_for(self.closing.wait(), self.worker.breaker.probe_every_s)
+        except TimeoutError:
+            pass
+        if self.closing.is_set():
+            await acks.settle(message.nack(requeue=True))
+            return
+        if await self.deliver(message) and self.endpoint.state == "paused":
+            await self.worker.recovered(self)
 
     async def deliver(self, message: AbstractIncomingMessage) -> bool:
         """Deliver one message; it ends acked, in a retry queue or in the parking lot.
@@ -200,28 +232,13 @@ class Line:
         jitter = self.worker.settings.retry_jitter_ratio
         policy = retries.Policy(topology.ENDPOINT_RETRY_DELAYS_S, jitter)
         await retries.retry_or_park(message, error, self.owner, policy, self.worker.broker)
-        if self.circuit.failed(time.monotonic()) and self.endpoint.state == "active":
-            await self.worker.pause(self, f"{self.circuit.in_a_row} failures in a row: {error}")
-
-    def _probe_soon(self) -> None:
-        if self.prober is None or self.prober.done():
-            self.prober = asyncio.create_task(self._probe(), name=f"probe-{self.endpoint.name}")
-
-    async def _probe(self) -> None:
-        """While paused: one delivery every `probe_every_s`; the first that gets through
-        resumes the endpoint."""
-        while self.endpoint.state == "paused":
-            await asyncio.sleep(self.worker.breaker.probe_every_s)
-            if self.queue is None:
-                continue
+        opens = self.circuit.failed(time.monotonic())
+        if opens and self.endpoint.state == "active" and not self.pausing:
+            self.pausing = True  # set before any await: failures in hand together pause once
             try:
-                message = await self.queue.get(no_ack=False, fail=False)
-            except Exception as error:  # a closed channel: the reconnect opens the line again
-                log.warning("endpoint.probe_failed", endpoint=self.endpoint.name, error=str(error))
-                continue
-            if message is not None and await self.deliver(message):
-                await self.worker.recovered(self)
-                return
+                await self.worker.pause(self, f"{self.circuit.in_a_row} failures in a row: {error}")
+            finally:
+                self.pausing = False
 
 
 class Worker:
@@ -239,7 +256,7 @@ class Worker:
         self.registry = registry
         self.deliveries = deliveries
         self.http = http
-        self.breaker = breaker or Breaker()
+        self.breaker = breaker or Breaker.of(settings)
         self.broker = Broker(settings, on_connected=self._on_connected)
         self.lines: dict[str, Line] = {}
         self._version = -1
@@ -251,8 +268,7 @@ class Worker:
         # poll. The old lines' channels went with their connection; what they held is the
         # broker's again.
         for line in self.lines.values():
-            if line.prober is not None:
-                line.prober.cancel()
+            line.closing.set()
         self.lines.clear()
         self._version = -1
         self._reloading = asyncio.create_task(self.reload(), name="endpoints-reload")
@@ -283,20 +299,16 @@ class Worker:
                     await self.lines.pop(name).close()
                 line = Line(self, endpoint, Circuit(self.breaker), Pace(endpoint.rate_per_s))
                 self.lines[name] = line
-                if endpoint.enabled:
-                    await line.open(connection)
+                await line.open(connection)
             self._version = version
 
     async def pause(self, line: Line, reason: str) -> None:
         """The circuit breaker opens: stop taking the endpoint's messages, say so, probe."""
         name = line.endpoint.name
         line.endpoint = await endpoints.pause(self.registry, name, reason[:300], BREAKER_ACTOR)
-        if line.queue is not None and line.tag is not None:
-            await line.queue.cancel(line.tag)
-            line.tag = None
+        await line.subscribe()  # one at a time from now on, each a probe
         log.error("endpoint.paused", endpoint=name, reason=reason)
         await self.broker.publish(_event("endpoint.disabled", line.endpoint, reason=reason))
-        line._probe_soon()
 
     async def recovered(self, line: Line) -> None:
         """A probe got through: deliver again, and say so."""
@@ -304,9 +316,8 @@ class Worker:
         line.endpoint = await endpoints.resume(self.registry, name, BREAKER_ACTOR)
         line.circuit.succeeded()
         log.info("endpoint.recovered", endpoint=name)
+        await line.subscribe()  # max in flight again
         await self.broker.publish(_event("endpoint.recovered", line.endpoint))
-        if line.queue is not None and line.tag is None:
-            line.tag = await line.queue.consume(line._on_message)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.broker.start()

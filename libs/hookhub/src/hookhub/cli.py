@@ -57,10 +57,17 @@ def _run_dlq(coro_fn: Callable[[], Awaitable[Any]], consumer: str) -> Any:
         fail(str(exc))
 
 
+def _known_parking_lot(name: str) -> None:
+    # An endpoint's parking lot goes by `endpoint.<its name>` (hookhub endpoints), a consumer's
+    # by the consumer's name.
+    if not topology.is_endpoint_queue(topology.work_queue(name)):
+        known_consumer(name)
+
+
 @dlq_app.command("list")
 def dlq_list(name: ConsumerName) -> None:
     """The messages parked in a consumer's dead-letter queue, with why they failed."""
-    known_consumer(name)
+    _known_parking_lot(name)
     settings = load_settings()
 
     async def main() -> list[dlq.Parked]:
@@ -79,7 +86,7 @@ def dlq_list(name: ConsumerName) -> None:
 @dlq_app.command("show")
 def dlq_show(name: ConsumerName, id: Annotated[str, typer.Argument(help="The event id")]) -> None:
     """One parked message: headers and body."""
-    known_consumer(name)
+    _known_parking_lot(name)
     settings = load_settings()
 
     async def main() -> list[dlq.Parked]:
@@ -117,7 +124,7 @@ def dlq_replay(
 ) -> None:
     """Put parked messages back on the consumer's work queue (the parked copy is removed only
     after the broker confirmed the new one)."""
-    known_consumer(name)
+    _known_parking_lot(name)
     if bool(id) == all_:
         fail("say what to replay: --id ID (repeatable) or --all")
     settings = load_settings()
@@ -148,7 +155,7 @@ def dlq_purge(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Delete every parked message of a consumer. They cannot be replayed afterwards."""
-    known_consumer(name)
+    _known_parking_lot(name)
     if not yes and not typer.confirm(
         f"Delete every message in {topology.dead_letter_queue(name)}?"
     ):

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     # Outbound endpoints as configuration (hookhub_endpoints.config), applied when the
     # notifications consumer starts.
     endpoints_file: str | None = None
+    # An endpoint's circuit breaker: paused after this many failed attempts in a row spanning at
+    # least this long, then probed with one delivery this often until one gets through.
+    endpoint_breaker_failures: int = Field(default=20, ge=1)
+    endpoint_breaker_over_s: float = Field(default=60.0, ge=0)
+    endpoint_probe_every_s: float = Field(default=30.0, gt=0)
     mercadopago_api_url: str = "https://api.mercadopago.com"
     mercadopago_access_token: SecretStr | None = None
     # Where the operator console reads hub-api's request counters (its rejections by status).
