@@ -216,6 +216,13 @@ def test_the_openapi_document_lists_the_read_api_and_kongs_key(hub: Hub) -> None
         "/api/parking-lots/{consumer}",
         "/api/people/{key}",
         "/api/people/{person_id}/forget",
+        # outbound endpoints (endpoints_api)
+        "/api/endpoints",
+        "/api/endpoints/{name}",
+        "/api/endpoints/{name}/disable",
+        "/api/endpoints/{name}/enable",
+        "/api/endpoints/{name}/rotate-secret",
+        "/api/endpoints/{name}/resend",
     }
     assert document["components"]["securitySchemes"]["kong"]["name"] == "apikey"
     filters = {p["name"] for p in document["paths"]["/api/events"]["get"]["parameters"]}

@@ -15,6 +15,8 @@ from hookhub import dlq, gateway
 from hookhub.addresses import CONNECT_ERRORS
 from hookhub.logs import log
 from hookhub.settings import Settings
+from hookhub_endpoints.model import EndpointError
+from hookhub_endpoints.registry import open_registry
 from hookhub_eventlog.journey import SharedId
 from hookhub_eventlog.people import ForgottenEvent
 from hookhub_eventlog.store import EventQuery, open_event_log
@@ -23,7 +25,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hookhub_operator import api, console, csrf, people
+from hookhub_operator import (
+    api,
+    console,
+    csrf,
+    endpoints,
+    endpoints_api,
+    endpoints_console,
+    people,
+)
 from hookhub_operator.auth import Refused
 from hookhub_operator.deps import BrokerDown, BrokerLink, OperatorDep, Service
 from hookhub_operator.reads import BadFilter, NotFound
@@ -113,7 +123,9 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
                 bool(settings.provider_secrets) if providers_known is None else providers_known
             ),
         )
+        app.state.endpoint_registry = open_registry(settings)  # outbound endpoints
         yield
+        await app.state.endpoint_registry.close()
         await link.close()
         await event_log.close()
 
@@ -121,7 +133,8 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
         title="Hookhub operator API",
         version="0.1.0",
         summary="The event log's read API: find events, read them back, follow their journey, "
-        "look into parking lots. Reached through Kong's /operator route.",
+        "look into parking lots; and the outbound endpoints, read and managed. Reached through "
+        "Kong's /operator route.",
         lifespan=lifespan,
         docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: ours is served below
         redoc_url=None,
@@ -138,6 +151,12 @@ def create_app(settings: Settings, *, providers_known: bool | None = None) -> Fa
     @app.exception_handler(ForgottenEvent)
     async def forgotten(request: Request, exc: ForgottenEvent) -> Response:
         return _answer(request, 410, str(exc))
+
+    # Outbound endpoints (hookhub_endpoints): their API, console pages and refusals.
+    app.include_router(endpoints_api.router)
+    app.include_router(endpoints_console.router)
+    app.add_exception_handler(EndpointError, lambda r, e: _answer(r, 422, str(e)))
+    app.add_exception_handler(endpoints.NameTaken, lambda r, e: _answer(r, 409, str(e)))
 
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False, response_class=HTMLResponse)
     async def api_docs(request: Request, operator: OperatorDep) -> Response:
