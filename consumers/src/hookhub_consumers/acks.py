@@ -2,7 +2,8 @@
 
 Every ack is a frame and a socket write; with many messages in hand they finish close together.
 A message done is acked together with every message delivered before it (`multiple=True`) once
-none of those is still being handled. One that finishes while an earlier one is still in hand
+none of those is still being handled; acks decided before the previous one went out are sent as
+one. One that finishes while an earlier one is still in hand
 waits for it at most FLUSH_AFTER_S, then is acked alone, so a slow message never holds the
 others' prefetch slots for long. Messages settled otherwise (moved to a retry queue, given back)
 are settled by the runtime itself and only leave the line here.
@@ -39,6 +40,11 @@ class _Line:
         self.sender: asyncio.Task[None] | None = None
 
     def send(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            # Every tag up to this one is settled, so this ack takes the place of those still
+            # waiting to be sent for them: messages finished together (a group committed, a
+            # batch of confirms) go in one frame, not one each.
+            self.to_send = [(t, m) for t, m in self.to_send if t > tag]
         self.to_send.append((tag, multiple))
         if self.sender is None or self.sender.done():
             self.sender = asyncio.create_task(self._send_in_order(), name="acks")

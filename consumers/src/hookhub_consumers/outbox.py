@@ -31,6 +31,7 @@ from hookhub_eventlog.store import Step
 from prometheus_client import Gauge
 
 from hookhub_consumers.store import Marker, Store
+from hookhub_consumers.store.base import FORGET_WITHIN_S
 
 OUTBOX_PENDING = Gauge(
     "hookhub_outbox_pending",
@@ -108,6 +109,12 @@ class Outbox:
         queue = topology.deadline_queue(self.consumer, follow_up.type)
         left_s = time_left_s(follow_up, datetime.now(UTC))
         await self.broker.publish_to_queue(replace(follow_up, delay_s=left_s).to_message(), queue)
+
+    def forget_soon(self, marker: Marker) -> None:
+        """Drop the marker's published outbox with the store's next write, waiting for nothing
+        (`Store.forget_soon`): after its publish, an event costs no write of its own. Written
+        well within a relay interval, so the relay does not take it for one left behind."""
+        self.store.forget_soon(marker, min(FORGET_WITHIN_S, self.relay_interval_s / 4))
 
     async def forget(self, marker: Marker) -> None:
         """Drop the marker's published outbox; if the store fails now, the relay publishes it
