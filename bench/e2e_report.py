@@ -89,6 +89,8 @@ class Rate:
     purged: dict[str, int]  # what was left when --drain-s ran out, by consumer
     failed: dict[str, int]  # messages in retry and dead-letter queues
     cores: dict[str, float | None]  # in the window, by role, and "all cores"
+    # first order sent → drained, ÷ every order accepted (warm-up's too); {} when not drained
+    cpu_ms_per_order_whole_run: dict[str, float | None]
     window: tuple[float, float]  # wall-clock start and end of the timed window
     answered_per_s: float  # hub-api's answers (any status) that came within the window, per s
     sender: dict[str, float]
@@ -255,6 +257,10 @@ def _rows(r: Rate, drain_s: float) -> dict[str, list[tuple[str, str]]]:
         ],
         "CPU ms per order (cores ÷ orders/s)": [
             (role, _ms(ms)) for role, ms in r.cpu_ms_per_order().items()
+        ],
+        "CPU ms per order, whole run (sent → drained)": [
+            (role, _ms(r.cpu_ms_per_order_whole_run.get(role)))
+            for role in r.cpu_ms_per_order()
         ],
     }  # fmt: skip
 
