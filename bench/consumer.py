@@ -5,10 +5,16 @@ The work is the production consumer's first saga step, which takes every part of
 `payment.approved` → marker check → ticket read → `production.queued` published and confirmed →
 ticket and processed-marker saved in one SQLite transaction → ack.
 
-Two cases, one after the other, each on a backlog loaded before its consumer starts:
+Three cases, one after the other, each on a backlog loaded before its consumer starts:
 
+  plain       bench/plain_consumer.py: the limit case, plain aio-pika with group commit: the
+              messages in hand read and committed as one SQLite transaction (synchronous=FULL),
+              the two follow-ups (production.queued and its deadline) confirmed, one `multiple` ack
   FastStream  bench/faststream_consumer.py: a RabbitBroker subscriber doing those steps itself
   Hookhub     `hookhub consume production`: the real runtime and handler
+
+Each case also reports the consumer process's CPU per event (user + system, from /proc, ready →
+done), which, unlike events/s, does not depend on what else the machine is doing.
 
 Each case gets the same N `payment.approved` events (distinct event and order ids) in the same
 quorum work queue, a fresh SQLite file, the same prefetch (Hookhub's default), one process. The
@@ -38,7 +44,7 @@ import aiormq
 from hookhub import specs, topology
 from hookhub.events import EXCHANGE, Event, new_event_id
 from hookhub.settings import Settings
-from report import console, machine, ratio
+from report import console, machine, process_cpu_s, ratio
 from rich.table import Table
 from support import (
     BENCH_DIR,
@@ -84,14 +90,23 @@ class ConsumerResult:
     # a different order (Hookhub commits, then publishes; FastStream publishes, then commits), so
     # no timestamp in the store spans the same work in both.
     seconds: float
+    cpu_s: float | None = None  # the consumer process's, ready → done noticed
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def cpu_us_per_event(self) -> float | None:
+        return None if self.cpu_s is None else self.cpu_s * 1e6 / self.events
+
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "events_per_s": self.events_per_s}
+        return {
+            **asdict(self),
+            "events_per_s": self.events_per_s,
+            "cpu_us_per_event": self.cpu_us_per_event,
+        }
 
 
 def approvals(tag: str, count: int) -> list[Event]:
@@ -254,7 +269,9 @@ class Bench:
         launched = launch(store)
         try:
             ready_at = await self._wait_ready(launched)
+            cpu_at_ready = process_cpu_s(launched.process.popen.pid)
             noticed_at = await self._wait_done(launched, store, count)
+            cpu_at_done = process_cpu_s(launched.process.popen.pid)
             await self._expect_depth(WORK_QUEUE, 0, "every ticket is saved, yet messages wait")
         finally:
             await launched.process.stop()
@@ -265,7 +282,10 @@ class Bench:
         for queue in self.deadline_queues:
             await self._purge(queue)
         await self._check_emitted(count)
-        return self._result(case, events, store, ready_at, noticed_at)
+        result = self._result(case, events, store, ready_at, noticed_at)
+        if cpu_at_ready is not None and cpu_at_done is not None:
+            result.cpu_s = cpu_at_done - cpu_at_ready
+        return result
 
     async def _check_emitted(self, count: int) -> None:
         await self._expect_depth(
@@ -312,6 +332,22 @@ async def _declare_topology(connection: aio_pika.abc.AbstractConnection) -> None
         await topology.declare(channel, HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit)
 
 
+async def plain_case(bench: Bench) -> ConsumerResult:
+    def launch(store: Path) -> Launched:
+        ready_file = bench.tmp / "plain.ready"
+        env = child_env(
+            BENCH_AMQP_URL=bench.amqp_url,
+            BENCH_STORE_PATH=str(store),
+            BENCH_PREFETCH=str(HUB_DEFAULTS.prefetch_count),
+            BENCH_READY_FILE=str(ready_file),
+        )
+        args = [sys.executable, str(BENCH_DIR / "plain_consumer.py")]
+        process = Process("plain consumer", args, env, LOGS_DIR / "plain-consumer.log")
+        return Launched(process, ready_file.exists)
+
+    return await bench.measure("plain (limit)", "plain", launch)
+
+
 async def faststream_case(bench: Bench) -> ConsumerResult:
     def launch(store: Path) -> Launched:
         ready_file = bench.tmp / "faststream.ready"
@@ -348,7 +384,7 @@ async def hookhub_case(bench: Bench) -> ConsumerResult:
 
 def print_table(title: str, results: Sequence[ConsumerResult]) -> None:
     table = Table(title=title)
-    for column in ("case", "events", "seconds", "events/s"):
+    for column in ("case", "events", "seconds", "events/s", "CPU µs/event"):
         table.add_column(column, justify="left" if column == "case" else "right")
     for r in results:
         table.add_row(
@@ -356,6 +392,7 @@ def print_table(title: str, results: Sequence[ConsumerResult]) -> None:
             f"{r.events:,}",
             f"{r.seconds:.2f}",
             f"{r.events_per_s:,.0f}",
+            "-" if r.cpu_us_per_event is None else f"{r.cpu_us_per_event:,.0f}",
         )
     console.print(table)
 
@@ -372,15 +409,22 @@ async def run(options: Options) -> dict[str, Any]:
         async with connection:
             await _declare_topology(connection)
             bench = Bench(options, amqp_url, connection, Path(tmp))
+            plain = await plain_case(bench)
             faststream = await faststream_case(bench)
             hookhub = await hookhub_case(bench)
-    results = [faststream, hookhub]
+    results = [plain, faststream, hookhub]
     print_table(
         f"Consumer: {options.events:,} {CONSUMED_TYPE} → ticket (SQLite) + {EMITTED_TYPE}, "
         f"one process, prefetch {HUB_DEFAULTS.prefetch_count}",
         results,
     )
-    ratios = {"hookhub/FastStream": ratio(hookhub.events_per_s, faststream.events_per_s)}
+    ratios = {
+        "hookhub/plain (goal >= 0.8x)": ratio(hookhub.events_per_s, plain.events_per_s),
+        "hookhub/FastStream": ratio(hookhub.events_per_s, faststream.events_per_s),
+        "hookhub/plain, CPU per event": ratio(
+            hookhub.cpu_us_per_event or 0.0, plain.cpu_us_per_event or 0.0
+        ),
+    }
     for name, value in ratios.items():
         console.print(f"{name}: " + ("-" if value is None else f"{value:.2f}x"))
     return {

@@ -20,6 +20,11 @@ GOAL_BOUNDED_AT_PER_S = 1000
 GOAL_EFFECT_P99_MS, GOAL_EFFECT_AT_PER_S = 100.0, 500
 PERCENTILES = {"p50": 50, "p99": 99, "max": 100}
 CPU_ROLES = ("hub-api", "payments", "production", "notifications", "witness", "broker", "sender")
+# The hub's own processes and the broker: what an order costs (the witness and the sender are the
+# bench's, standing in for receivers and providers).
+HUB_ROLES = ("hub-api", "payments", "production", "notifications", "broker")
+GOAL_CPU_AT_PER_S = 100
+GOAL_CPU_MS_PER_ORDER = 6.0
 
 
 class WitnessLog:
@@ -84,6 +89,8 @@ class Rate:
     purged: dict[str, int]  # what was left when --drain-s ran out, by consumer
     failed: dict[str, int]  # messages in retry and dead-letter queues
     cores: dict[str, float | None]  # in the window, by role, and "all cores"
+    # first order sent → drained, ÷ every order accepted (warm-up's too); {} when not drained
+    cpu_ms_per_order_whole_run: dict[str, float | None]
     window: tuple[float, float]  # wall-clock start and end of the timed window
     answered_per_s: float  # hub-api's answers (any status) that came within the window, per s
     sender: dict[str, float]
@@ -141,6 +148,19 @@ class Rate:
         cores = self.cores.get("hub-api")
         return cores * 1e6 / self.answered_per_s if cores and self.answered_per_s else None
 
+    def cpu_ms_per_order(self) -> dict[str, float | None]:
+        """CPU per order in the window, by hub role and all of them ("hub"): cores used ÷ orders
+        per s. None where a role's CPU was not read, or no order was sent."""
+        if self.achieved_per_s <= 0:
+            return {role: None for role in (*HUB_ROLES, "hub")}
+        per_role = {
+            role: None if (cores := self.cores.get(role)) is None
+            else cores * 1000 / self.achieved_per_s
+            for role in HUB_ROLES
+        }  # fmt: skip
+        known = [ms for ms in per_role.values() if ms is not None]
+        return {**per_role, "hub": sum(known) if len(known) == len(HUB_ROLES) else None}
+
     def as_json(self) -> dict[str, Any]:
         figures = asdict(self)
         # JSON has no infinity: an unfinished percentile is null, and `unfinished` says how many.
@@ -148,7 +168,11 @@ class Rate:
             for name, value in percentiles.items():
                 if value is not None and math.isinf(value):
                     percentiles[name] = None
-        return {**figures, "hub_api_us_per_request": self.hub_api_us_per_request}
+        return {
+            **figures,
+            "hub_api_us_per_request": self.hub_api_us_per_request,
+            "cpu_ms_per_order": self.cpu_ms_per_order(),
+        }
 
 
 def summary(rates: Sequence[Rate]) -> dict[str, Any]:
@@ -160,6 +184,10 @@ def summary(rates: Sequence[Rate]) -> dict[str, Any]:
     if at_goal_rate is not None:
         p99_ms = at_goal_rate.latency_ms["effect"]["p99"]
         effect_goal_met = p99_ms is not None and p99_ms < GOAL_EFFECT_P99_MS
+    at_cpu_rate = next((r for r in rates if r.offered_per_s == GOAL_CPU_AT_PER_S), None)
+    cpu_goal_met = None
+    if at_cpu_rate is not None and (hub_ms := at_cpu_rate.cpu_ms_per_order()["hub"]) is not None:
+        cpu_goal_met = hub_ms <= GOAL_CPU_MS_PER_ORDER
     return {
         "highest_bounded_orders_per_s": highest,
         "goals": {
@@ -169,6 +197,8 @@ def summary(rates: Sequence[Rate]) -> dict[str, Any]:
             f"accept → effect p99 < {GOAL_EFFECT_P99_MS:g} ms at {GOAL_EFFECT_AT_PER_S} orders/s": (
                 effect_goal_met
             ),
+            f"CPU per order <= {GOAL_CPU_MS_PER_ORDER:g} ms (hub + broker) at "
+            f"{GOAL_CPU_AT_PER_S} orders/s": cpu_goal_met,
         },
     }
 
@@ -224,6 +254,13 @@ def _rows(r: Rate, drain_s: float) -> dict[str, list[tuple[str, str]]]:
             *((role, _cores(r.cores.get(role))) for role in CPU_ROLES),
             (f"all (of {os.cpu_count()})", _cores(r.cores.get("all cores"))),
             ("hub-api µs/request", "-" if per_request is None else f"{per_request:,.0f}"),
+        ],
+        "CPU ms per order (cores ÷ orders/s)": [
+            (role, _ms(ms)) for role, ms in r.cpu_ms_per_order().items()
+        ],
+        "CPU ms per order, whole run (sent → drained)": [
+            (role, _ms(r.cpu_ms_per_order_whole_run.get(role)))
+            for role in r.cpu_ms_per_order()
         ],
     }  # fmt: skip
 

@@ -191,6 +191,37 @@ async def test_the_outbox_saved_with_a_change_is_pending_in_order_until_sent(sto
     assert await store.pending(other) == ["earned"]
 
 
+async def test_an_outbox_forgotten_soon_goes_with_the_next_save_not_a_write_of_its_own(
+    store: Store,
+):
+    await save(store, Account("ana"), marker("evt-1"), ("published",))
+    store.forget_soon(marker("evt-1"))
+
+    assert await store.pending(marker("evt-1")) == ["published"]  # nothing written for it yet
+    await save(store, Account("bea"), marker("evt-2"), ("next",))
+    assert await store.pending(marker("evt-1")) == []
+    assert await store.pending(marker("evt-2")) == ["next"]
+
+
+async def test_an_outbox_forgotten_soon_is_written_within_its_time_when_nothing_comes(
+    store: Store,
+):
+    await save(store, Account("ana"), marker("evt-1"), ("published",))
+    store.forget_soon(marker("evt-1"), within_s=0.05)
+
+    await asyncio.sleep(0.5)
+    assert await store.pending(marker("evt-1")) == []
+
+
+async def test_closing_the_store_writes_the_outbox_forgotten_soon(on_storage: Storage):
+    store = on_storage.store()
+    await save(store, Account("ana"), marker("evt-1"), ("published",))
+    store.forget_soon(marker("evt-1"))
+    await store.close()
+
+    assert await on_storage.store().pending(marker("evt-1")) == []
+
+
 async def test_a_second_change_keeps_the_first_changes_outbox_apart(store: Store):
     account = Account("ana")
     await save(store, account, marker("evt-1"), ("one",))

@@ -2,7 +2,8 @@
 
 Every ack is a frame and a socket write; with many messages in hand they finish close together.
 A message done is acked together with every message delivered before it (`multiple=True`) once
-none of those is still being handled. One that finishes while an earlier one is still in hand
+none of those is still being handled; acks decided within SEND_AFTER_S of each other, or before
+the previous one went out, are sent as one. One that finishes while an earlier one is still in hand
 waits for it at most FLUSH_AFTER_S, then is acked alone, so a slow message never holds the
 others' prefetch slots for long. Messages settled otherwise (moved to a retry queue, given back)
 are settled by the runtime itself and only leave the line here.
@@ -20,6 +21,10 @@ from hookhub import failures
 from hookhub.logs import log
 
 FLUSH_AFTER_S = 0.05
+# How long an ack waits for others to go in its frame. Each frame is a socket write, the largest
+# share of a message's CPU (py-spy, issue #25); the effects are saved and the follow-ups
+# confirmed already, so the wait holds only the message's prefetch slot, this long.
+SEND_AFTER_S = 0.005
 
 
 class _Line:
@@ -37,10 +42,23 @@ class _Line:
         # multiple one that already took its message would make the broker close the channel.
         self.to_send: list[tuple[int, bool]] = []
         self.sender: asyncio.Task[None] | None = None
+        self.due: asyncio.TimerHandle | None = None  # the sender's start, SEND_AFTER_S away
 
     def send(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            # Every tag up to this one is settled, so this ack takes the place of those still
+            # waiting to be sent for them: messages finished together (a group committed, a
+            # batch of confirms) go in one frame, not one each.
+            self.to_send = [(t, m) for t, m in self.to_send if t > tag]
         self.to_send.append((tag, multiple))
-        if self.sender is None or self.sender.done():
+        if self.due is None and (self.sender is None or self.sender.done()):
+            self.due = asyncio.get_running_loop().call_later(SEND_AFTER_S, self.send_now)
+
+    def send_now(self) -> None:
+        if self.due is not None:
+            self.due.cancel()
+            self.due = None
+        if self.to_send and (self.sender is None or self.sender.done()):
             self.sender = asyncio.create_task(self._send_in_order(), name="acks")
 
     async def _send_in_order(self) -> None:
@@ -90,6 +108,8 @@ class Acks:
             if line.flush is not None:
                 line.flush.cancel()
                 self._flush(line)
+        for line in self._lines.values():
+            line.send_now()
         senders = [line.sender for line in self._lines.values() if line.sender is not None]
         await asyncio.gather(*senders, return_exceptions=True)
 

@@ -19,6 +19,7 @@ so that every consumer metric is in this module.
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -108,20 +109,27 @@ QUEUE_MESSAGES = Gauge(
 DONE = ("processed", "duplicate")
 
 
+# A labelled child looked up once: `labels()` checks and joins its labels under a lock on every
+# call, a few per cent of a message's CPU for three metrics.
+_handle_seconds = cache(HANDLE_SECONDS.labels)
+_messages = cache(MESSAGES.labels)
+_event_age = cache(EVENT_AGE.labels)
+
+
 async def measured(handling: Handling, call_next: CallNext) -> None:
     """Time the rest, then count the outcome and, for an event done with, its age (its lag)."""
     started = time.perf_counter()
     try:
         await call_next(handling)
     finally:
-        HANDLE_SECONDS.labels(handling.consumer).observe(time.perf_counter() - started)
+        _handle_seconds(handling.consumer).observe(time.perf_counter() - started)
     outcome, event = handling.outcome, handling.event
     if outcome is None or outcome == "given_back":  # it comes again, and is counted then
         return
-    MESSAGES.labels(handling.consumer, outcome).inc()
+    _messages(handling.consumer, outcome).inc()
     # A backfill's events are old on purpose: they are not this consumer's lag.
     if outcome in DONE and event is not None and not handling.late:
-        EVENT_AGE.labels(handling.consumer).observe(max(0.0, time.time() - event.time.timestamp()))
+        _event_age(handling.consumer).observe(max(0.0, time.time() - event.time.timestamp()))
 
 
 DEFAULT: tuple[Middleware, ...] = (traced, measured)

@@ -32,6 +32,7 @@ from hookhub_eventlog.store import Step
 from prometheus_client import Gauge
 
 from hookhub_consumers.store import Marker, Store
+from hookhub_consumers.store.base import FORGET_WITHIN_S
 
 OUTBOX_PENDING = Gauge(
     "hookhub_outbox_pending",
@@ -141,6 +142,12 @@ class Outbox:
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
             raise BrokerUnavailable(f"deadline queue not declared: {type(exc).__name__}") from exc
         self._declared.add(spec.name)
+
+    def forget_soon(self, marker: Marker) -> None:
+        """Drop the marker's published outbox with the store's next write, waiting for nothing
+        (`Store.forget_soon`): after its publish, an event costs no write of its own. Written
+        well within a relay interval, so the relay does not take it for one left behind."""
+        self.store.forget_soon(marker, min(FORGET_WITHIN_S, self.relay_interval_s / 4))
 
     async def forget(self, marker: Marker) -> None:
         """Drop the marker's published outbox; if the store fails now, the relay publishes it

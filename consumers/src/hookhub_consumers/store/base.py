@@ -18,7 +18,9 @@ the effect of one; its outbox is published after the commit and forgotten once c
 Group commit: the changes of the messages a consumer has in hand are written together. `save`
 queues a change and waits; whatever was queued while one write was running goes in the next
 (`write`, one transaction on SQLite), each change still atomic and independent of its
-neighbours: one that fails fails alone.
+neighbours: one that fails fails alone. Forgetting a published outbox (`forget_soon`) waits for
+nobody: it rides with the next group, or is written alone within `FORGET_WITHIN_S`, so that at
+low load an event costs one transaction (one sync to disk), not two.
 
 Times come back tz-aware in UTC, to the millisecond (MongoDB's precision; SQLite keeps the same).
 
@@ -87,6 +89,10 @@ Write = Change | Sent
 Written = bool | Exception
 # The most writes one transaction takes; more wait for the next.
 MAX_GROUP = 256
+# How long a write nobody waits for (forgetting a published outbox) waits for a group to ride
+# with. Well under the outbox relay's interval, so that the relay does not publish again what
+# was published and not yet forgotten (it would be dropped downstream by its id, but wasted).
+FORGET_WITHIN_S = 0.5
 
 
 class Repository:
@@ -136,26 +142,50 @@ class GroupCommit:
     def __init__(self, write: Callable[[Sequence[Write]], Awaitable[list[Written]]]) -> None:
         self._write = write
         self._queued: list[tuple[Write, asyncio.Future[Written]]] = []
+        self._later: list[Write] = []  # nobody waits for them (`later`)
+        self._later_timer: asyncio.TimerHandle | None = None
         self._draining: asyncio.Task[None] | None = None
 
     async def submit(self, write: Write) -> bool:
         future: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
         self._queued.append((write, future))
-        if self._draining is None or self._draining.done():
-            self._draining = asyncio.create_task(self._drain(), name="group-commit")
+        self._start_draining()
         result = await future
         if isinstance(result, Exception):
             raise result
         return result
 
+    def later(self, write: Write, within_s: float = FORGET_WITHIN_S) -> None:
+        """Queue a write nobody waits for: it goes with the next group, or alone within
+        `within_s`. What becomes of it is not said to anyone: only what may be lost goes here."""
+        self._later.append(write)
+        if self._later_timer is None:
+            loop = asyncio.get_running_loop()
+            self._later_timer = loop.call_later(within_s, self._start_draining)
+
+    async def flush(self) -> None:
+        """Write what waits (before the store closes)."""
+        if self._later:
+            self._start_draining()
+        while self._draining is not None and not self._draining.done():
+            await asyncio.shield(self._draining)
+
+    def _start_draining(self) -> None:
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain(), name="group-commit")
+
     async def _drain(self) -> None:
-        while self._queued:
+        while self._queued or self._later:
+            if self._later_timer is not None:
+                self._later_timer.cancel()
+                self._later_timer = None
             group, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
+            riding, self._later = self._later, []
             try:
-                results = await self._write([write for write, _ in group])
+                results = await self._write([*riding, *(write for write, _ in group)])
             except Exception as error:  # the whole group failed (the store is down): every
-                results = [error] * len(group)  # write of it fails, and is retried on its own
-            for (_, future), result in zip(group, results, strict=True):
+                results = [error] * (len(riding) + len(group))  # write of it fails alone
+            for (_, future), result in zip(group, results[len(riding) :], strict=True):
                 if not future.done():  # its waiter may have been cancelled
                     future.set_result(result)
 
@@ -205,6 +235,17 @@ class Store(ABC):
     async def sent(self, marker: Marker) -> None:
         """Forget the marker's outbox: its events were published (in the next group)."""
         await self._group_commit.submit(Sent(marker))
+
+    def forget_soon(self, marker: Marker, within_s: float = FORGET_WITHIN_S) -> None:
+        """Forget the marker's outbox, its events published, with the next group or within
+        `within_s`, waiting for nothing; `close` writes it if nothing else did. Lost
+        (the process dies first, the store fails), the relay publishes the outbox once more,
+        and a repeat downstream drops by its id."""
+        self._group_commit.later(Sent(marker), within_s)
+
+    async def flush(self) -> None:
+        """Write what `forget_soon` left waiting; each adapter's `close` does it first."""
+        await self._group_commit.flush()
 
     @abstractmethod
     async def write(self, writes: Sequence[Write]) -> list[Written]:

@@ -371,5 +371,6 @@ class MongoStore(Store):
         )
 
     async def close(self) -> None:
+        await self.flush()
         if self._client is not None:
             await self._client.close()

@@ -169,6 +169,12 @@ class SQLiteStore(Store):
         """Every write in one transaction, each inside a savepoint so that it fails alone."""
         results: list[Written] = []
         for write in writes:
+            if isinstance(write, Sent):  # one statement, atomic alone: no savepoint needed
+                try:
+                    results.append(self._apply(db, write))
+                except Exception as error:
+                    results.append(error)
+                continue
             db.execute("SAVEPOINT one_write")
             try:
                 result = self._apply(db, write)
@@ -238,4 +244,5 @@ class SQLiteStore(Store):
         )
 
     async def close(self) -> None:
+        await self.flush()
         await self.file.close()
