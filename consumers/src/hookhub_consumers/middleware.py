@@ -144,7 +144,10 @@ async def count_queues(
     try:
         async with connection.channel() as channel:
             for spec in topology.consumer_queues(
-                consumer, settings.retry_delays_s, settings.delivery_limit
+                consumer,
+                settings.retry_delays_s,
+                settings.delivery_limit,
+                topology.deadline_durations(settings, (consumer,)),
             ):
                 declared = await channel.declare_queue(spec.name, passive=True)
                 QUEUE_MESSAGES.labels(spec.name).set(declared.declaration_result.message_count)
