@@ -14,8 +14,8 @@ install:  ## the virtualenv with every service and the test tools, from the lock
 broker:  ## make sure RabbitMQ answers on 127.0.0.1:5672 (starts the local one if it is down)
 	@scripts/ensure-rabbitmq
 
-run: install broker  ## the whole hub on this machine: API on :8000, every consumer, the console on :8001
-	$(VENV)/hookhub dev
+run: install broker  ## the whole hub on this machine: API on :8000, every consumer, the console on :8001 (ARGS='--port 9000 --operator-port 9001' for others)
+	$(VENV)/hookhub dev $(ARGS)
 
 test: install broker tools  ## the whole test suite, against the real broker
 	$(VENV)/pytest

@@ -41,7 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--orders-per-s",
         type=float,
         default=DEFAULT_ORDERS_PER_S,
-        help="new orders a second (3 events each: order.created, a Stripe payment, a CI report)",
+        help="new orders a second (4 events each: order.created, a Stripe payment, a CI report, "
+        "production.finished)",
     )
     return parser.parse_args(argv)
 

@@ -55,6 +55,8 @@ def test_an_operator_adds_an_endpoint_filters_resends_a_delivery_and_disables_it
         add_from_the_form(page, name, receiver.url, "ci.epconsole.#", rate="20")
         secret = page.locator("#new-secret code").inner_text()
         assert secret.startswith("whsec_")
+        # Adding resends nothing, and the page does not say it did.
+        expect(page.locator("#resent")).to_have_count(0)
         add_from_the_form(page, other, "https://crm.example.com/hooks", "payment.#, order.ready")
 
         event_id = f"ci-{uuid.uuid4().hex[:8]}"
