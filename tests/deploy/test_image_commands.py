@@ -19,10 +19,10 @@ from .test_docker_images import DOCKERFILE, SERVICES, build_stage, packages
 
 UV = shutil.which("uv") or str(ROOT / ".tools" / "uv" / "bin" / "uv")
 OPERATOR_COMMANDS = {"status", "publish", "topology", "dlq"}
-# The consumers bring the indexer's, the event log's and the endpoint registry's commands; the
-# operator image has the consumers' package too (the event log is theirs), and so has hub-api's
-# (the consumer specs it declares the queues from).
-CONSUMER_COMMANDS = {"consume", "index", "events", "store", "endpoints"}
+# The consumers bring the indexer's, the event log's (events, people) and the endpoint
+# registry's commands; the operator image has the consumers' package too (the event log is
+# theirs), and so has hub-api's (the consumer specs it declares the queues from).
+CONSUMER_COMMANDS = {"consume", "index", "events", "people", "store", "endpoints"}
 RUNS = {
     "hub-api": {"api", *CONSUMER_COMMANDS},
     "consumers": CONSUMER_COMMANDS,
