@@ -25,6 +25,10 @@ A node that hangs (frozen, its connection open) sends nothing, which reads just 
 the archive: so every silence is a round trip first (`timeout_s`), and opening a reader is
 bounded too; one unanswered reads again, on whatever connection the consumer's broker has moved
 to by then (the next address), from where the backfill got to.
+
+An event forgotten at its person's request (`hookhub people forget`) is still in the archive
+until retention drops it: the backfill settles it unprocessed, counts it (`forgotten`) and logs
+its id and source only (`backfill.forgotten_skipped`), as the event log's tombstones say.
 """
 
 import asyncio
@@ -37,9 +41,12 @@ from typing import Protocol
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from hookhub import topology
+from hookhub.events import Event
 from hookhub.logs import log
+from hookhub.settings import Settings
 from hookhub.specs import ConsumerSpec
 from hookhub_eventlog.archive import ArchiveLost, ArchiveReader, answers, position, reading_archive
+from hookhub_eventlog.store import EventLog, open_event_log
 
 # An archive that sends nothing for this long, with nothing in hand, has been read to its end.
 IDLE_S = 1.0
@@ -51,6 +58,7 @@ class Taker(Protocol):
 
     name: str
     spec: ConsumerSpec
+    settings: Settings  # its store_url: the event log whose tombstones it skips by
 
     def take(self, message: AbstractIncomingMessage) -> asyncio.Task[None]:
         """Process the message as if delivered from the live queue: done once it is processed or
@@ -83,6 +91,7 @@ class Backfill:
     done_up_to: int | None = None  # every position up to this one is finished with
     read: int = 0  # archive messages read (every type), this time
     handled: int = 0  # of them, handed to the consumer (its bindings)
+    forgotten: int = 0  # of its bindings, settled unprocessed: forgotten at a person's request
     up_to: int | None = None  # the last position read before the seam
     unsettled: bool = False  # an event in hand could be settled neither way
 
@@ -105,7 +114,7 @@ async def backfill(
     seam, then return once every one is settled; raises ReadAgain when it must read again (also
     when the broker does not answer within `timeout_s`)."""
     bindings = consumer.spec.bindings
-    progress.read = progress.handled = 0
+    progress.read = progress.handled = progress.forgotten = 0
     progress.unsettled = False
     in_hand: set[asyncio.Task[None]] = set()
     # The positions read, in order, and their tasks (None: skipped); finished from the left.
@@ -130,6 +139,8 @@ async def backfill(
     )
     readers = AsyncExitStack()
     unanswered = False
+    event_log = open_event_log(consumer.settings.store_url)
+    readers.push_async_callback(event_log.close)
     try:
         archive = await _open(readers, reading_archive(connection, start, prefetch), timeout_s)
         after_seam: ArchiveReader | None = None  # prefetch 1, never acked: the first only
@@ -157,7 +168,11 @@ async def backfill(
                 progress.read += 1
                 progress.up_to = at
                 routing_key = message.routing_key or ""
-                if any(topology.binding_matches(key, routing_key) for key in bindings):
+                bound = any(topology.binding_matches(key, routing_key) for key in bindings)
+                if bound and await _forgotten(event_log, message, consumer.name):
+                    progress.forgotten += 1
+                    bound = False
+                if bound:
                     progress.handled += 1
                     task = consumer.take(message)
                     in_hand.add(task)
@@ -175,6 +190,7 @@ async def backfill(
                         consumer=consumer.name,
                         read=progress.read,
                         handled=progress.handled,
+                        forgotten=progress.forgotten,
                         at=at,
                     )
             if in_hand:
@@ -199,10 +215,24 @@ async def backfill(
         consumer=consumer.name,
         read=progress.read,
         handled=progress.handled,
+        forgotten=progress.forgotten,
         up_to=progress.up_to,
         seam=progress.seam,
         stopped=stop.is_set(),
     )
+
+
+async def _forgotten(event_log: EventLog, message: AbstractIncomingMessage, consumer: str) -> bool:
+    """Whether the event was forgotten at its person's request: said by id and source only."""
+    try:
+        event = Event.from_message(message)
+    except Exception:  # not a Hookhub event: the consumer parks it as such
+        return False
+    if not any(t.source == event.source for t in await event_log.forgotten(event.id)):
+        return False
+    ids = {"event_id": event.id, "source": event.source}
+    log.info("backfill.forgotten_skipped", consumer=consumer, **ids)
+    return True
 
 
 async def _open(

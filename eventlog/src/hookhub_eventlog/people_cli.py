@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from hookhub.commands import console, fail, load_settings, run
+from hookhub.commands import broker_connection, console, fail, load_settings, run
 from hookhub.logs import log
 from rich.table import Table
 
+from hookhub_eventlog.parking import remove_parked
 from hookhub_eventlog.people import is_person_id
 from hookhub_eventlog.store import open_event_log
 from hookhub_eventlog.timeline import NoSuchPerson, explained, identifier_of, person_view
@@ -97,21 +98,40 @@ def forget(
     if not yes and not typer.confirm(f"Forget {person_id} and every event of theirs?"):
         raise typer.Exit(1)
 
-    async def main() -> int:
-        event_log = open_event_log(load_settings().store_url)
+    settings = load_settings()
+
+    async def main() -> list[str]:
+        event_log = open_event_log(settings.store_url)
         try:
-            return len(await event_log.forget(person_id))
+            return [forgotten.event_id for forgotten in await event_log.forget(person_id)]
         finally:
             await event_log.close()
 
-    count = run(main)
-    if count == 0:
+    event_ids = run(main)
+    if not event_ids:
         fail(f"no person '{person_id}' in the event log's index")
-    log.info("people.forgotten", person_id=person_id, events=count)
-    max_age = load_settings().archive_max_age
+    log.info("people.forgotten", person_id=person_id, events=len(event_ids))
+
+    async def unpark() -> dict[str, int]:
+        async with broker_connection(settings) as connection:
+            return await remove_parked(connection, settings, set(event_ids))
+
+    try:
+        removed = run(unpark)
+    except Exception as error:  # the index forgot them; the lots could not be reached
+        log.error("people.parked_not_removed", person_id=person_id, error=type(error).__name__)
+        fail(
+            f"forgot {person_id}: {len(event_ids)} event(s), but their parked copies could not "
+            f"be removed ({type(error).__name__}): remove them with `hookhub dlq` once the "
+            "broker answers"
+        )
+    log.info("people.parked_removed", person_id=person_id, removed=removed)
+    lots = ", ".join(f"{count} from {owner}" for owner, count in removed.items())
+    parked = sum(removed.values())
     console.print(
-        f"forgot {person_id}: {count} event(s); the archive drops their messages within its "
-        f"retention (HOOKHUB_ARCHIVE_MAX_AGE={max_age})"
+        f"forgot {person_id}: {len(event_ids)} event(s); removed {parked} parked "
+        f"cop{'y' if parked == 1 else 'ies'}{f' ({lots})' if lots else ''}; the archive drops "
+        f"their messages within its retention (HOOKHUB_ARCHIVE_MAX_AGE={settings.archive_max_age})"
     )
 
 
