@@ -3,14 +3,17 @@ order, Hotmart purchase and GitHub access on one timeline; identifiers masked to
 operators over HTTP; forgetting (operators only) after which the event's API refuses it. The
 person page's screenshot in docs/event-log.md comes from here (docs/screenshots/)."""
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
+from hookhub import dlq, topology
 from operator_hub import OPERATOR, READ_ONLY, Hub, eventually, running_hub
 from playwright.sync_api import Browser, expect, sync_playwright
 from test_operator_console import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
@@ -97,18 +100,40 @@ def test_only_operators_forget_and_then_the_events_api_refuses_the_event(hub: Hu
     person_id = person_of(hub, mail, OPERATOR)["id"]
     url = f"{hub.operator}/api/people/{person_id}/forget"
 
+    amqp_url = hub.env["HOOKHUB_AMQP_URL"]
+    asyncio.run(park_a_copy(amqp_url, events["hotmart"]))
+
     refused = httpx.post(url, json={"confirm": person_id}, headers=READ_ONLY, timeout=20)
     forgot = httpx.post(url, json={"confirm": person_id}, headers=OPERATOR, timeout=20)
 
     assert refused.status_code == 403
     assert forgot.status_code == 200, forgot.text
     assert forgot.json()["events"] == 3
+    # Its parked copy went with it: nothing left to replay.
+    assert events["hotmart"] not in asyncio.run(parked_ids(amqp_url))
     gone = hub.get(f"/api/events/{events['hotmart']}", headers=READ_ONLY)
     assert gone.status_code == 410
     assert "at the person's request" in gone.json()["detail"]
     assert hub.get(f"/api/people/{mail}", headers=OPERATOR).status_code == 404
     page = hub.get(f"/events/{events['github']}", headers=OPERATOR)
     assert page.status_code == 410 and "forgotten on" in page.text
+
+
+PARKED_IN = "payments"
+
+
+async def park_a_copy(amqp_url: str, event_id: str) -> None:
+    """A parked copy of the event in the payments parking lot, as a failure leaves one."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection, connection.channel(publisher_confirms=True) as channel:
+        copy = aio_pika.Message(b"{}", message_id=event_id, delivery_mode=2)
+        await channel.default_exchange.publish(copy, topology.dead_letter_queue(PARKED_IN))
+
+
+async def parked_ids(amqp_url: str) -> set[str]:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        return {parked.id for parked in await dlq.list_parked(connection, PARKED_IN)}
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,11 @@ def forget(
     archive still keeps of them refuse until its retention drops it."""
     if not is_person_id(person_id):
         fail(f"'{person_id}' is not a person id: find it with `hookhub people show <e-mail>`")
-    if not yes and not typer.confirm(f"Forget {person_id} and every event of theirs?"):
+    question = (
+        f"Forget {person_id} and every event that names any of their identifiers (an event that "
+        "also names someone else is forgotten for them too)?"
+    )
+    if not yes and not typer.confirm(question):
         raise typer.Exit(1)
 
     settings = load_settings()

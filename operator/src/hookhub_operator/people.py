@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from hookhub.logs import log
+from hookhub_eventlog.parking import remove_parked
 from hookhub_eventlog.people import is_person_id
 from hookhub_eventlog.timeline import NoSuchPerson, PersonView, explained, person_view
 from pydantic import BaseModel, Field
@@ -15,7 +16,7 @@ from pydantic import BaseModel, Field
 from hookhub_operator import console, reads
 from hookhub_operator.api import EventOut
 from hookhub_operator.auth import Operator, may_change
-from hookhub_operator.deps import OperatorDep, ServiceDep, current_operator
+from hookhub_operator.deps import OperatorDep, Service, ServiceDep, current_operator
 
 KEEP_PHONE_TAIL = 4
 
@@ -118,11 +119,22 @@ async def forget(
     may_change(operator)
     if not is_person_id(person_id) or body.confirm != person_id:
         raise reads.BadFilter("confirm must repeat the person's id (p_...)")
-    gone = await service.event_log.forget(person_id)
+    gone = await _forget(service, operator, person_id)
+    return Forgot(id=person_id, events=len(gone))
+
+
+async def _forget(service: Service, operator: Operator, person_id: str) -> list[str]:
+    """Forget the person in the index, then remove their events' parked copies from every
+    parking lot (as `hookhub people forget` does): a copy left parked could be replayed."""
+    gone = [forgotten.event_id for forgotten in await service.event_log.forget(person_id)]
     if not gone:
         raise reads.NotFound(f"no person '{person_id}' in the event log's index")
     log.info("operator.forgot", operator=operator.name, person_id=person_id, events=len(gone))
-    return Forgot(id=person_id, events=len(gone))
+    removed = await remove_parked(await service.broker.connection(), service.settings, set(gone))
+    log.info(
+        "operator.parked_removed", operator=operator.name, person_id=person_id, removed=removed
+    )
+    return gone
 
 
 @pages.post("/people/{person_id}/forget", response_class=HTMLResponse)
@@ -134,10 +146,7 @@ async def forget_from_console(
     fields = await console.changing_form(request, operator)
     if (fields.get("confirm") or [""])[0].strip() != person_id:
         raise reads.BadFilter(f"type the person's id ({person_id}) to confirm forgetting them")
-    gone = await service.event_log.forget(person_id)
-    if not gone:
-        raise reads.NotFound(f"no person '{person_id}' in the event log's index")
-    log.info("operator.forgot", operator=operator.name, person_id=person_id, events=len(gone))
+    gone = await _forget(service, operator, person_id)
     max_age = service.settings.archive_max_age
     return console.page(
         request, "forgotten.html", operator, section="events", person_id=person_id,
