@@ -13,7 +13,8 @@ to a publish; `check()` proves that round trip again when nothing has for
 with `BrokerUnavailable` at once without
 a connection or on a refusal, within `publish_timeout_s` without a confirm; a channel the broker
 keeps refusing is replaced. The topology is declared at start-up and again, from a short-lived
-connection, whenever the connection drops or a publish finds the exchange or a queue missing.
+connection, whenever the connection drops or a publish finds the exchange or a queue missing;
+after a failover, in the background, never in the connect path (a hung node holds it).
 """
 
 import asyncio
@@ -139,6 +140,7 @@ class Broker:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._leaving: set[asyncio.Task[None]] = set()  # connections failed over from, closing
         self._closing = False
+        self._declared = False  # the topology was declared once, at the first connect
 
     @property
     def _usable(self) -> bool:
@@ -252,7 +254,7 @@ class Broker:
             # Each step bounded: a node that took the connection and then hung (or a cluster
             # waiting for a frozen node's queue leader) must not hold start-up or a failover.
             self.connection = connection
-            if self.declare_topology:
+            if self.declare_topology and not self._declared:
                 async with asyncio.timeout(self.settings.connect_timeout_s):
                     await self.declare()
             async with asyncio.timeout(self.settings.connect_timeout_s):
@@ -269,6 +271,15 @@ class Broker:
             raise
         self.addresses.current = url
         self._answered(None)  # opening the channel was a round trip
+        if self.declare_topology and self._declared:
+            # Connected again (a failover): declared in the background, publishes not waiting.
+            # Declaring an exchange, a queue or a binding is a Mnesia transaction on every
+            # cluster node, so it blocks while one node hangs (until net_ticktime declares it
+            # down, a minute); connecting, publishing and consuming do not (quorum queues elect
+            # a new leader among the others). In the connect path it held intake for as long as
+            # the node hung.
+            self._soon("refresh", lambda: self._redeclare(f"connected to {redact(url)}"))
+        self._declared = True
         connection.reconnect_callbacks.add(lambda *_: self._reconnected(url))
         connection.close_callbacks.add(lambda *_: self._connection_lost(connection))
 
