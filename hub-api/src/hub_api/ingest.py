@@ -11,7 +11,6 @@ import base64
 import binascii
 import functools
 import json
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -23,7 +22,7 @@ from hookhub.publish_policy import CALLER_PATTERN, PublishPolicy
 from hookhub.topology import binding_matches
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hub_api.headers import CORRELATION_HEADER, media_type
+from hub_api.headers import correlation_id, media_type
 from hub_api.rejections import Rejected, sendable
 
 STRUCTURED = "application/cloudevents+json"
@@ -180,7 +179,7 @@ def internal_event(
             data=data,
             content_type=content_type,
             subject=cloud_event.subject,
-            correlation_id=headers.get(CORRELATION_HEADER) or str(uuid.uuid4()),
+            correlation_id=correlation_id(headers),
             traceparent=headers.get("traceparent"),
             tracestate=headers.get("tracestate"),
         )

@@ -7,7 +7,6 @@ raises `Rejected`, and nothing is published.
 
 import hmac
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ from hookhub.providers import (
 )
 from hookhub.settings import Settings
 
-from hub_api.headers import CORRELATION_HEADER, media_type
+from hub_api.headers import correlation_id, media_type
 from hub_api.rejections import Rejected, check_headers, sendable
 from hub_api.signatures import VERIFIERS, SignatureError, SignedRequest
 
@@ -122,7 +121,7 @@ def webhook_event(
             type=event_type,
             data=body,
             content_type=headers.get("content-type", "").strip() or events.JSON,
-            correlation_id=headers.get(CORRELATION_HEADER) or str(uuid.uuid4()),
+            correlation_id=correlation_id(headers),
             traceparent=headers.get("traceparent"),
             tracestate=headers.get("tracestate"),
         )
