@@ -1,7 +1,7 @@
 """The delivery attempts an endpoint got, as the notifications consumer records them (its
 `deliveries` table or collection, whose shape `hookhub_eventlog.store.consumer_tables` names):
 read here, never written, for stats and resends. An endpoint's attempts are those to its URL
-(kept with any password redacted)."""
+(kept with any password redacted). SQLite: both files, `consumer_tables.deliveries_file`."""
 
 import sqlite3
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ from pathlib import Path
 from hookhub.addresses import redact
 from hookhub.settings import Settings
 from hookhub.sqlite import path_of, time_of, time_text
-from hookhub_eventlog.store.consumer_tables import DELIVERIES
+from hookhub_eventlog.store.consumer_tables import DELIVERIES, deliveries_file
 from hookhub_eventlog.store.mongo import DEFAULT_DATABASE, connect
 
 MAX_ROWS = 100_000  # the most attempts one read looks at: stats over a busy day stay bounded
@@ -29,7 +29,13 @@ class Attempt:
     latency_ms: float | None
 
 
-def _sqlite(path: Path, url: str, since: datetime) -> list[Attempt]:
+def _sqlite(store: Path, url: str, since: datetime) -> list[Attempt]:
+    """From the store's file (an older release's attempts) and the attempts' own file."""
+    both = _sqlite_file(store, url, since) + _sqlite_file(deliveries_file(store), url, since)
+    return sorted(both, key=lambda a: a.at)[:MAX_ROWS]
+
+
+def _sqlite_file(path: Path, url: str, since: datetime) -> list[Attempt]:
     if not path.exists():
         return []
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
