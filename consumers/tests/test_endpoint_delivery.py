@@ -347,10 +347,14 @@ async def test_resend_posts_a_delivered_event_again_with_the_same_id(tmp_path: P
                     await asyncio.sleep(0.3)
                 assert done.returncode == 0, done.stderr
                 await until(lambda: len(receiver.received) == 2, what="the resend")
+                shown = await asyncio.to_thread(hub.endpoints, "show", added["name"])
             finally:
                 indexer.stop()
     receiver.close()
     assert ids(receiver) == [event.id, event.id]
+    # Who resent what, in the endpoint's audit (the operator's endpoint page shows the same).
+    latest = shown["changes"][0]
+    assert latest["action"] == f"resend {event.id}" and latest["actor"].startswith("cli:")
 
 
 def hold_the_store(path: Path, released: threading.Event, held: threading.Event) -> None:
