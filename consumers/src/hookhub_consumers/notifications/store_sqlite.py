@@ -74,6 +74,9 @@ class SQLiteDeliveries(SQLiteRepository):
         super().__init__(file)
         self.own = SQLiteFile(deliveries_file(file.path), _SCHEMA)
 
+    async def open(self) -> None:
+        await self.own.open()
+
     async def record(self, delivery: Delivery) -> None:
         await self.own.write(lambda db: _record(db, delivery))
 
