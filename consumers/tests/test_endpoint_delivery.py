@@ -393,7 +393,7 @@ async def test_an_attempts_outcome_is_recorded_while_the_store_is_held_by_anothe
         settings = Settings(store_url=hub.env["HOOKHUB_STORE_URL"])
         delivered = []
         while holder.is_alive() and not delivered:
-            attempts = await attempts_to(settings, added["url"], since)
+            attempts = await attempts_to(settings, added["name"], added["url"], since)
             delivered = [a for a in attempts if a.event_id == event.id and a.delivered]
             await asyncio.sleep(0.05)
         still_held = holder.is_alive()
@@ -403,3 +403,22 @@ async def test_an_attempts_outcome_is_recorded_while_the_store_is_held_by_anothe
         released.set()
         holder.join(10)
         receiver.close()
+
+
+async def test_two_endpoints_at_one_url_each_deliver_and_count_their_own(hub: Hub) -> None:
+    """Attempts are the endpoint's by name: another endpoint's 2xx at the same URL is not this
+    one's delivery, nor in its stats."""
+    receiver = NotifyEndpoint()
+    try:
+        first = hub.add(receiver, "ci.shared-url")
+        second = hub.add(receiver, "ci.shared-url")
+        await asyncio.sleep(3)
+        event = an_event("ci.shared-url")
+        await hub.publish(event)
+        await until(lambda: len(receiver.received) >= 2, what="a POST for each endpoint")
+        await asyncio.sleep(1)  # time for a wrong third
+        shown = [await asyncio.to_thread(hub.endpoints, "show", e["name"]) for e in (first, second)]
+    finally:
+        receiver.close()
+    assert ids(receiver) == [event.id, event.id]
+    assert [(s["stats"]["attempts"], s["stats"]["delivered"]) for s in shown] == [(1, 1), (1, 1)]

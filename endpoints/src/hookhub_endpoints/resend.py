@@ -79,7 +79,7 @@ async def resend_failed(settings: Settings, endpoint: str, since: datetime, acto
     try:
         url = (await registry.get(endpoint)).url
         delivered, failed = set(), {}
-        for attempt in await attempts_to(settings, url, since):
+        for attempt in await attempts_to(settings, endpoint, url, since):
             key = (attempt.event_id, attempt.source)
             if attempt.delivered:
                 delivered.add(key)

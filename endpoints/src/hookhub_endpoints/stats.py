@@ -87,7 +87,7 @@ async def endpoint_stats(
     own, closed after) when given: one connection for many endpoints; else on one opened for
     this call."""
     since = since or datetime.now(UTC) - DEFAULT_WINDOW
-    attempts = [a for a in await attempts_to(settings, endpoint.url, since)]
+    attempts = [a for a in await attempts_to(settings, endpoint.name, endpoint.url, since)]
     done = [a for a in attempts if a.delivered or a.error or a.status_code]  # outcome known
     delivered = sum(a.delivered for a in done)
     latencies = [a.latency_ms for a in done if a.latency_ms is not None]

@@ -128,7 +128,7 @@ async def detail(settings: Settings, reg: Registry, name: str) -> Detail:
     since = datetime.now(UTC) - timedelta(hours=24)
     stats, attempts, audit = await asyncio.gather(
         endpoint_stats(settings, endpoint, since),
-        attempts_to(settings, endpoint.url, since),
+        attempts_to(settings, endpoint.name, endpoint.url, since),
         reg.audit(name, limit=AUDIT_SHOWN),
     )
     recent = list(reversed(attempts[-RECENT_DELIVERIES:]))

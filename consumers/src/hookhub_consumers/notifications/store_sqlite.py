@@ -27,17 +27,23 @@ def _record(db: sqlite3.Connection, delivery: Delivery) -> None:
         time_text(delivery.at),
         delivery.latency_ms,
     )
-    attempt = (delivery.event_id, delivery.source, delivery.url, delivery.attempt)
+    attempt = (
+        delivery.event_id,
+        delivery.source,
+        delivery.url,
+        delivery.attempt,
+        delivery.endpoint,
+    )
     replaced = db.execute(
         f"UPDATE {DELIVERIES} SET status_code = ?, error = ?, delivered = ?, at = ?, latency_ms = ?"
-        " WHERE event_id = ? AND source IS ? AND url = ? AND attempt = ?",
+        " WHERE event_id = ? AND source IS ? AND url = ? AND attempt = ? AND endpoint IS ?",
         (*outcome, *attempt),
     ).rowcount
     if not replaced:
         db.execute(
             f"INSERT INTO {DELIVERIES}"
-            " (event_id, source, url, attempt, event_type, status_code, error, delivered, at,"
-            " latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " (event_id, source, url, attempt, endpoint, event_type, status_code, error,"
+            " delivered, at, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*attempt, delivery.event_type, *outcome),
         )
 
@@ -54,7 +60,8 @@ _SCHEMA = f"""
         delivered   INTEGER NOT NULL,
         at          TEXT NOT NULL,
         source      TEXT,  -- the event's; NULL on rows an older release wrote
-        latency_ms  REAL   -- NULL before the outcome, and on rows an older release wrote
+        latency_ms  REAL,  -- NULL before the outcome, and on rows an older release wrote
+        endpoint    TEXT   -- the endpoint's name; NULL on rows an older release wrote
     );
     CREATE INDEX IF NOT EXISTS deliveries_by_event ON {DELIVERIES} (event_id, at, id);
     CREATE INDEX IF NOT EXISTS deliveries_by_attempt ON {DELIVERIES} (event_id, url, attempt);
@@ -68,7 +75,7 @@ class SQLiteDeliveries(SQLiteRepository):
     schema = _SCHEMA
     # Columns added after the first release: a file it made gets them when it is opened. Its
     # rows keep NULL: recorded before sources were, they match no (source, id) in `attempts`.
-    added_columns = {DELIVERIES: {"source": "TEXT", "latency_ms": "REAL"}}
+    added_columns = {DELIVERIES: {"source": "TEXT", "latency_ms": "REAL", "endpoint": "TEXT"}}
 
     def __init__(self, file: SQLiteFile) -> None:
         super().__init__(file)

@@ -202,7 +202,7 @@ class Line:
             await self._failed(message, retries.Permanent(f"not a Hookhub event: {error}"))
             return False
         secrets = tuple(s.value for s in endpoint.signing_secrets())
-        target = Target(endpoint.url, secrets, endpoint.timeout_s)
+        target = Target(endpoint.name, endpoint.url, secrets, endpoint.timeout_s)
         again = bool((message.headers or {}).get(RESEND_HEADER))
         await self.pace.wait()
         try:
