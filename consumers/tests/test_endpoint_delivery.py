@@ -5,12 +5,15 @@ also shows a running worker picking up a new endpoint without a restart), local 
 import asyncio
 import base64
 import json
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
@@ -18,6 +21,8 @@ import pytest
 import standardwebhooks
 from hookhub import topology
 from hookhub.events import EXCHANGE, Event
+from hookhub.settings import Settings
+from hookhub_endpoints.attempts import attempts_to
 
 from tests.support.broker import fresh_vhost
 from tests.support.notify_endpoint import NotifyEndpoint
@@ -342,7 +347,82 @@ async def test_resend_posts_a_delivered_event_again_with_the_same_id(tmp_path: P
                     await asyncio.sleep(0.3)
                 assert done.returncode == 0, done.stderr
                 await until(lambda: len(receiver.received) == 2, what="the resend")
+                shown = await asyncio.to_thread(hub.endpoints, "show", added["name"])
             finally:
                 indexer.stop()
     receiver.close()
     assert ids(receiver) == [event.id, event.id]
+    # Who resent what, in the endpoint's audit (the operator's endpoint page shows the same).
+    latest = shown["changes"][0]
+    assert latest["action"] == f"resend {event.id}" and latest["actor"].startswith("cli:")
+
+
+def hold_the_store(path: Path, released: threading.Event, held: threading.Event) -> None:
+    """Another process's long write transaction on the store's file (a payments group commit
+    stuck on a slow disk): BEGIN IMMEDIATE, held until `released` (at most 9 s, under the
+    writers' 10 s busy timeout)."""
+    db = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        held.set()
+        released.wait(9)
+        db.execute("ROLLBACK")
+    finally:
+        db.close()
+
+
+async def test_an_attempts_outcome_is_recorded_while_the_store_is_held_by_another_writer(
+    hub: Hub,
+) -> None:
+    """The attempt is recorded before the POST and its outcome after: neither waits behind
+    another consumer's write on the store's file, so a kill right after the POST does not find
+    the outcome still queued behind that writer."""
+    receiver = NotifyEndpoint()
+    released, held = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=hold_the_store, args=(hub.tmp / "hookhub.db", released, held), daemon=True
+    )
+    try:
+        added = hub.add(receiver, "lock.held")
+        await asyncio.sleep(3)
+        since = datetime.now(UTC)
+        holder.start()
+        assert await asyncio.to_thread(held.wait, 10), "the store's write lock was not taken"
+        event = an_event("lock.held")
+        await hub.publish(event)
+        settings = Settings(store_url=hub.env["HOOKHUB_STORE_URL"])
+        delivered = []
+        while holder.is_alive() and not delivered:
+            attempts = await attempts_to(settings, added["name"], added["url"], since)
+            delivered = [a for a in attempts if a.event_id == event.id and a.delivered]
+            await asyncio.sleep(0.05)
+        still_held = holder.is_alive()
+        assert delivered and still_held, "the outcome waited for the store's writer"
+        assert ids(receiver) == [event.id]
+    finally:
+        released.set()
+        holder.join(10)
+        receiver.close()
+
+
+async def test_two_endpoints_at_one_url_each_deliver_and_count_their_own(hub: Hub) -> None:
+    """Attempts are the endpoint's by name: another endpoint's 2xx at the same URL is not this
+    one's delivery, nor in its stats."""
+    receiver = NotifyEndpoint()
+    try:
+        first = hub.add(receiver, "ci.shared-url")
+        second = hub.add(receiver, "ci.shared-url")
+        hub.endpoints("disable", second["name"])  # its copy waits in its queue
+        await asyncio.sleep(3)
+        event = an_event("ci.shared-url")
+        await hub.publish(event)
+        await until(lambda: receiver.received, what="the first endpoint's POST")
+        await asyncio.sleep(1)  # its outcome recorded
+        hub.endpoints("enable", second["name"])  # the second's delivery is its own, not done
+        await until(lambda: len(receiver.received) >= 2, what="the second endpoint's POST")
+        await asyncio.sleep(1)  # time for a wrong third
+        shown = [await asyncio.to_thread(hub.endpoints, "show", e["name"]) for e in (first, second)]
+    finally:
+        receiver.close()
+    assert ids(receiver) == [event.id, event.id]
+    assert [(s["stats"]["attempts"], s["stats"]["delivered"]) for s in shown] == [(1, 1), (1, 1)]

@@ -4,15 +4,19 @@ An attempt is written outside any marker, at once (before the POST, and again wi
 the repository's own write, not the runtime's. The event log reads the attempts too.
 """
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hookhub.settings import Settings
 from hookhub_consumers.notifications.records import Delivery, deliveries
 from hookhub_consumers.notifications.spec import SPEC
-from hookhub_consumers.store import Store
-from hookhub_eventlog.store import Attempt
+from hookhub_consumers.store import Store, open_store
+from hookhub_endpoints.attempts import attempts_to
+from hookhub_eventlog.store import Attempt, open_event_log
+from hookhub_eventlog.store.consumer_tables import deliveries_file
 from storages import ADAPTERS, Storage, storage
 
 A_TIME = datetime(2025, 3, 1, 15, 30, 12, 345000, tzinfo=UTC)  # millisecond precision, as stored
@@ -100,3 +104,39 @@ async def test_the_event_log_reads_an_events_delivery_attempts_oldest_first(on_s
         Attempt(URL, False, A_TIME, error="timed out"),
     ]
     assert await event_log.attempts("evt-3") == []
+
+
+async def test_an_older_releases_attempts_in_the_store_file_stay_readable(tmp_path: Path):
+    """SQLite: attempts now have a file of their own; those a previous release recorded in the
+    store's file are read beside them (repository, endpoint stats, the event log's journey)."""
+    url = f"sqlite:///{tmp_path}/hookhub.db"
+    store = open_store(url, [SPEC])
+    await store.open()
+    db = sqlite3.connect(tmp_path / "hookhub.db")
+    with db:  # as the previous release wrote it: in the store's file, no endpoint's name
+        db.execute(
+            "INSERT INTO deliveries (event_id, event_type, url, attempt, status_code, delivered,"
+            " at, source) VALUES ('evt-1', 'ci.build', ?, 1, 503, 0, ?, '/s')",
+            (URL, "2025-03-01T15:30:12.345+00:00"),
+        )
+    db.close()
+    later = Delivery("evt-1", "ci.build", URL, 2, 200, None, True, A_TIME, "/s", 5.0, "ci")
+    await deliveries(store).record(later)
+    try:
+        found = await deliveries(store).attempts("evt-1", "/s")
+        assert [(d.attempt, d.delivered, d.endpoint) for d in found] == [
+            (1, False, None),
+            (2, True, "ci"),
+        ]
+        assert deliveries_file(tmp_path / "hookhub.db").exists()
+        settings = Settings(store_url=url)
+        seen = await attempts_to(settings, "ci", URL, A_TIME - timedelta(days=1))
+        assert [a.delivered for a in seen] == [False, True]
+        event_log = open_event_log(url)
+        try:
+            journey = await event_log.attempts("evt-1", "/s")
+        finally:
+            await event_log.close()
+        assert [a.delivered for a in journey] == [False, True]
+    finally:
+        await store.close()

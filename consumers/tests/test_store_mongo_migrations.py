@@ -85,4 +85,7 @@ async def test_duplicate_delivery_attempts_an_older_release_wrote_are_kept_once_
 
     kept = list(database["deliveries"]._sync.find())
     assert [d["delivered"] for d in kept] == [False]  # the first one
-    assert database["deliveries"]._sync.index_information()["one_per_attempt"]["unique"] is True
+    indexes = database["deliveries"]._sync.index_information()
+    # Migration 3: an attempt's identity names its endpoint (two may share a URL).
+    assert indexes["one_per_endpoint_attempt"]["unique"] is True
+    assert "one_per_attempt" not in indexes

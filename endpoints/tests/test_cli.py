@@ -11,6 +11,9 @@ from hookhub import commands, topology
 from hookhub.events import EXCHANGE, Event
 from hookhub.settings import get_settings
 from hookhub_endpoints import cli
+from hookhub_endpoints.model import Endpoint, Secret, new_secret
+from hookhub_endpoints.registry import open_registry
+from hookhub_endpoints.stats import endpoint_stats
 from typer.testing import CliRunner
 
 from tests.support.broker import fresh_vhost
@@ -154,3 +157,29 @@ def test_the_endpoints_file_owns_what_it_added_only(
     assert changes == ["changed a", "removed b"]
     listed = {e["name"]: e for e in hookhub("list", "--json")}
     assert sorted(listed) == ["a", "by-hand"] and listed["a"]["url"] == "https://a.example/v2"
+
+
+def test_stats_of_many_endpoints_share_one_connection(hub: str) -> None:
+    for name, types in (("stats-a", "stats.a"), ("stats-b", "stats.b"), ("stats-c", "stats.c")):
+        hookhub("add", "--name", name, "--url", f"https://{name}.example/h", "--types", types)
+    publish(hub, "stats.a")
+    publish(hub, "stats.b")
+    secret = (Secret(new_secret()),)
+    missing = Endpoint("stats-none", "https://none.example/h", ("stats.none",), secret)
+
+    async def stats() -> list[int | None]:
+        settings = get_settings()
+        registry = open_registry(settings)
+        try:
+            endpoints = [await registry.get(n) for n in ("stats-a", "stats-b", "stats-c")]
+        finally:
+            await registry.close()
+        async with await aio_pika.connect(hub) as connection:
+            found = [
+                await endpoint_stats(settings, e, None, connection)
+                for e in [*endpoints, missing]  # its queues were never made: no backlog known
+            ]
+            assert not connection.is_closed  # the caller's, left open
+        return [s.backlog for s in found]
+
+    assert commands.run(stats) == [1, 1, 0, None]

@@ -93,6 +93,19 @@ async def test_every_change_is_audited_with_who_and_without_secrets(registry: Re
     assert "hunter2" not in text
 
 
+async def test_a_resend_is_noted_in_the_audit_without_changing_the_endpoint(
+    registry: Registry,
+) -> None:
+    added = await registry.add(an_endpoint(), actor="cli:ana")
+    await registry.note("billing", actor="operator:bo", action="resend order-1000")
+    latest = (await registry.audit("billing"))[0]
+    assert (latest.action, latest.actor) == ("resend order-1000", "operator:bo")
+    assert latest.before == latest.after and latest.after["name"] == "billing"
+    assert await registry.get("billing") == added
+    with pytest.raises(UnknownEndpoint):
+        await registry.note("nobody", actor="cli:ana", action="resend x")
+
+
 async def test_the_version_grows_with_each_change_only(registry: Registry) -> None:
     start = await registry.version()
     await registry.add(an_endpoint(), actor="cli:ana")

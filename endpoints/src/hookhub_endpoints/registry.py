@@ -87,6 +87,12 @@ class Registry(Protocol):
         """Delete the endpoint, recording it; returns it as it was."""
         ...
 
+    async def note(self, name: str, actor: str, action: str) -> None:
+        """Record in the endpoint's audit something done to it that changes none of its settings
+        (a resend: `action` says what was resent); before and after are the endpoint as it is.
+        `UnknownEndpoint` if none is named `name`."""
+        ...
+
     async def audit(self, name: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest `limit` changes (of one endpoint), newest first."""
         ...

@@ -112,6 +112,10 @@ class MongoRegistry:
         await self._audit(actor, "remove", name, before, None)
         return before
 
+    async def note(self, name: str, actor: str, action: str) -> None:
+        endpoint = from_document(await self._document(name))
+        await self._audit(actor, action, name, endpoint, endpoint)
+
     async def audit(self, name: str | None = None, limit: int = 100) -> list[AuditEntry]:
         query = {"endpoint": name} if name else {}
         cursor = self.db[AUDIT].find(query, max_time_ms=LOOKUP_MS)

@@ -141,6 +141,13 @@ class SQLiteRegistry:
 
         return await self.file.write(remove)
 
+    async def note(self, name: str, actor: str, action: str) -> None:
+        def note(db: sqlite3.Connection) -> None:
+            endpoint = _load(db, name)
+            _audit(db, actor, action, name, endpoint, endpoint)
+
+        await self.file.write(note)
+
     async def audit(self, name: str | None = None, limit: int = 100) -> list[AuditEntry]:
         where, parameters = ("WHERE endpoint = ?", (name,)) if name else ("", ())
         rows = await self.file.read(

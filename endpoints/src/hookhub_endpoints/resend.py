@@ -1,7 +1,8 @@
 """Sending deliveries to one endpoint again, by hand: one event (read back from the event log's
 archive by id), or every event whose delivery failed since a time. The copy goes to the
 endpoint's own queue with the event's id, so the receiver sees the same `webhook-id`; it is sent
-even if an earlier attempt got a 2xx (that is what a resend asks for)."""
+even if an earlier attempt got a 2xx (that is what a resend asks for). Each resend is an entry
+in the endpoint's audit: who resent which events."""
 
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from hookhub_endpoints.registry import open_registry
 
 # On a resent copy: who asked. The delivery worker POSTs such a copy even after a 2xx.
 RESEND_HEADER = f"{failures.PREFIX}resend"
+AUDIT_IDS_SHOWN = 5  # of the events a resend of failed deliveries sent: the audit names these
 
 
 async def _copy_of(settings: Settings, connection, event_id: str, source: str | None):
@@ -63,9 +65,11 @@ async def resend_one(
     registry = open_registry(settings)
     try:
         await registry.get(endpoint)
+        await _resend(settings, endpoint, [(event_id, source)], actor)
+        shown = event_id if source is None else f"{event_id} of {source}"
+        await registry.note(endpoint, actor, f"resend {shown}")
     finally:
         await registry.close()
-    await _resend(settings, endpoint, [(event_id, source)], actor)
 
 
 async def resend_failed(settings: Settings, endpoint: str, since: datetime, actor: str) -> int:
@@ -74,14 +78,20 @@ async def resend_failed(settings: Settings, endpoint: str, since: datetime, acto
     registry = open_registry(settings)
     try:
         url = (await registry.get(endpoint)).url
+        delivered, failed = set(), {}
+        for attempt in await attempts_to(settings, endpoint, url, since):
+            key = (attempt.event_id, attempt.source)
+            if attempt.delivered:
+                delivered.add(key)
+            else:
+                failed[key] = True
+        ids = [key for key in failed if key not in delivered]
+        count = await _resend(settings, endpoint, ids, actor) if ids else 0
+        shown = ", ".join(event_id for event_id, _ in ids[:AUDIT_IDS_SHOWN])
+        more = f" and {len(ids) - AUDIT_IDS_SHOWN} more" if len(ids) > AUDIT_IDS_SHOWN else ""
+        since_text = since.isoformat(timespec="seconds")
+        what = f": {shown}{more}" if ids else ""
+        await registry.note(endpoint, actor, f"resend {count} failed since {since_text}{what}")
+        return count
     finally:
         await registry.close()
-    delivered, failed = set(), {}
-    for attempt in await attempts_to(settings, url, since):
-        key = (attempt.event_id, attempt.source)
-        if attempt.delivered:
-            delivered.add(key)
-        else:
-            failed[key] = True
-    ids = [key for key in failed if key not in delivered]
-    return await _resend(settings, endpoint, ids, actor) if ids else 0

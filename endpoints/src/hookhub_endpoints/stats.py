@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
+from aio_pika.abc import AbstractConnection
 from hookhub.settings import Settings
 
 from hookhub_endpoints import queues
@@ -52,30 +53,46 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
-async def _depths(settings: Settings, name: str) -> tuple[int, int, int] | tuple[None, None, None]:
+Depths = tuple[int, int, int] | tuple[None, None, None]
+
+
+async def _depths_on(connection: AbstractConnection, name: str) -> Depths:
+    # A channel of its own: a queue not made yet closes the channel that asked (404).
+    try:
+        async with connection.channel() as channel:
+            return await queues.depth(channel, name)
+    except Exception:  # queues not made yet (the worker makes them on its next poll)
+        return None, None, None
+
+
+async def _depths(settings: Settings, name: str, connection: AbstractConnection | None) -> Depths:
+    if connection is not None:
+        return await _depths_on(connection, name)
     try:
         connection = await aio_pika.connect(settings.amqp_url, timeout=settings.connect_timeout_s)
     except Exception:  # the broker's numbers are missing, not the endpoint's stats
         return None, None, None
     async with connection:
-        try:
-            return await queues.depth(await connection.channel(), name)
-        except Exception:  # queues not made yet (the worker makes them on its next poll)
-            return None, None, None
+        return await _depths_on(connection, name)
 
 
 async def endpoint_stats(
-    settings: Settings, endpoint: Endpoint, since: datetime | None = None
+    settings: Settings,
+    endpoint: Endpoint,
+    since: datetime | None = None,
+    connection: AbstractConnection | None = None,
 ) -> EndpointStats:
     """The endpoint's health from its recorded attempts since `since` (default: the last
-    24 hours) and its queues' depths on the broker."""
+    24 hours) and its queues' depths on the broker, asked on `connection` (a channel of its
+    own, closed after) when given: one connection for many endpoints; else on one opened for
+    this call."""
     since = since or datetime.now(UTC) - DEFAULT_WINDOW
-    attempts = [a for a in await attempts_to(settings, endpoint.url, since)]
+    attempts = [a for a in await attempts_to(settings, endpoint.name, endpoint.url, since)]
     done = [a for a in attempts if a.delivered or a.error or a.status_code]  # outcome known
     delivered = sum(a.delivered for a in done)
     latencies = [a.latency_ms for a in done if a.latency_ms is not None]
     failed = [a for a in done if not a.delivered]
-    backlog, retrying, parked = await _depths(settings, endpoint.name)
+    backlog, retrying, parked = await _depths(settings, endpoint.name, connection)
     return EndpointStats(
         name=endpoint.name,
         state=endpoint.state,

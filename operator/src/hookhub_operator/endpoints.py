@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from hookhub.logs import log
 from hookhub.settings import Settings
@@ -103,7 +104,15 @@ async def listed(
     """The endpoints the filter keeps, each with its health (over the last 24 hours)."""
     check_filter(state, type_text)
     kept = [e for e in await reg.endpoints() if matches(e, state, type_text)]
-    stats = await asyncio.gather(*(endpoint_stats(settings, e) for e in kept))
+    if not kept:
+        return []
+    try:  # one connection for all of them (a channel each), not one each
+        connection = await aio_pika.connect(settings.amqp_url, timeout=settings.connect_timeout_s)
+    except Exception:  # the broker's numbers are missing (None), not the endpoints' stats
+        stats = await asyncio.gather(*(endpoint_stats(settings, e) for e in kept))
+        return list(zip(kept, stats, strict=True))
+    async with connection:
+        stats = await asyncio.gather(*(endpoint_stats(settings, e, None, connection) for e in kept))
     return list(zip(kept, stats, strict=True))
 
 
@@ -119,7 +128,7 @@ async def detail(settings: Settings, reg: Registry, name: str) -> Detail:
     since = datetime.now(UTC) - timedelta(hours=24)
     stats, attempts, audit = await asyncio.gather(
         endpoint_stats(settings, endpoint, since),
-        attempts_to(settings, endpoint.url, since),
+        attempts_to(settings, endpoint.name, endpoint.url, since),
         reg.audit(name, limit=AUDIT_SHOWN),
     )
     recent = list(reversed(attempts[-RECENT_DELIVERIES:]))

@@ -36,13 +36,20 @@ class Delivery:
     # How long the POST took to answer (or fail), in ms; None before its outcome (and on an
     # older release's attempt).
     latency_ms: float | None = None
+    # The endpoint's name (two endpoints may share a URL): what stats, resends and the
+    # "delivered once" check match by. None on an older release's attempt: matched by URL.
+    endpoint: str | None = None
+
+    def is_to(self, endpoint: str, url: str) -> bool:
+        """Whether this attempt was to the endpoint named `endpoint` at `url` (redacted)."""
+        return self.endpoint == endpoint if self.endpoint is not None else self.url == url
 
 
 class Deliveries(Protocol):
     async def record(self, delivery: Delivery) -> None:
         """Save one delivery attempt now, in a write of its own (every attempt is kept): a new
-        one is appended; one with the event's source and id, the URL and the attempt number of
-        a saved one replaces it (its outcome, once known)."""
+        one is appended; one with the event's source and id, the endpoint, the URL and the
+        attempt number of a saved one replaces it (its outcome, once known)."""
         ...
 
     async def attempts(

@@ -22,6 +22,7 @@ from hookhub import tracing
 from hookhub.addresses import redact
 from hookhub.events import Event
 from hookhub.logs import log
+from hookhub_endpoints.model import SHORTHAND
 from prometheus_client import Histogram
 
 from hookhub_consumers.handler import Context, Outcome, Steps
@@ -72,8 +73,10 @@ def signed_headers(
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where one delivery goes: an endpoint's URL, the secrets that sign now, the POST's time."""
+    """Where one delivery goes: an endpoint's name and URL, the secrets that sign now, the
+    POST's time."""
 
+    endpoint: str
     url: str = field(repr=False)
     secrets: tuple[str, ...] = field(repr=False)
     timeout_s: float
@@ -112,14 +115,19 @@ async def post(
     shown_url = redact(url)
     # An event is its (source, id): another source's event with this id is another event.
     previous = await deliveries.attempts(event.id, event.source)
-    if not again and any(d.delivered and d.url == shown_url for d in previous):
+    if not again and any(d.delivered and d.is_to(target.endpoint, shown_url) for d in previous):
         # Delivered, but what came after (the ack) failed: a redelivery must not POST again.
         return
     # Recorded before the POST, so a store that refuses writes stops us before the receiver
     # sees anything: each retry would otherwise POST again. An attempt left without an outcome
     # (a crash during the POST) may have arrived: the next attempt sends it again, same id.
     delivery = Delivery(
-        event.id, event.type, shown_url, attempt=len(previous) + 1, source=event.source
+        event.id,
+        event.type,
+        shown_url,
+        attempt=len(previous) + 1,
+        source=event.source,
+        endpoint=target.endpoint,
     )
     await deliveries.record(delivery)
     started = time.perf_counter()
@@ -161,7 +169,7 @@ async def deliver(event: Event, ctx: Context) -> Outcome:
     if ctx.settings.notify_secret is None:
         raise Retry("HOOKHUB_NOTIFY_SECRET is not set: refusing to send unsigned notifications")
     secret = ctx.settings.notify_secret.get_secret_value()
-    target = Target(url, (secret,), ctx.settings.notify_timeout_s)
+    target = Target(SHORTHAND, url, (secret,), ctx.settings.notify_timeout_s)
     await post(event, target, ctx.http, ctx.records)
     return Outcome()
 

@@ -13,6 +13,9 @@ from hookhub_consumers.store.mongo import MongoRepository, utc
 # One document per attempt: what `record` upserts by, unique, as SQLite's key makes it.
 ATTEMPT = ("event_id", "source", "url", "attempt")
 ONE_PER_ATTEMPT = "one_per_attempt"
+# Since endpoints are named on their attempts (two may share a URL): the identity with the name.
+ENDPOINT_ATTEMPT = (*ATTEMPT, "endpoint")
+ONE_PER_ENDPOINT_ATTEMPT = "one_per_endpoint_attempt"
 LOOKUP_MS = 5000  # a read's server-side budget
 
 
@@ -33,15 +36,24 @@ async def one_document_per_attempt(db: AsyncDatabase) -> None:
     await db[DELIVERIES].create_index(keys, name=ONE_PER_ATTEMPT, unique=True)
 
 
+async def one_document_per_endpoint_attempt(db: AsyncDatabase) -> None:
+    """Migration 3: an attempt's identity includes its endpoint's name (two endpoints at one URL
+    each record their own attempts); an older document has none, which matches null."""
+    keys = [(field, ASCENDING) for field in ENDPOINT_ATTEMPT]
+    await db[DELIVERIES].create_index(keys, name=ONE_PER_ENDPOINT_ATTEMPT, unique=True)
+    if ONE_PER_ATTEMPT in await db[DELIVERIES].index_information():
+        await db[DELIVERIES].drop_index(ONE_PER_ATTEMPT)
+
+
 class MongoDeliveries(MongoRepository):
     # No `record`: an attempt is written outside a marker, by `record` below.
     collection = DELIVERIES
-    migrations = (one_document_per_attempt,)
+    migrations = (one_document_per_attempt, one_document_per_endpoint_attempt)
     queries = {
         ("_id",): "_id_",  # migration 2's removal of duplicates
         ("event_id",): "by_event",
         ("event_id", "source"): "by_event",
-        ("attempt", "event_id", "source", "url"): ONE_PER_ATTEMPT,
+        ("attempt", "endpoint", "event_id", "source", "url"): ONE_PER_ENDPOINT_ATTEMPT,
         (): "",  # every attempt: `attempts()` without an event, for tests and tools only
     }
 
@@ -56,6 +68,7 @@ class MongoDeliveries(MongoRepository):
             "source": delivery.source,
             "url": delivery.url,
             "attempt": delivery.attempt,
+            "endpoint": delivery.endpoint,
         }
         await self.db[DELIVERIES].update_one(attempt, {"$set": asdict(delivery)}, upsert=True)
 

@@ -202,7 +202,7 @@ class Line:
             await self._failed(message, retries.Permanent(f"not a Hookhub event: {error}"))
             return False
         secrets = tuple(s.value for s in endpoint.signing_secrets())
-        target = Target(endpoint.url, secrets, endpoint.timeout_s)
+        target = Target(endpoint.name, endpoint.url, secrets, endpoint.timeout_s)
         again = bool((message.headers or {}).get(RESEND_HEADER))
         await self.pace.wait()
         try:
@@ -359,6 +359,9 @@ async def run_endpoints(
     store = open_store(settings.store_url, [SPEC])
     await registry.open()
     try:
+        # Now, not at the first delivery: opening the store's file takes its write lock (the
+        # schema), which may wait behind another consumer's write; recording attempts never does.
+        await store.open()
         if settings.endpoints_file:
             await _apply_file(registry, settings.endpoints_file)
         async with httpx.AsyncClient() as http:

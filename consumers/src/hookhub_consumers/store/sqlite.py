@@ -84,6 +84,12 @@ class SQLiteRepository(Repository):
     def __init__(self, file: SQLiteFile) -> None:
         self.file = file
 
+    async def open(self) -> None:
+        """Open what it keeps besides the store's file (the delivery attempts' own file)."""
+
+    async def close(self) -> None:
+        """Close what it opened besides the store's file."""
+
     def write(self, db: sqlite3.Connection, state: Record) -> None:
         """Save `state` at its version + 1, in the store's open transaction (`write_versioned`
         does it for a row); raise ConcurrentUpdate when the stored version is not its version."""
@@ -234,6 +240,8 @@ class SQLiteStore(Store):
 
     async def open(self) -> None:
         await self.file.open()
+        for repository in self._repositories.values():
+            await repository.open()
 
     async def check_writable(self) -> None:
         now = time_text(datetime.now(UTC))
@@ -245,4 +253,6 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         await self.flush()
+        for repository in self._repositories.values():
+            await repository.close()
         await self.file.close()

@@ -8,7 +8,10 @@ takes these names from here, and its contract suite checks that the event log re
 wrote, on every adapter.
 
 SQLite: `markers (consumer, event_key, processed_at)`; `deliveries (id, event_id, source, url,
-delivered, status_code, error, at)`, `id` growing in the order recorded, `source` the event's
+delivered, status_code, error, at)` in a file of its own next to the store (`deliveries_file`:
+an attempt's outcome is written by its own writer, never behind the other consumers' writes;
+a store an older release wrote also keeps the attempts it recorded in its own `deliveries`
+table, read beside the new file's), `id` growing in the order recorded, `source` the event's
 (NULL on rows an older release wrote), `url` with any password redacted (`user:***@`; rows an
 older release wrote may hold one: the event log redacts as it reads).
 
@@ -20,6 +23,8 @@ status_code, error, at}` (no `source` on an older release's). The collections th
 are named, as the consumers' store first writes, in `aggregates`: one document `{_id: collection
 name}` each.
 """
+
+from pathlib import Path
 
 MARKERS = "markers"
 # The payments consumer's orders: SQLite table / MongoDB collection `orders`, one row a
@@ -40,6 +45,14 @@ PAYMENT_FIELDS = (
     "updated_at",
 )
 DELIVERIES = "deliveries"
+
+
+def deliveries_file(store: Path) -> Path:
+    """The SQLite file of the delivery attempts, next to the store's: `hookhub.db` →
+    `hookhub-deliveries.db`."""
+    return store.with_name(f"{store.stem}-{DELIVERIES}{store.suffix or '.db'}")
+
+
 # MongoDB: the collection naming (by _id) the collections whose documents carry markers in
 # APPLIED: the consumers' records.
 AGGREGATES = "aggregates"

@@ -17,7 +17,7 @@ from pathlib import Path
 from hookhub import schema, topology
 from hookhub.addresses import redact
 from hookhub.providers import WEBHOOK_SOURCE_PREFIX
-from hookhub.sqlite import SQLiteFile, Upgrade, path_of, time_of, time_text
+from hookhub.sqlite import READ_BUSY_TIMEOUT_S, SQLiteFile, Upgrade, path_of, time_of, time_text
 
 from hookhub_eventlog.people import (
     Forgotten,
@@ -49,6 +49,7 @@ from hookhub_eventlog.store.consumer_tables import (
     MARKERS,
     ORDERS,
     PAYMENT_FIELDS,
+    deliveries_file,
     event_key,
 )
 
@@ -300,6 +301,28 @@ def _link_of(row: sqlite3.Row) -> Link:
     )
 
 
+def _at(row: sqlite3.Row) -> str:
+    return row["at"]
+
+
+def _deliveries_rows(store: Path, sql: str, parameters: tuple) -> list[sqlite3.Row]:
+    """Rows of the delivery attempts' own file (`deliveries_file`), read-only: none while no
+    delivery process has made it."""
+    path = deliveries_file(store)
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=READ_BUSY_TIMEOUT_S)
+    try:
+        db.row_factory = sqlite3.Row
+        return db.execute(sql, parameters).fetchall()
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            return []
+        raise
+    finally:
+        db.close()
+
+
 class SQLiteEventLog(EventLog):
     """The event log in one SQLite file; open as many as you like on the same file."""
 
@@ -441,20 +464,23 @@ class SQLiteEventLog(EventLog):
             f"SELECT url, delivered, at, status_code, error FROM {DELIVERIES} WHERE event_id = ?"
         )
         order = " ORDER BY at, id LIMIT ?"
+        if source is None:
+            sql, parameters = select + order, (event_id, MAX_JOURNEY_ROWS)
+        else:
+            sql = select + " AND (source = ? OR source IS NULL)" + order
+            parameters = (event_id, source, MAX_JOURNEY_ROWS)
         try:
-            if source is None:
-                rows = await self._theirs(select + order, (event_id, MAX_JOURNEY_ROWS))
-            else:
-                rows = await self._theirs(
-                    select + " AND (source = ? OR source IS NULL)" + order,
-                    (event_id, source, MAX_JOURNEY_ROWS),
-                )
+            # An older release's attempts, in the store's file.
+            rows = await self._theirs(sql, parameters)
         except sqlite3.OperationalError as error:
             # A file no consumer of this release has opened yet: no source column, so no row
             # knows its source.
             if "no such column" not in str(error):
                 raise
             rows = await self._theirs(select + order, (event_id, MAX_JOURNEY_ROWS))
+        # This release's, in their own file; an older release's first where times tie.
+        rows = sorted([*rows, *_deliveries_rows(self.file.path, sql, parameters)], key=_at)
+        rows = rows[:MAX_JOURNEY_ROWS]
         return [
             Attempt(
                 redact(r["url"]),
