@@ -347,11 +347,26 @@ async def test_resend_posts_a_delivered_event_again_with_the_same_id(tmp_path: P
                     await asyncio.sleep(0.3)
                 assert done.returncode == 0, done.stderr
                 await until(lambda: len(receiver.received) == 2, what="the resend")
+                # An event of a type it does not take is refused, not delivered to it.
+                other = an_event("ci.elsewhere")
+                await hub.publish(other)
+                for _ in range(100):
+                    refused = await asyncio.to_thread(
+                        subprocess.run,
+                        [sys.executable, "-m", "hookhub.cli", "endpoints", "resend",
+                         added["name"], "--event", other.id],
+                        env=env, capture_output=True, text=True, timeout=60,
+                    )  # fmt: skip
+                    if "no event" not in refused.stderr:  # indexed by now
+                        break
+                    await asyncio.sleep(0.3)
                 shown = await asyncio.to_thread(hub.endpoints, "show", added["name"])
             finally:
                 indexer.stop()
     receiver.close()
     assert ids(receiver) == [event.id, event.id]
+    assert refused.returncode != 0
+    assert "ci.elsewhere, which this endpoint does not take" in " ".join(refused.stderr.split())
     # Who resent what, in the endpoint's audit (the operator's endpoint page shows the same).
     latest = shown["changes"][0]
     assert latest["action"] == f"resend {event.id}" and latest["actor"].startswith("cli:")

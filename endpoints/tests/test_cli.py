@@ -13,7 +13,7 @@ from hookhub.settings import get_settings
 from hookhub_endpoints import cli
 from hookhub_endpoints.model import Endpoint, Secret, new_secret
 from hookhub_endpoints.registry import open_registry
-from hookhub_endpoints.stats import endpoint_stats
+from hookhub_endpoints.stats import endpoint_stats, percentile
 from typer.testing import CliRunner
 
 from tests.support.broker import fresh_vhost
@@ -183,3 +183,10 @@ def test_stats_of_many_endpoints_share_one_connection(hub: str) -> None:
         return [s.backlog for s in found]
 
     assert commands.run(stats) == [1, 1, 0, None]
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    assert percentile([1.0, 2.0], 50) == 1.0
+    assert percentile([float(n) for n in range(1, 11)], 50) == 5.0
+    assert percentile([float(n) for n in range(1, 101)], 99) == 99.0
+    assert percentile([], 50) is None

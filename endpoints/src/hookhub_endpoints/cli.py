@@ -29,7 +29,7 @@ from hookhub_endpoints.model import (
     new_secret,
 )
 from hookhub_endpoints.registry import Registry, open_registry
-from hookhub_endpoints.resend import resend_failed, resend_one
+from hookhub_endpoints.resend import NotItsType, resend_failed, resend_one
 from hookhub_endpoints.stats import endpoint_stats
 
 app = typer.Typer(
@@ -56,7 +56,7 @@ def _with_registry(settings: Settings, work: Callable[[Registry], Awaitable[T]])
 
     try:
         return run(main)
-    except (EndpointError, UnknownEndpoint, LookupError) as error:
+    except (EndpointError, UnknownEndpoint, LookupError, NotItsType) as error:
         fail(str(error) if not isinstance(error, KeyError) else UnknownEndpoint.__str__(error))
 
 

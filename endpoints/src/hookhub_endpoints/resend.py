@@ -12,6 +12,7 @@ from hookhub import failures, topology
 from hookhub.logs import log
 from hookhub.settings import Settings
 from hookhub_eventlog.archive import archived_message
+from hookhub_eventlog.people import ForgottenEvent
 from hookhub_eventlog.store import EventQuery, open_event_log
 
 from hookhub_endpoints.attempts import attempts_to
@@ -22,16 +23,31 @@ RESEND_HEADER = f"{failures.PREFIX}resend"
 AUDIT_IDS_SHOWN = 5  # of the events a resend of failed deliveries sent: the audit names these
 
 
-async def _copy_of(settings: Settings, connection, event_id: str, source: str | None):
+class NotItsType(ValueError):
+    """The event is of a type the endpoint does not take: resending it would deliver what the
+    endpoint never subscribed to (another team's data, perhaps)."""
+
+
+async def _copy_of(
+    settings: Settings, connection, event_id: str, source: str | None, types: tuple[str, ...]
+):
     event_log = open_event_log(settings.store_url)
     try:
+        forgotten = [f for f in await event_log.forgotten(event_id) if source in (None, f.source)]
         found = await event_log.find_events(EventQuery(id=event_id, source=source, limit=2))
     finally:
         await event_log.close()
+    if forgotten and not found:
+        raise ForgottenEvent(forgotten[0], settings.archive_max_age)
     if not found:
         raise LookupError(f"the event log has no event '{event_id}'")
     if len(found) > 1 and source is None:
         raise LookupError(f"several sources have an event '{event_id}': say which with --source")
+    if not any(topology.binding_matches(pattern, found[0].type) for pattern in types):
+        raise NotItsType(
+            f"event '{event_id}' is a {found[0].type}, which this endpoint does not take "
+            f"(its types: {', '.join(types)}): not resent"
+        )
     message = await archived_message(connection, found[0].position)
     if message is None:
         raise LookupError(f"the archive no longer holds event '{event_id}' (past its retention)")
@@ -39,7 +55,11 @@ async def _copy_of(settings: Settings, connection, event_id: str, source: str | 
 
 
 async def _resend(
-    settings: Settings, endpoint: str, ids: list[tuple[str, str | None]], actor: str
+    settings: Settings,
+    endpoint: str,
+    types: tuple[str, ...],
+    ids: list[tuple[str, str | None]],
+    actor: str,
 ) -> int:
     queue = topology.endpoint_queue(endpoint)
     async with await aio_pika.connect(
@@ -47,7 +67,7 @@ async def _resend(
     ) as connection:
         channel = await connection.channel(publisher_confirms=True)
         for event_id, source in ids:
-            message = await _copy_of(settings, connection, event_id, source)
+            message = await _copy_of(settings, connection, event_id, source, types)
             copy = failures.replay_copy(message)
             copy.headers = {**(copy.headers or {}), RESEND_HEADER: actor}
             confirmed = await channel.default_exchange.publish(copy, queue, mandatory=True)
@@ -64,8 +84,8 @@ async def resend_one(
     `LookupError` if the archive no longer holds it, `UnknownEndpoint` if no such endpoint."""
     registry = open_registry(settings)
     try:
-        await registry.get(endpoint)
-        await _resend(settings, endpoint, [(event_id, source)], actor)
+        types = (await registry.get(endpoint)).types
+        await _resend(settings, endpoint, types, [(event_id, source)], actor)
         shown = event_id if source is None else f"{event_id} of {source}"
         await registry.note(endpoint, actor, f"resend {shown}")
     finally:
@@ -77,7 +97,8 @@ async def resend_failed(settings: Settings, endpoint: str, since: datetime, acto
     a 2xx); returns how many."""
     registry = open_registry(settings)
     try:
-        url = (await registry.get(endpoint)).url
+        found = await registry.get(endpoint)
+        url, types = found.url, found.types
         delivered, failed = set(), {}
         for attempt in await attempts_to(settings, endpoint, url, since):
             key = (attempt.event_id, attempt.source)
@@ -86,7 +107,7 @@ async def resend_failed(settings: Settings, endpoint: str, since: datetime, acto
             else:
                 failed[key] = True
         ids = [key for key in failed if key not in delivered]
-        count = await _resend(settings, endpoint, ids, actor) if ids else 0
+        count = await _resend(settings, endpoint, types, ids, actor) if ids else 0
         shown = ", ".join(event_id for event_id, _ in ids[:AUDIT_IDS_SHOWN])
         more = f" and {len(ids) - AUDIT_IDS_SHOWN} more" if len(ids) > AUDIT_IDS_SHOWN else ""
         since_text = since.isoformat(timespec="seconds")

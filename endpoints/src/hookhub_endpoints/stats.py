@@ -1,6 +1,7 @@
 """An endpoint's health, as the CLI and the operator show it: success rate, latency, last error,
 backlog (its queue's depth) and state."""
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -49,7 +50,7 @@ def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(p / 100 * len(ordered))))
     return ordered[rank - 1]
 
 

@@ -28,8 +28,9 @@ from hookhub_endpoints.model import (
     new_secret,
 )
 from hookhub_endpoints.registry import AuditEntry, Registry
-from hookhub_endpoints.resend import resend_failed, resend_one
+from hookhub_endpoints.resend import NotItsType, resend_failed, resend_one
 from hookhub_endpoints.stats import EndpointStats, endpoint_stats
+from hookhub_eventlog.people import ForgottenEvent
 from prometheus_client import Counter
 
 from hookhub_operator.auth import Operator, may_change
@@ -296,6 +297,10 @@ async def resend(
             count = await resend_failed(settings, name, failed_since, actor)
     except UnknownEndpoint:
         raise _missing(name) from None
+    except ForgottenEvent:
+        raise  # 410, as every read of it answers
+    except NotItsType as error:
+        raise EndpointError(str(error)) from None
     except LookupError as error:
         raise NotFound(str(error)) from None
     _note("resent", operator, name, count=count, event_id=event_id)
