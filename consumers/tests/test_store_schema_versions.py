@@ -18,7 +18,9 @@ from hookhub_consumers.payments.store_sqlite import SQLiteOrders
 from hookhub_consumers.store import migrate
 from hookhub_consumers.store.mongo import MongoStore
 from hookhub_consumers.store.sqlite import SQLiteStore
+from hookhub_eventlog.store.mongo import MIGRATIONS as MONGO_EVENTLOG
 from hookhub_eventlog.store.mongo import MongoEventLog
+from hookhub_eventlog.store.sqlite import MIGRATIONS as SQLITE_EVENTLOG
 from hookhub_eventlog.store.sqlite import SQLiteEventLog
 
 from tests.support.loyalty.spec import SPEC as LOYALTY
@@ -65,7 +67,7 @@ async def test_a_new_sqlite_store_records_each_component_at_its_version_with_the
 
     # The runtime's migration 2 indexes the markers by event id (the event log's journeys).
     # The event log's migration 2 indexes the order each event concerns.
-    assert recorded(path) == {"store": 2, "loyalty": 1, "eventlog": 2}
+    assert recorded(path) == {"store": 2, "loyalty": 1, "eventlog": len(SQLITE_EVENTLOG)}
     with sqlite3.connect(path) as db:
         times = [at for (at,) in db.execute("SELECT applied_at FROM schema_versions")]
     assert all(at.endswith("+00:00") for at in times)
@@ -153,7 +155,7 @@ async def test_a_new_mongodb_store_records_each_component_at_its_version():
     await MongoStore(database, repositories={"loyalty": MongoAccounts}).open()
     await MongoEventLog(database).open()
 
-    assert versions_in(database) == {"store": 2, "loyalty": 1, "eventlog": 3}
+    assert versions_in(database) == {"store": 2, "loyalty": 1, "eventlog": len(MONGO_EVENTLOG)}
     assert database["schema_versions"]._sync.find_one({"_id": "store"})["applied_at"]
 
 
@@ -171,9 +173,12 @@ async def test_a_mongodb_store_a_newer_release_made_is_refused_before_any_write(
 
 async def test_the_mongodb_event_log_refuses_a_database_a_newer_release_made():
     database = standin()
-    database["schema_versions"]._sync.insert_one({"_id": "eventlog", "version": 4})
+    newer = len(MONGO_EVENTLOG) + 1
+    database["schema_versions"]._sync.insert_one({"_id": "eventlog", "version": newer})
 
-    with pytest.raises(NewerSchema, match="^eventlog: store schema is version 4, newer than"):
+    with pytest.raises(
+        NewerSchema, match=f"^eventlog: store schema is version {newer}, newer than"
+    ):
         await MongoEventLog(database).open()
 
 
