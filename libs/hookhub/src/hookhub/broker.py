@@ -321,13 +321,19 @@ class Broker:
         elif (probing := self._tasks.get("probe")) is not None and not probing.done():
             await asyncio.wait({probing})  # the probe that failed: a second one decides
         hung = False
-        if self._usable:
+        if self._usable and left is not None:
+            # The second probe, and beside it a channel of its own: does the node answer at all?
+            alive = asyncio.create_task(self._alive(left), name="broker-alive")
             await asyncio.shield(self._soon("probe", self._probe))
             if self.ready or left is not self.connection:
+                alive.cancel()
                 return
-            if left is not None and await self._alive(left):
+            if await alive:
                 if time.monotonic() - self._confirmed_at < WAITING_ON_CLUSTER_S:
+                    # Staying; a fresh publishing channel looks the queues' leaders up again
+                    # (one that lived through an election kept waiting on the old leader).
                     log.info("broker.waiting", url=redact(self.addresses.current), reason=reason)
+                    await self._reopen_channel(f"waiting on the cluster: {reason}")
                     return
             else:
                 hung = True
