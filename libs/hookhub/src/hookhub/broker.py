@@ -313,8 +313,10 @@ class Broker:
 
     async def _fail_over(self, reason: str) -> None:
         """Give a lost node `failover_after_s` to come back, then one more probe; a node still
-        connected but silent (hung) only that probe. Unconfirmed: connect to the next address,
-        round-robin, as at start-up."""
+        connected but silent only that probe, with `_alive` beside it. Unconfirmed: a node that
+        opened the channel waits on the cluster and is kept (`WAITING_ON_CLUSTER_S`) with a fresh
+        publishing channel; otherwise connect to the next address as at start-up, the one left
+        in quarantine if it hung (`Addresses.move_on`)."""
         left = self.connection
         if not self._usable:  # lost: the robust connection may well be back in a moment
             await asyncio.sleep(self.settings.failover_after_s)
