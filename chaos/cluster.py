@@ -34,6 +34,9 @@ CLI_TIMEOUT_S = 60.0
 TEARDOWN_TIMEOUT_S = 5.0
 # Only what differs from the defaults. No log to the console: each node has its log file.
 RABBITMQ_CONF = "log.console = false\nlog.file.level = info\n"
+# The hung-node detection we recommend (net_ticktime, aten's poll): the deployment's own file, so
+# that `hang-node` judges what is deployed.
+ADVANCED_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "rabbitmq" / "advanced.config"
 
 
 class ClusterError(RuntimeError):
@@ -71,6 +74,7 @@ class Node:
             "RABBITMQ_MNESIA_BASE": str(self.home / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.log_dir),
             "RABBITMQ_CONFIG_FILE": str(self.home / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(ADVANCED_CONFIG),
             # No plugins, so no management listener on 15672 (the shared node's).
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.home / "enabled_plugins"),
             # Erlang distribution on loopback only, as the shared node has it.

@@ -225,3 +225,33 @@ async def test_intake_comes_back_while_a_node_of_the_cluster_hangs(cluster):
             resume(hung)
     finally:
         await broker.close()
+
+
+async def test_a_node_waiting_on_the_hung_leaders_election_is_not_left(cluster):
+    """The queues' and the archive's leader hangs while the publisher is connected to a healthy
+    node: confirms wait there for the elections (the archive's until net_ticktime declares the
+    node down), and would wait just as long on any other node. The publisher stays (its node
+    opens a channel at once) rather than failing over between the healthy nodes, and the hung
+    node is never tried; before, it failed over to the third node within ~3 s."""
+    hung, healthy, other = cluster
+    connection = await aio_pika.connect(hung.url("/"))  # leaders where they are declared
+    async with connection:
+        await topology.declare(await connection.channel(), (1.0,), 20, topology.Archive())
+    urls = ",".join(node.url("/") for node in (healthy, other, hung))
+    broker = Broker(Settings(amqp_url=urls, **TIMEOUTS))
+    await broker.start()
+    try:
+        assert await broker.wait_ready(30)
+        await broker.publish(an_event())
+        assert broker.connection is not None and broker.connection.url.port == healthy.amqp_port
+
+        freeze(hung)
+        try:
+            # net_ticktime 4 s (deploy/rabbitmq/advanced.config): the archive's leader moves
+            # 4-5 s in.
+            await publish_until_confirmed(broker, an_event(), within_s=12)
+            assert broker.connection.url.port == healthy.amqp_port
+        finally:
+            resume(hung)
+    finally:
+        await broker.close()

@@ -141,6 +141,20 @@ def test_rabbitmq_runs_with_its_management_and_prometheus_plugins(stack: dict[st
     assert "management" in rabbitmq["image"]
 
 
+def test_rabbitmq_runs_the_hung_node_detection_the_chaos_cluster_is_judged_with(
+    stack: dict[str, Any],
+) -> None:
+    """The advanced.config docs/reliability.md recommends (a hung node noticed in seconds), the
+    very file `make chaos` starts its nodes with."""
+    from chaos.cluster import ADVANCED_CONFIG
+
+    mounted = Path(mounts(services(stack)["rabbitmq"])["/etc/rabbitmq/advanced.config"])
+    assert mounted.resolve() == ADVANCED_CONFIG
+    terms = re.sub(r"%.*", "", mounted.read_text())  # without the comments
+    assert re.search(r"\{kernel,\s*\[\{net_ticktime,\s*4\}\]\}", terms)
+    assert re.search(r"\{aten,\s*\[\{poll_interval,\s*250\}\]\}", terms)
+
+
 def test_broker_and_database_keep_their_data_in_named_volumes(stack: dict[str, Any]) -> None:
     assert mounts(services(stack)["rabbitmq"])["/var/lib/rabbitmq"] in stack["volumes"]
     assert mounts(services(stack)["mongodb"])["/data/db"] in stack["volumes"]

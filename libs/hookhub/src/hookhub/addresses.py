@@ -2,7 +2,9 @@
 
 A connection goes to the first address that answers, starting from the one in use, so a process
 keeps its node while it answers and, once it has given up on it (`move_on`), tries the others in
-order, round-robin. Passwords never leave this module unredacted in a message or a log line.
+order, round-robin. A node left because it hung (`move_on(hung=True)`, or a connect to it timed
+out) goes to the end of that order for `QUARANTINE_S`: tried again only once every other address
+has failed. Passwords never leave this module unredacted in a message or a log line.
 
 Every connection made here has a short heartbeat (`HEARTBEAT_S`): a node that hangs (frozen, a
 black-holed link) keeps its TCP connection open, and only missed heartbeats close it. It is the
@@ -10,6 +12,7 @@ backstop; `Broker` notices sooner, by a round trip that goes unanswered.
 """
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -24,6 +27,11 @@ C = TypeVar("C")
 # shorter: the broker closes a client silent for two heartbeats, and a busy event loop on a
 # shared machine can be that late with its own.
 HEARTBEAT_S = 5
+# A node that hung is not tried before the others for this long: a SIGSTOPped node, or one whose
+# link is black-holed, takes a whole connect timeout per attempt (2-5 s), and a client failing
+# over between the healthy nodes while they wait for an election went back to it (`chaos
+# hang-node`: a 6.45 s intake gap). Long enough for the cluster to drop the node or see it back.
+QUARANTINE_S = 30.0
 
 
 def with_heartbeat(url: str) -> str:
@@ -52,27 +60,39 @@ def redact(url: str) -> str:
 class Addresses:
     """The broker's URLs in the order given, and the one in use (the first to begin with)."""
 
-    def __init__(self, urls: Sequence[str]) -> None:
+    def __init__(self, urls: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:
         if not urls:
             raise ValueError("at least one broker URL is needed")
         self.urls = tuple(urls)
         self.current = self.urls[0]
+        self._clock = clock
+        self._hung_at: dict[str, float] = {}  # URL -> when it was last left as hung
 
     @property
     def several(self) -> bool:
         return len(self.urls) > 1
 
-    def in_turn(self) -> tuple[str, ...]:
-        """Every URL, the one in use first, then those after it, wrapping around."""
-        start = self.urls.index(self.current)
-        return self.urls[start:] + self.urls[:start]
+    def quarantined(self, url: str) -> bool:
+        """`url` was left as hung less than `QUARANTINE_S` ago."""
+        at = self._hung_at.get(url)
+        return at is not None and self._clock() - at < QUARANTINE_S
 
-    def move_on(self, url: str | None = None) -> None:
-        """Give up on the URL in use (or on `url`): the one after it is tried first from now
-        on."""
+    def in_turn(self) -> tuple[str, ...]:
+        """Every URL, the one in use first, then those after it, wrapping around; those in
+        quarantine last (in that same order)."""
+        start = self.urls.index(self.current)
+        return tuple(sorted(self.urls[start:] + self.urls[:start], key=self.quarantined))
+
+    def move_on(self, url: str | None = None, hung: bool = False) -> None:
+        """Give up on the URL in use (or on `url`), in quarantine if it `hung`: the next one
+        (not in quarantine, if any is not) is tried first from now on."""
         if url is not None:
             self.current = url
-        self.current = self.in_turn()[1 % len(self.urls)]
+        if hung and self.several:
+            self._hung_at[self.current] = self._clock()
+        others = [other for other in self.in_turn() if other != self.current]
+        if others:
+            self.current = others[0]
 
     def redacted(self) -> list[str]:
         return [redact(url) for url in self.urls]
@@ -84,13 +104,19 @@ class Addresses:
         `timeout_s` (a node that accepts TCP and then says nothing counts as down); the first
         connection made, and its URL. Raises the last URL's error when none answers. The URL in
         use stays as it was: the caller decides whether this connection is the one it lives
-        on."""
+        on. A URL that took no answer within `timeout_s` goes into quarantine; one that answered
+        leaves it."""
         error: BaseException | None = None
         for url in self.in_turn():
             try:
                 async with asyncio.timeout(timeout_s):
-                    return await connect(with_heartbeat(url), timeout=timeout_s), url
+                    connection = await connect(with_heartbeat(url), timeout=timeout_s)
             except CONNECT_ERRORS as exc:
+                if isinstance(exc, TimeoutError) and self.several:
+                    self._hung_at[url] = self._clock()
                 error = exc
+            else:
+                self._hung_at.pop(url, None)
+                return connection, url
         assert error is not None
         raise error

@@ -52,6 +52,11 @@ WATCH_INTERVAL_S = 0.5
 # channel that lived through it while a fresh connection worked. A few refusals in a row is that
 # (or a queue refusing for its own reasons, where a new channel costs nothing).
 REFUSALS_BEFORE_REOPEN = 3
+# A node whose confirms are late but that opens a channel of its own at once is alive, waiting on
+# a queue leader's election (a cluster node hung): every other node waits on the same election,
+# so failing over gains nothing and spends a connect. It is left anyway once no confirm has come
+# for this long (a node on the wrong side of a partition).
+WAITING_ON_CLUSTER_S = 10.0
 REFUSED = "the broker refused the last publish"
 ERRORS = (*CONNECT_ERRORS, RuntimeError)  # aiormq raises RuntimeError on a closed channel
 # A message's properties and headers travel in one content-header frame. One larger than the
@@ -141,6 +146,7 @@ class Broker:
         self._leaving: set[asyncio.Task[None]] = set()  # connections failed over from, closing
         self._closing = False
         self._declared = False  # the topology was declared once, at the first connect
+        self._confirmed_at = time.monotonic()  # the last confirm (or a new connection)
 
     @property
     def _usable(self) -> bool:
@@ -196,6 +202,7 @@ class Broker:
         self._doubt, self._answered_at = doubt, time.monotonic()
         if doubt is None:
             self._refusals = 0
+            self._confirmed_at = self._answered_at
 
     async def start(self) -> None:
         """Begin connecting in the background; returns at once."""
@@ -306,26 +313,57 @@ class Broker:
 
     async def _fail_over(self, reason: str) -> None:
         """Give a lost node `failover_after_s` to come back, then one more probe; a node still
-        connected but silent (hung) only that probe. Unconfirmed: connect to the next address,
-        round-robin, as at start-up."""
+        connected but silent only that probe, with `_alive` beside it. Unconfirmed: a node that
+        opened the channel waits on the cluster and is kept (`WAITING_ON_CLUSTER_S`) with a fresh
+        publishing channel; otherwise connect to the next address as at start-up, the one left
+        in quarantine if it hung (`Addresses.move_on`)."""
         left = self.connection
         if not self._usable:  # lost: the robust connection may well be back in a moment
             await asyncio.sleep(self.settings.failover_after_s)
         elif (probing := self._tasks.get("probe")) is not None and not probing.done():
             await asyncio.wait({probing})  # the probe that failed: a second one decides
-        if self._usable:
+        hung = False
+        if self._usable and left is not None:
+            # The second probe, and beside it a channel of its own: does the node answer at all?
+            alive = asyncio.create_task(self._alive(left), name="broker-alive")
             await asyncio.shield(self._soon("probe", self._probe))
             if self.ready or left is not self.connection:
+                alive.cancel()
                 return
-        log.warning("broker.failover", url=redact(self.addresses.current), reason=reason)
+            if await alive:
+                if time.monotonic() - self._confirmed_at < WAITING_ON_CLUSTER_S:
+                    # Staying; a fresh publishing channel looks the queues' leaders up again
+                    # (one that lived through an election kept waiting on the old leader).
+                    log.info("broker.waiting", url=redact(self.addresses.current), reason=reason)
+                    await self._reopen_channel(f"waiting on the cluster: {reason}")
+                    return
+            else:
+                hung = True
+        log.warning("broker.failover", url=redact(self.addresses.current), reason=reason, hung=hung)
         self.connected.clear()
         self.connection = self._channel = None
         if left is not None:
             # Closed, or it would reconnect to the node we are leaving and restore its channels
             # (a second subscription).
             self._leave(left)
-        self.addresses.move_on()
+        self.addresses.move_on(hung=hung)
         await self._connect_until_up()
+
+    @staticmethod
+    async def _alive(connection: AbstractRobustConnection) -> bool:
+        """The node opens (and closes) a channel of its own within `PROBE_TIMEOUT_S`: a round
+        trip to the connection's node alone, which no queue or election holds. A probe publish
+        is not that signal: its confirm waits for every queue's leader it is routed to."""
+        transport = connection.transport
+        if transport is None:
+            return False
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                channel = await transport.connection.channel()
+                await channel.close()
+        except ERRORS:
+            return False
+        return True
 
     def _leave(self, connection: AbstractRobustConnection) -> None:
         """Close a connection in the background: a polite close waits for the node, which may
