@@ -20,6 +20,7 @@ from hookhub_consumers.notifications.records import deliveries
 from hookhub_consumers.payments.records import orders
 from hookhub_consumers.production.records import tickets
 from hookhub_consumers.store import open_store
+from hookhub_eventlog.store.consumer_tables import deliveries_file
 
 from tests.support.broker import fresh_vhost
 from tests.support.net import free_port
@@ -239,7 +240,9 @@ async def test_a_notification_urls_password_is_in_no_delivery_journey_or_log(hub
 
     [delivery] = await eventually(delivered)
     assert delivery.url == hub.endpoint.url.replace("http://", "http://hookhub:***@")
-    with sqlite3.connect(hub.store_url.removeprefix("sqlite:///")) as db:
+    # The attempts are in a file of their own, beside the store's.
+    attempts_file = deliveries_file(Path(hub.store_url.removeprefix("sqlite:///")))
+    with sqlite3.connect(attempts_file) as db:
         rows = db.execute("SELECT * FROM deliveries").fetchall()
     assert rows and NOTIFY_PASSWORD not in repr(rows)
 
