@@ -1,6 +1,7 @@
-"""The store refuses writes (another process holds SQLite's write lock): the consumer says so on
-/readyz, POSTs no notification it cannot record, and delivers each one once when the store is
-back."""
+"""The store refuses writes (another process holds SQLite's write lock on its file and on the
+delivery attempts' file): the consumer says so on /readyz, POSTs no notification it cannot
+record, and delivers each one once when the store is back. (With the attempts' file writable, a
+notification goes out during the store's outage: `test_endpoint_delivery`.)"""
 
 import asyncio
 import base64
@@ -13,6 +14,7 @@ import aio_pika
 import httpx
 import pytest
 from hookhub.events import EXCHANGE, Event
+from hookhub_eventlog.store.consumer_tables import deliveries_file
 
 from tests.support.broker import fresh_vhost
 from tests.support.notify_endpoint import NotifyEndpoint
@@ -68,16 +70,24 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         try:
             wait_http_ready(readyz, process=consumer)
             seen["ready_before"] = readyz_status(readyz)
-            locker = sqlite3.connect(db_path, isolation_level=None)
-            locker.execute("BEGIN EXCLUSIVE")  # every write of the consumer now waits, then fails
+            # Both files refuse writes: the store's and the delivery attempts' own beside it
+            # (a notification is POSTed only once its attempt is recorded, and that file alone
+            # going on would let it through).
+            lockers = [
+                sqlite3.connect(path, isolation_level=None)
+                for path in (db_path, deliveries_file(db_path))
+            ]
+            for locker in lockers:
+                locker.execute("BEGIN EXCLUSIVE")  # every write now waits, then fails
             try:
                 seen["not_ready_during"] = status_within(readyz, 503, timeout_s=15)
                 asyncio.run(publish(amqp_url, event))
                 time.sleep(12)  # one write waits out SQLite's 10 s busy timeout, then retries
                 seen["posts_during"] = len(endpoint.received)
             finally:
-                locker.execute("ROLLBACK")
-                locker.close()
+                for locker in lockers:
+                    locker.execute("ROLLBACK")
+                    locker.close()
             seen["ready_after"] = status_within(readyz, 200, timeout_s=15)
             endpoint.wait_for("ci.build", timeout_s=30)
             time.sleep(1)
