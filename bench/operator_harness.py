@@ -1,5 +1,6 @@
 """What the operator benchmarks share: an event log filled in SQLite, and the operator service
-serving it over HTTP on loopback (`operator_search`, `order_page`)."""
+serving it over HTTP on loopback, and the table of its pages' latencies (`operator_search`,
+`order_page`, `people`)."""
 
 import sys
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 import httpx
 from hookhub_eventlog.store import LoggedEvent
 from hookhub_eventlog.store.sqlite import SQLiteEventLog
+from report import console
+from rich.table import Table
 from support import child_env, free_port, serve
 
 INDEX_BATCH = 50_000
@@ -53,3 +56,18 @@ async def serving_operator(
         httpx.AsyncClient(base_url=url, timeout=30) as client,
     ):
         yield client
+
+
+def report_pages(title: str, figures: dict, pages: tuple[str, ...], goal_p99_ms: float) -> None:
+    """Print each page's latency figures (`support.latency_ms`) as a table, and whether every
+    page's p99 is under the goal."""
+    table = Table(title=title)
+    for column in ("page", "n", "p50 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="left" if column == "page" else "right")
+    for name in pages:
+        f = figures[name]
+        table.add_row(name, str(f["n"]), f"{f['p50_ms']:.1f}", f"{f['p99_ms']:.1f}",
+                      f"{f['max_ms']:.1f}")  # fmt: skip
+    console.print(table)
+    met = all(figures[name]["p99_ms"] < goal_p99_ms for name in pages)
+    console.print(f"  goal p99 < {goal_p99_ms} ms: {'met' if met else 'not met'}")

@@ -24,9 +24,8 @@ from typing import Any
 
 import httpx
 from hookhub_eventlog.store import LoggedEvent
-from operator_harness import fill_event_log, serving_operator
+from operator_harness import fill_event_log, report_pages, serving_operator
 from report import console
-from rich.table import Table
 from support import Options, latency_ms
 
 INDEXED = 1_000_000
@@ -108,19 +107,11 @@ async def measure(indexed: int, server_python: str = sys.executable) -> dict[str
 
 
 def report(figures: dict[str, Any]) -> None:
-    table = Table(
-        title=f"A person's and an order's page over {figures['indexed']:,} indexed events, "
+    title = (
+        f"A person's and an order's page over {figures['indexed']:,} indexed events, "
         f"{figures['people']:,} people (SQLite, HTTP; indexed in {figures['indexing_s']:.0f} s)"
     )
-    for column in ("page", "n", "p50 ms", "p99 ms", "max ms"):
-        table.add_column(column, justify="left" if column == "page" else "right")
-    for name in ("person", "order"):
-        f = figures[name]
-        table.add_row(name, str(f["n"]), f"{f['p50_ms']:.1f}", f"{f['p99_ms']:.1f}",
-                      f"{f['max_ms']:.1f}")  # fmt: skip
-    console.print(table)
-    met = all(figures[name]["p99_ms"] < GOAL_P99_MS for name in ("person", "order"))
-    console.print(f"  goal p99 < {GOAL_P99_MS} ms: {'met' if met else 'not met'}")
+    report_pages(title, figures, ("person", "order"), GOAL_P99_MS)
 
 
 async def run(options: Options) -> dict[str, Any]:
