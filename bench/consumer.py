@@ -74,6 +74,7 @@ ALSO_ROUTED_QUEUE = topology.work_queue("notifications")
 # Both consumers run with Hookhub's defaults (prefetch 32): the consumer's environment carries no
 # HOOKHUB_* setting, and the topology is declared with the same defaults it declares at start.
 HUB_DEFAULTS = Settings.model_construct()
+DEADLINES_S = topology.deadline_durations(HUB_DEFAULTS, (specs.by_name(CONSUMER),))
 
 LOGS_DIR = RESULTS_DIR / "logs"
 LOAD_IN_FLIGHT = 256  # unconfirmed publishes while loading the backlog
@@ -191,13 +192,16 @@ class Bench:
         self.tmp = tmp
         # The ticket's production deadline (one per event) waits in its timer queue: not a failure.
         self.deadline_queues = [
-            topology.deadline_queue(CONSUMER, deadline)
-            for deadline in specs.by_name(CONSUMER).deadlines
+            topology.deadline_queue(CONSUMER, deadline, duration_s)
+            for deadline, duration_s in DEADLINES_S.items()
         ]
         self.failure_queues = [
             spec.name
             for spec in topology.consumer_queues(
-                specs.by_name(CONSUMER), HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit
+                specs.by_name(CONSUMER),
+                HUB_DEFAULTS.retry_delays_s,
+                HUB_DEFAULTS.delivery_limit,
+                DEADLINES_S,
             )
             if spec.name != WORK_QUEUE and spec.name not in self.deadline_queues
         ]
@@ -329,7 +333,12 @@ class Bench:
 
 async def _declare_topology(connection: aio_pika.abc.AbstractConnection) -> None:
     async with connection.channel() as channel:
-        await topology.declare(channel, HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit)
+        await topology.declare(
+            channel,
+            HUB_DEFAULTS.retry_delays_s,
+            HUB_DEFAULTS.delivery_limit,
+            deadlines_s=DEADLINES_S,
+        )
 
 
 async def plain_case(bench: Bench) -> ConsumerResult:

@@ -46,7 +46,7 @@ from support import (
     serve,
 )
 
-DEFAULT_RATES = (100, 300, 500, 1000)  # orders/s; each order is two requests to hub-api
+DEFAULT_RATES = (100, 200, 300)  # orders/s; each order is two requests to hub-api
 DEFAULT_DRAIN_S = 30.0
 # Bounded: every work queue empty, and every accepted order's effect and notification arrived,
 # within this long after the sender stopped. A queue the consumers keep up with empties within a
@@ -56,6 +56,7 @@ DEPTH_POLL_S = 0.25
 DRAIN_POLL_S = 0.1
 WORK_QUEUES = {name: topology.work_queue(name) for name in specs.names()}
 HUB_DEFAULTS = Settings.model_construct()  # every process runs with the defaults; so does the bench
+DEADLINES_S = topology.deadline_durations(HUB_DEFAULTS)
 LOGS_DIR = RESULTS_DIR / "logs"
 
 
@@ -191,15 +192,14 @@ async def _purge_backlog(connection: aio_pika.abc.AbstractConnection) -> dict[st
 
 async def _failed(connection: aio_pika.abc.AbstractConnection) -> dict[str, int]:
     """Messages in any retry or dead-letter queue: events that failed (see the consumers' logs)."""
-    timers = {  # deadlines waiting (an order's payment deadline): not failures
-        topology.deadline_queue(spec.name, deadline)
-        for spec in specs.installed()
-        for deadline in spec.deadlines
-    }
     queues = [
-        spec.name
-        for spec in topology.all_queues(HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit)
-        if spec.name not in {*WORK_QUEUES.values(), topology.UNROUTED_QUEUE, *timers}
+        queue.name
+        for queue in topology.all_queues(
+            HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit, deadlines_s=DEADLINES_S
+        )
+        if queue.name not in {*WORK_QUEUES.values(), topology.UNROUTED_QUEUE}
+        # deadlines waiting (an order's payment deadline): not failures
+        and not any(topology.deadline_type_of(queue.name, spec) for spec in specs.installed())
     ]
     depths = {queue: await queue_depth(connection, queue) for queue in queues}
     return {queue: depth for queue, depth in depths.items() if depth}
@@ -284,7 +284,10 @@ async def run(options: Options) -> dict[str, Any]:
         async with connection:
             async with connection.channel() as channel:
                 await topology.declare(
-                    channel, HUB_DEFAULTS.retry_delays_s, HUB_DEFAULTS.delivery_limit
+                    channel,
+                    HUB_DEFAULTS.retry_delays_s,
+                    HUB_DEFAULTS.delivery_limit,
+                    deadlines_s=DEADLINES_S,
                 )
             async with deployed(amqp_url, connection, Path(tmp)) as hub:
                 for rate_per_s in options.rates:

@@ -15,9 +15,10 @@ from rich.table import Table
 from support import Options
 
 LATE_SEND_S = 0.005  # an order whose first request went out later than this was sent late
-# Goals from issue 10, reported against, never asserted.
-GOAL_BOUNDED_AT_PER_S = 1000
-GOAL_EFFECT_P99_MS, GOAL_EFFECT_AT_PER_S = 100.0, 500
+# Goals from issue 25 (issue 10's were 1,000 and 500 orders/s on another machine), reported
+# against, never asserted.
+GOAL_BOUNDED_AT_PER_S = 300
+GOAL_EFFECT_P99_MS, GOAL_EFFECT_AT_PER_S = 100.0, 200
 PERCENTILES = {"p50": 50, "p99": 99, "max": 100}
 CPU_ROLES = ("hub-api", "payments", "production", "notifications", "witness", "broker", "sender")
 # The hub's own processes and the broker: what an order costs (the witness and the sender are the

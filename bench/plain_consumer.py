@@ -107,7 +107,9 @@ async def main() -> None:
         publishing = await connection.channel(publisher_confirms=True)
         exchange = await publishing.get_exchange(EXCHANGE, ensure=False)
         default = publishing.default_exchange
-        deadline_queue = topology.deadline_queue(CONSUMER, DEADLINE)
+        deadline_queue = topology.deadline_queue(
+            CONSUMER, DEADLINE, topology.deadline_durations(DEFAULTS)[DEADLINE]
+        )
         consuming = await connection.channel()
         await consuming.set_qos(prefetch_count=int(os.environ["BENCH_PREFETCH"]))
         queue = await consuming.get_queue(topology.work_queue(CONSUMER), ensure=False)
