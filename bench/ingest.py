@@ -78,6 +78,7 @@ HUB_DEFAULTS = Settings.model_construct()
 # Goals from the issue, reported against, not asserted.
 GOAL_VS_FASTSTREAM = 2.0
 GOAL_VS_RAW = 0.6
+HTTP_FLOOR = "HTTP floor (no publish)"
 GOAL_P99_MS = 50.0
 GOAL_ARCHIVE = 0.95  # issue #11: the archive costs at most 5% of hub-api's requests/s
 
@@ -160,10 +161,15 @@ class Bench:
                 )
 
     async def measure(
-        self, case: str, run_for: Callable[[int], Awaitable[CaseResult]], server_pid: int
+        self,
+        case: str,
+        run_for: Callable[[int], Awaitable[CaseResult]],
+        server_pid: int,
+        publishes: bool = True,
     ) -> CaseResult:
         """Warm up (discarded), then the timed window; counts what the drain took in between
-        and the CPU each process used in the window (`server_pid` is the process under test)."""
+        and the CPU each process used in the window (`server_pid` is the process under test).
+        A case that `publishes` must have delivered every event it acknowledged."""
         console.print(f"[bold]{case}[/bold]: warm-up {self.options.warmup_s}s, ", end="")
         if self.options.warmup_s > 0:
             await run_for(self.options.warmup_s)
@@ -182,7 +188,7 @@ class Bench:
         result.case = case
         result.delivered = await self._settle() - before
         await self._check_nothing_else_routed()
-        if result.delivered < result.ok:
+        if publishes and result.delivered < result.ok:
             raise BenchError(
                 f"{case}: {result.ok} events were acknowledged (2xx or confirm) but only "
                 f"{result.delivered} reached {DRAINED_QUEUE}: acknowledged events were lost"
@@ -206,14 +212,18 @@ async def raw_case(bench: Bench, body: bytes) -> CaseResult:
 
 
 async def _wrk_case(
-    bench: Bench, case: str, server_pid: int, make_request: Callable[[], wrk.Request]
+    bench: Bench,
+    case: str,
+    server_pid: int,
+    make_request: Callable[[], wrk.Request],
+    publishes: bool = True,
 ) -> CaseResult:
     async def run_for(duration_s: int) -> CaseResult:
         result, output = await wrk.load(make_request(), bench.options.connections, duration_s)
         result.detail["wrk_output"] = output
         return result
 
-    return await bench.measure(case, run_for, server_pid)
+    return await bench.measure(case, run_for, server_pid, publishes)
 
 
 async def faststream_case(bench: Bench, body: bytes) -> CaseResult:
@@ -230,6 +240,23 @@ async def faststream_case(bench: Bench, body: bytes) -> CaseResult:
     ) as server:
         request = wrk.Request(f"{base_url}/events", body, {"Content-Type": "application/json"})
         return await _wrk_case(bench, "FastStream (no archive)", server.popen.pid, lambda: request)
+
+
+async def http_floor_case(bench: Bench, body: bytes) -> CaseResult:
+    port = free_port()
+    args = [
+        sys.executable, "-m", "uvicorn", "http_floor_app:app", "--app-dir", str(BENCH_DIR),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    async with serve(
+        HTTP_FLOOR, args, child_env(), base_url, bench.logs / "http-floor.log"
+    ) as server:
+        request = wrk.Request(f"{base_url}/events", body, {"Content-Type": "application/json"})
+        return await _wrk_case(
+            bench, HTTP_FLOOR, server.popen.pid, lambda: request, publishes=False
+        )
 
 
 async def hub_api_case(
@@ -278,6 +305,7 @@ async def hub_api_case(
 
 def _summary(
     raw: CaseResult,
+    floor: CaseResult,
     faststream: CaseResult,
     hub: CaseResult,
     unarchived: CaseResult,
@@ -288,6 +316,10 @@ def _summary(
         "hub/FastStream": ratio(hub.rate_per_s, faststream.rate_per_s),
         "archive on/off": ratio(hub.rate_per_s, unarchived.rate_per_s),
         "tracing on/off": ratio(traced.rate_per_s, hub.rate_per_s),
+        # CPU per unit: a publisher behind HTTP costs at least the HTTP floor plus the publish,
+        # so no HTTP ingest reaches raw's CPU per publish; this is the best hub/raw could be.
+        "best HTTP ingest/raw, CPU": ratio(_cpu_us(raw), _cpu_us(raw) + _cpu_us(floor)),
+        "hub/raw, CPU": ratio(_cpu_us(raw), _cpu_us(hub)),
     }
     goals = {
         f"hub-api >= {GOAL_VS_FASTSTREAM:g}x FastStream": (ratios["hub/FastStream"] or 0)
@@ -300,6 +332,10 @@ def _summary(
         ),
     }
     return {"ratios": ratios, "goals": goals}
+
+
+def _cpu_us(result: CaseResult) -> float:
+    return result.detail["cpu"]["server_us_per_request"] or 0.0
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -322,6 +358,7 @@ async def run(options: Options) -> dict[str, Any]:
             async with Drain(amqp_url, DRAINED_QUEUE, LOGS_DIR / "drain.log") as drain:
                 bench = Bench(options, amqp_url, connection, drain, LOGS_DIR)
                 raw = await raw_case(bench, body)
+                floor = await http_floor_case(bench, body)
                 faststream = await faststream_case(bench, body)
                 # Before any hub-api with the archive on: only then is no stream bound yet.
                 unarchived = await hub_api_case(bench, body, "hub-api, archive off", archive=False)
@@ -329,7 +366,7 @@ async def run(options: Options) -> dict[str, Any]:
                 traced = await hub_api_case(
                     bench, body, "hub-api, tracing on (archive on)", otlp=otlp
                 )
-    results = [raw, faststream, unarchived, hub, traced]
+    results = [raw, floor, faststream, unarchived, hub, traced]
     print_table(
         f"Ingest: {options.connections} concurrent, {len(body)} B JSON, "
         f"{options.duration_s}s each after {options.warmup_s}s warm-up",
@@ -339,7 +376,7 @@ async def run(options: Options) -> dict[str, Any]:
         "Cores used in the timed window (server: the process under test; for raw, the runner)",
         results,
     )
-    summary = _summary(raw, faststream, hub, unarchived, traced)
+    summary = _summary(raw, floor, faststream, hub, unarchived, traced)
     _print_summary(summary)
     spans = traced.detail.get("otlp_spans_received", 0)
     console.print(
