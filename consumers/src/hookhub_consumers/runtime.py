@@ -433,6 +433,7 @@ async def run_consumers(
     of its bindings from then on (see `backfill`)."""
     tracing.configure(f"hookhub-{'-'.join(spec.name for spec in specs)}")  # e.g. hookhub-payments
     store = open_store(settings.store_url, specs)  # with their records' repositories
+    store.gather_writes(settings.commit_linger_ms / 1000, settings.prefetch_count * len(specs))
     journal = open_event_log(settings.store_url)
     journeys = Journeys(journal)  # one queue of kept steps for the process
     async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as http, AsyncExitStack() as up:
