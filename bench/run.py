@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py [--only SECTION] [--duration-s 10]
                                   [--warmup-s 2]
                                   [--connections 64] [--body-bytes 1024] [--events 5000]
-                                  [--rates 100,300,500,1000] [--drain-s 30]
+                                  [--rates 100,200,300] [--drain-s 30]
                                   [--deadlines 200000]
 
 Each section is a module with `async def run(options) -> dict`: it prints its own table and

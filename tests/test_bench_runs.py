@@ -50,7 +50,6 @@ def test_e2e_bench_finishes_every_order_it_sent() -> None:
     (rate,) = result["rates"]
     assert rate["accepted"] == 2 * rate["orders"] > 0
     assert rate["errors"] == {}
-    assert rate["bounded"] is True
     assert rate["unfinished"] == {"effect": 0, "notified": 0}
     assert rate["failed"] == {}
 

@@ -3,10 +3,12 @@
 Every ack is a frame and a socket write; with many messages in hand they finish close together.
 A message done is acked together with every message delivered before it (`multiple=True`) once
 none of those is still being handled; acks decided within SEND_AFTER_S of each other, or before
-the previous one went out, are sent as one. One that finishes while an earlier one is still in hand
-waits for it at most FLUSH_AFTER_S, then is acked alone, so a slow message never holds the
-others' prefetch slots for long. Messages settled otherwise (moved to a retry queue, given back)
-are settled by the runtime itself and only leave the line here.
+the previous one went out, are sent as one, and one that leaves nothing in hand goes at once
+(nothing else could share its frame; at saturation the window's next deliveries wait on it).
+One that finishes while an earlier one is still in hand waits for it at most FLUSH_AFTER_S, then
+is acked alone, so a slow message never holds the others' prefetch slots for long. Messages
+settled otherwise (moved to a retry queue, given back) are settled by the runtime itself and
+only leave the line here.
 
 Also what settling one message by hand needs: where it came from, whether the broker has it back.
 """
@@ -137,6 +139,8 @@ class Acks:
         line.floor = tag - 1
         if last_done is not None:
             line.send(last_done, multiple=True)
+            if not line.done:  # nothing else in hand to finish and share the frame: wait no more
+                line.send_now()
 
     def _flush(self, line: _Line) -> None:
         """Ack alone each done message still waiting behind one in hand."""

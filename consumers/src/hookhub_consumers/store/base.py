@@ -20,7 +20,9 @@ queues a change and waits; whatever was queued while one write was running goes 
 (`write`, one transaction on SQLite), each change still atomic and independent of its
 neighbours: one that fails fails alone. Forgetting a published outbox (`forget_soon`) waits for
 nobody: it rides with the next group, or is written alone within `FORGET_WITHIN_S`, so that at
-low load an event costs one transaction (one sync to disk), not two.
+low load an event costs one transaction (one sync to disk), not two. Where a group shares one
+commit (SQLite), a change that finds the store idle may wait a few milliseconds for company
+(`gather_writes`, from `HOOKHUB_COMMIT_LINGER_MS`): at low load one sync for several events.
 
 Times come back tz-aware in UTC, to the millisecond (MongoDB's precision; SQLite keeps the same).
 
@@ -137,10 +139,13 @@ def by_record(repositories: Mapping[str, Repository]) -> dict[type, Repository]:
 
 class GroupCommit:
     """Queues writes and hands them to `write` in groups: whatever arrived while the previous
-    group was being written goes in the next one. A group that starts alone (the store idle)
-    waits up to `linger_s` for company, unless `enough` writes are already queued: at low load
-    a commit, its fsync and its thread hand-off shared by a few events instead of paid by each;
-    under load a group is never idle-started, so it never waits."""
+    group was being written goes in the next one. A group of changes that starts with the store
+    idle waits up to `linger_s` for company, unless `enough` writes are queued (a consumer's
+    prefetch: no more can come) or one is an outbox to forget (the relay forgets one marker
+    after another, waiting on each): a commit, its fsync and its thread hand-off shared by a few
+    events instead of paid by each. Nothing waits past `linger_s`; under load, with the store
+    idle only between groups, a group still starts alone when fewer than `enough` of the
+    messages in hand write (repeats, failures, an order's later events waiting their turn)."""
 
     def __init__(self, write: Callable[[Sequence[Write]], Awaitable[list[Written]]]) -> None:
         self._write = write
@@ -156,7 +161,7 @@ class GroupCommit:
     async def submit(self, write: Write) -> bool:
         future: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
         self._queued.append((write, future))
-        if len(self._queued) >= self.enough:
+        if len(self._queued) >= self.enough or isinstance(write, Sent):
             self._stop_lingering()
         self._start_draining()
         result = await future
@@ -176,10 +181,13 @@ class GroupCommit:
         """Write what waits (before the store closes)."""
         self._closing = True  # a group that has not begun its linger does not begin it
         self._stop_lingering()
-        if self._later:
-            self._start_draining()
-        while self._draining is not None and not self._draining.done():
-            await asyncio.shield(self._draining)
+        try:
+            if self._later:
+                self._start_draining()
+            while self._draining is not None and not self._draining.done():
+                await asyncio.shield(self._draining)
+        finally:
+            self._closing = False
 
     def _start_draining(self) -> None:
         if self._draining is None or self._draining.done():
@@ -188,6 +196,14 @@ class GroupCommit:
     def _stop_lingering(self) -> None:
         if self._lingering is not None and not self._lingering.done():
             self._lingering.set_result(None)
+
+    def _may_linger(self) -> bool:
+        return (
+            self.linger_s > 0
+            and 0 < len(self._queued) < self.enough
+            and not self._closing
+            and not any(isinstance(write, Sent) for write, _ in self._queued)
+        )
 
     async def _linger(self) -> None:
         loop = asyncio.get_running_loop()
@@ -200,7 +216,7 @@ class GroupCommit:
             self._lingering = None
 
     async def _drain(self) -> None:
-        if self.linger_s > 0 and 0 < len(self._queued) < self.enough and not self._closing:
+        if self._may_linger():
             await self._linger()
         while self._queued or self._later:
             if self._later_timer is not None:
@@ -270,11 +286,16 @@ class Store(ABC):
         and a repeat downstream drops by its id."""
         self._group_commit.later(Sent(marker), within_s)
 
+    # A group written as one transaction, one sync to disk (SQLite): worth waiting for company.
+    groups_share_a_commit: ClassVar[bool] = False
+
     def gather_writes(self, linger_s: float, enough: int) -> None:
-        """Let a write that finds the store idle wait up to `linger_s` for others to share its
-        commit, unless `enough` are queued (a consumer's prefetch: no more can come until these
-        are acknowledged). Off (0) unless set: a consumer sets it from `commit_linger_ms`."""
-        self._group_commit.linger_s, self._group_commit.enough = linger_s, max(enough, 1)
+        """Where a group shares one commit, let a change that finds the store idle wait up to
+        `linger_s` for others, unless `enough` are queued (a consumer's prefetch: no more can
+        come until these are acknowledged). Off (0) unless set: a consumer sets it from
+        `commit_linger_ms`. A store whose writes each commit alone (MongoDB) ignores it."""
+        if self.groups_share_a_commit:
+            self._group_commit.linger_s, self._group_commit.enough = linger_s, max(enough, 1)
 
     async def flush(self) -> None:
         """Write what `forget_soon` left waiting; each adapter's `close` does it first."""

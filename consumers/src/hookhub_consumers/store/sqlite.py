@@ -148,6 +148,8 @@ class SQLiteStore(Store):
     """The store in one SQLite file; open as many as you like on the same file, in any process.
     `repositories`: consumer name → its repository class (every installed consumer's if None)."""
 
+    groups_share_a_commit = True
+
     def __init__(
         self, path: Path, repositories: Mapping[str, type[SQLiteRepository]] | None = None
     ):

@@ -70,9 +70,9 @@ class Settings(BaseSettings):
     )
     retry_jitter_ratio: float = Field(default=0.1, ge=0, lt=1)
     prefetch_count: int = 32
-    # How long a consumer's store write that finds the store idle waits for others to share its
-    # commit (at low load one fsync for several events; never under load): CPU for latency.
-    commit_linger_ms: float = Field(default=10.0, ge=0, le=1000)
+    # How long a consumer's change that finds its SQLite store idle waits for others to share its
+    # commit (one fsync for several events): CPU for latency. At most the 100 ms p99 promised.
+    commit_linger_ms: float = Field(default=10.0, ge=0, le=100)
     delivery_limit: int = 20
     # How often a consumer publishes follow-ups that publishing after the commit left saved.
     outbox_relay_interval_s: float = Field(default=10.0, gt=0)
