@@ -226,17 +226,25 @@ async def _wrk_case(
     return await bench.measure(case, run_for, server_pid, publishes)
 
 
-async def faststream_case(bench: Bench, body: bytes) -> CaseResult:
-    port = free_port()
-    args = [
-        sys.executable, "-m", "uvicorn", "faststream_app:app", "--app-dir", str(BENCH_DIR),
+def _uvicorn(app: str, port: int) -> list[str]:
+    """A bench app under uvicorn with hub-api's flags (1 worker, uvloop, httptools, no logs)."""
+    return [
+        sys.executable, "-m", "uvicorn", app, "--app-dir", str(BENCH_DIR),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
+
+
+async def faststream_case(bench: Bench, body: bytes) -> CaseResult:
+    port = free_port()
     env = child_env(BENCH_AMQP_URL=bench.amqp_url, BENCH_ROUTING_KEY=ROUTING_KEY)
     base_url = f"http://127.0.0.1:{port}"
     async with serve(
-        "FastStream app", args, env, f"{base_url}/openapi.json", bench.logs / "faststream.log"
+        "FastStream app",
+        _uvicorn("faststream_app:app", port),
+        env,
+        f"{base_url}/openapi.json",
+        bench.logs / "faststream.log",
     ) as server:
         request = wrk.Request(f"{base_url}/events", body, {"Content-Type": "application/json"})
         return await _wrk_case(bench, "FastStream (no archive)", server.popen.pid, lambda: request)
@@ -244,15 +252,9 @@ async def faststream_case(bench: Bench, body: bytes) -> CaseResult:
 
 async def http_floor_case(bench: Bench, body: bytes) -> CaseResult:
     port = free_port()
-    args = [
-        sys.executable, "-m", "uvicorn", "http_floor_app:app", "--app-dir", str(BENCH_DIR),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
-    async with serve(
-        HTTP_FLOOR, args, child_env(), base_url, bench.logs / "http-floor.log"
-    ) as server:
+    args, log_path = _uvicorn("http_floor_app:app", port), bench.logs / "http-floor.log"
+    async with serve(HTTP_FLOOR, args, child_env(), base_url, log_path) as server:
         request = wrk.Request(f"{base_url}/events", body, {"Content-Type": "application/json"})
         return await _wrk_case(
             bench, HTTP_FLOOR, server.popen.pid, lambda: request, publishes=False

@@ -73,6 +73,20 @@ def test_a_deadline_longer_than_a_message_ttl_can_be_is_refused_naming_the_varia
         Settings()
 
 
+@pytest.mark.parametrize("value", ["-1", "101", "soon"])
+def test_a_commit_linger_outside_0_to_100_ms_is_refused_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv("HOOKHUB_COMMIT_LINGER_MS", value)
+
+    with pytest.raises(ValidationError, match="commit_linger_ms"):
+        Settings()
+
+
+def test_the_commit_linger_defaults_to_10_ms_and_0_turns_it_off(monkeypatch):
+    assert Settings().commit_linger_ms == 10
+    monkeypatch.setenv("HOOKHUB_COMMIT_LINGER_MS", "0")
+    assert Settings().commit_linger_ms == 0
+
+
 def test_a_follow_up_key_too_short_to_be_a_secret_is_refused_naming_it_never_showing_it(
     monkeypatch,
 ):
